@@ -1,0 +1,250 @@
+/* context.c - context creation on a chosen device or a caller's OpenCL
+ * objects, and its lifetime. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+clattn_ctx_params clattn_ctx_params_default(void)
+{
+    clattn_ctx_params p;
+    memset(&p, 0, sizeof p);
+    p.log_level = CLATTN_LOG_INFO;
+    return p;
+}
+
+/* Resolves the cache directory: explicit, $CLATTN_CACHE_DIR,
+ * $XDG_CACHE_HOME/clattn, ~/.cache/clattn. NULL means disabled. */
+static char *resolve_cache_dir(const char *explicit_dir)
+{
+    const char *dir = explicit_dir ? explicit_dir : clattn__env_cache_dir();
+    if (dir)
+        return strcmp(dir, "off") == 0 ? NULL : clattn__strdup(dir);
+    const char *xdg = clattn__env_xdg_cache_home();
+    if (xdg)
+        return clattn__aprintf("%s/clattn", xdg);
+    const char *home = clattn__env_home();
+    if (home)
+        return clattn__aprintf("%s/.cache/clattn", home);
+    return NULL;
+}
+
+/* The -D tunables every program of this device is built with. Kernel files
+ * keep their own defaults (#ifndef) so they build without any of these. */
+static char *device_options(const clattn_device_info *info)
+{
+    return clattn__aprintf("-DCLATTN_DEVICE_CPU=%d -DCLATTN_LOCAL_MEM=%llu -DCLATTN_MAX_WG=%zu",
+                           info->type == CLATTN_DEVICE_CPU ? 1 : 0,
+                           (unsigned long long)info->local_mem_bytes, info->max_work_group_size);
+}
+
+/* Everything after the OpenCL objects exist: options, programs, CLBlast. */
+static clattn_status finish_setup(clattn_ctx *ctx, const clattn_ctx_params *p)
+{
+    const char *kdir = p->kernel_dir ? p->kernel_dir : clattn__env_kernel_dir();
+    ctx->kernel_dir = clattn__strdup(kdir);
+    ctx->cache_dir = resolve_cache_dir(p->cache_dir);
+    ctx->device_options = device_options(&ctx->info);
+    if ((kdir && !ctx->kernel_dir) || !ctx->device_options)
+        return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+    ctx->stats.cache_enabled = ctx->cache_dir != NULL;
+    snprintf(ctx->stats.cache_dir, sizeof ctx->stats.cache_dir, "%s",
+             ctx->cache_dir ? ctx->cache_dir : "");
+
+    clattn__log(ctx, CLATTN_LOG_INFO, "device: %s / %s (%s)", ctx->info.platform_name,
+                ctx->info.device_name, ctx->info.driver_version);
+    clattn_status st = clattn__programs_build_default(ctx);
+    if (st != CLATTN_OK)
+        return st;
+    clattn__gemm_tune_device(ctx);
+    return CLATTN_OK;
+}
+
+static clattn_ctx *ctx_alloc(const clattn_ctx_params *p)
+{
+    clattn_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return NULL;
+    ctx->log = p->log;
+    ctx->log_user = p->log_user;
+    ctx->log_level = p->log_level;
+    return ctx;
+}
+
+/* Moves the context's message into the thread slot before the context dies,
+ * so a failed create still explains itself through clattn_last_error. */
+static clattn_status fail_create(clattn_ctx *ctx, clattn_status st)
+{
+    if (ctx && ctx->last_error) {
+        char *msg = clattn__strdup(ctx->last_error);
+        clattn_ctx_destroy(ctx);
+        clattn__fail(NULL, st, "%s", msg ? msg : "context creation failed");
+        free(msg);
+    } else {
+        clattn_ctx_destroy(ctx);
+    }
+    return st;
+}
+
+clattn_status clattn_ctx_create(const clattn_ctx_params *params, clattn_ctx **out)
+{
+    clattn__clear_thread_error();
+    if (!out)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    clattn_ctx_params p = params ? *params : clattn_ctx_params_default();
+
+    clattn__device_ref *refs;
+    int32_t count, picked;
+    clattn_status st = clattn__devices_list(&refs, &count);
+    if (st != CLATTN_OK)
+        return st;
+    st = clattn__device_pick(refs, count, p.device ? p.device : clattn__env_device(), &picked);
+    if (st != CLATTN_OK) {
+        free(refs);
+        return st;
+    }
+    clattn__device_ref chosen = refs[picked];
+    free(refs);
+
+    clattn_ctx *ctx = ctx_alloc(&p);
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+    ctx->platform = chosen.platform;
+    ctx->device = chosen.device;
+    ctx->info = chosen.info;
+
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)ctx->platform,
+                                     0};
+    cl_int err;
+    ctx->cl_ctx = clCreateContext(props, 1, &ctx->device, NULL, NULL, &err);
+    if (!ctx->cl_ctx)
+        return fail_create(ctx, clattn__fail_cl(ctx, err, "clCreateContext"));
+    ctx->queue = clCreateCommandQueue(ctx->cl_ctx, ctx->device, 0, &err);
+    if (!ctx->queue)
+        return fail_create(ctx, clattn__fail_cl(ctx, err, "clCreateCommandQueue"));
+
+    st = finish_setup(ctx, &p);
+    if (st != CLATTN_OK)
+        return fail_create(ctx, st);
+    *out = ctx;
+    return CLATTN_OK;
+}
+
+clattn_status clattn_ctx_create_from_cl(cl_context cl_ctx, cl_command_queue queue,
+                                        const clattn_ctx_params *params, clattn_ctx **out)
+{
+    clattn__clear_thread_error();
+    if (!out || !cl_ctx || !queue)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG,
+                            "cl_ctx, queue and out must not be NULL");
+    *out = NULL;
+    clattn_ctx_params p = params ? *params : clattn_ctx_params_default();
+
+    cl_device_id device;
+    cl_context queue_ctx;
+    cl_command_queue_properties qprops = 0;
+    cl_int err = clGetCommandQueueInfo(queue, CL_QUEUE_DEVICE, sizeof device, &device, NULL);
+    err |= clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof queue_ctx, &queue_ctx, NULL);
+    err |= clGetCommandQueueInfo(queue, CL_QUEUE_PROPERTIES, sizeof qprops, &qprops, NULL);
+    if (err != CL_SUCCESS)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "queue is not a valid command queue");
+    if (queue_ctx != cl_ctx)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG,
+                            "queue does not belong to cl_ctx");
+    /* Ops rely on in-order execution (one kernel reads what the last wrote). */
+    if (qprops & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG,
+                            "queue is out-of-order; clattn needs an in-order queue");
+    cl_platform_id platform;
+    if (clGetDeviceInfo(device, CL_DEVICE_PLATFORM, sizeof platform, &platform, NULL) !=
+        CL_SUCCESS)
+        return clattn__fail(NULL, CLATTN_ERR_OPENCL, "cannot query the queue's platform");
+
+    clattn_ctx *ctx = ctx_alloc(&p);
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+    clattn_status st = clattn__device_query(platform, device, &ctx->info);
+    if (st != CLATTN_OK) {
+        free(ctx);
+        return st;
+    }
+    ctx->info.platform_index = ctx->info.device_index = ctx->info.flat_index = -1;
+    ctx->platform = platform;
+    ctx->device = device;
+    clRetainContext(cl_ctx);
+    clRetainCommandQueue(queue);
+    ctx->cl_ctx = cl_ctx;
+    ctx->queue = queue;
+
+    st = finish_setup(ctx, &p);
+    if (st != CLATTN_OK)
+        return fail_create(ctx, st);
+    *out = ctx;
+    return CLATTN_OK;
+}
+
+void clattn_ctx_destroy(clattn_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    if (ctx->queue)
+        clFinish(ctx->queue);
+    if (ctx->k_fill)
+        clReleaseKernel(ctx->k_fill);
+    clattn__programs_release(ctx);
+    if (ctx->queue)
+        clReleaseCommandQueue(ctx->queue);
+    if (ctx->cl_ctx)
+        clReleaseContext(ctx->cl_ctx);
+    free(ctx->kernel_dir);
+    free(ctx->cache_dir);
+    free(ctx->device_options);
+    free(ctx->last_error);
+    free(ctx);
+}
+
+clattn_status clattn_ctx_finish(clattn_ctx *ctx)
+{
+    clattn__clear_thread_error();
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "ctx is NULL");
+    cl_int err = clFinish(ctx->queue);
+    return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, "clFinish");
+}
+
+clattn_status clattn_ctx_device_info(const clattn_ctx *ctx, clattn_device_info *info)
+{
+    clattn__clear_thread_error();
+    if (!ctx || !info)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "ctx and info must not be NULL");
+    *info = ctx->info;
+    return CLATTN_OK;
+}
+
+clattn_status clattn_ctx_build_stats(const clattn_ctx *ctx, clattn_build_stats *stats)
+{
+    clattn__clear_thread_error();
+    if (!ctx || !stats)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "ctx and stats must not be NULL");
+    *stats = ctx->stats;
+    return CLATTN_OK;
+}
+
+cl_context clattn_ctx_cl_context(const clattn_ctx *ctx) { return ctx ? ctx->cl_ctx : NULL; }
+cl_command_queue clattn_ctx_cl_queue(const clattn_ctx *ctx) { return ctx ? ctx->queue : NULL; }
+cl_device_id clattn_ctx_cl_device(const clattn_ctx *ctx) { return ctx ? ctx->device : NULL; }
+
+clattn_status clattn__enqueue(clattn_ctx *ctx, cl_kernel kernel, cl_uint dims,
+                              const size_t *global, const size_t *local, const char *what)
+{
+    size_t g[3];
+    for (cl_uint i = 0; i < dims; i++) {
+        if (global[i] == 0)
+            return CLATTN_OK; /* empty range: nothing to do, not an error */
+        g[i] = local ? clattn__round_up(global[i], local[i]) : global[i];
+    }
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, g, local, 0, NULL, NULL);
+    return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, what);
+}
