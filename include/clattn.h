@@ -44,6 +44,8 @@
  *   CLATTN_CACHE_DIR   program binary cache directory, "off" disables it
  *   CLATTN_KERNEL_DIR  read kernel sources from this directory instead of the
  *                      copies embedded in the library (kernel development)
+ *   CLATTN_ATTENTION_KERNEL  "cpu" or "tiled": force a fused attention kernel
+ *                      family, see clattn_ctx_params.attention_kernel
  *   XDG_CACHE_HOME, HOME   default cache location ($XDG_CACHE_HOME/clattn,
  *                      else ~/.cache/clattn)
  */
@@ -194,12 +196,23 @@ typedef struct clattn_ctx_params {
     /* Directory with the .cl kernel sources; NULL means $CLATTN_KERNEL_DIR,
      * and if unset the sources embedded in the library are used. */
     const char *kernel_dir;
+    /* Fused attention kernel family: "cpu" (registers, for CPU devices) or
+     * "tiled" (local-memory tiles, for GPUs). NULL means
+     * $CLATTN_ATTENTION_KERNEL, else chosen from the device type. Both give
+     * the same results; this exists to test and tune them anywhere. */
+    const char *attention_kernel;
+    /* true (the default): on devices where clattn has measured better CLBlast
+     * GEMM parameters than CLBlast's database (CPU devices, POCL), apply
+     * them. false leaves CLBlast's own choice (for comparisons). CLBlast
+     * keeps such parameters per device for the whole process. */
+    bool gemm_tuning;
     clattn_log_fn log;             /* optional; NULL logs nothing */
     void *log_user;
     clattn_log_level log_level;    /* messages below this level are dropped */
 } clattn_ctx_params;
 
-/* Defaults: every field NULL/0 except log_level = CLATTN_LOG_INFO. */
+/* Defaults: every field NULL/0 except gemm_tuning = true and
+ * log_level = CLATTN_LOG_INFO. */
 CLATTN_API clattn_ctx_params clattn_ctx_params_default(void);
 
 /* Creates a context on the selected device: an OpenCL context and in-order
@@ -309,6 +322,159 @@ CLATTN_API cl_mem clattn_tensor_cl_mem(const clattn_tensor *t);
 CLATTN_API clattn_status clattn_matmul(clattn_ctx *ctx, const clattn_tensor *a, bool trans_a,
                                        const clattn_tensor *b, bool trans_b, float alpha,
                                        float beta, clattn_tensor *c);
+
+/* ======================================================================== */
+/* Scaled dot-product attention                                             */
+/* ======================================================================== */
+
+/*   q:   [B, Hq,  N, D]      k: [B, Hkv, M, D]      v: [B, Hkv, M, Dv]
+ *   out: [B, Hq,  N, Dv]
+ * Hq % Hkv == 0; query head h reads key/value head h / (Hq / Hkv), which
+ * covers multi-head (Hq == Hkv), grouped-query and multi-query (Hkv == 1)
+ * attention. D and Dv are 1..256; N, M >= 1; B >= 1.
+ *
+ * For query i and key j of batch b and query head h:
+ *   score = scale * q_i . k_j            (CLATTN_SCORE_DOT)
+ *   score = scale * q_i . k_j / (max(|q_i|, 1e-12) * max(|k_j|, 1e-12))
+ *                                        (CLATTN_SCORE_COSINE; scale is the
+ *                                         temperature, e.g. 1/tau)
+ *   score += bias[b, h, i, j]            (if bias is given; broadcast)
+ *   score = score_mod(score, ...)        (if a score_mod snippet is given)
+ * Key j is visible to query i only if all of these hold:
+ *   - window: i + M - N - window_left <= j <= i + M - N + window_right
+ *     (aligned bottom-right as in FlashAttention; -1 leaves a side
+ *     unlimited; causal sets window_right = 0);
+ *   - j < kv_len[b] (key padding), if kv_len is given;
+ *   - mask_mod(...) is true, if a mask_mod snippet is given;
+ *   - the score is not -inf (so a bias of -inf entries is a boolean mask).
+ * out_i = sum over visible j of softmax(score)_j * v_j. A query row with no
+ * visible key gives out_i = 0 and lse_i = -inf, never NaN. */
+
+typedef enum clattn_score {
+    CLATTN_SCORE_DOT = 0,
+    CLATTN_SCORE_COSINE = 1
+} clattn_score;
+
+/* Which implementation runs. AUTO uses the fused kernel unless weights are
+ * requested; UNFUSED (GEMM, softmax kernel, GEMM) materialises the N x M
+ * scores and serves as a second implementation for tests and benchmarks. */
+typedef enum clattn_sdpa_impl {
+    CLATTN_SDPA_AUTO = 0,
+    CLATTN_SDPA_FUSED = 1,     /* weights must be NULL */
+    CLATTN_SDPA_UNFUSED = 2
+} clattn_sdpa_impl;
+
+/* Which named preset filled the snippet fields (see the presets below). */
+typedef enum clattn_sdpa_preset {
+    CLATTN_PRESET_NONE = 0,
+    CLATTN_PRESET_ALIBI = 1,
+    CLATTN_PRESET_SOFTCAP = 2,
+    CLATTN_PRESET_RELPOS = 3
+} clattn_sdpa_preset;
+
+typedef struct clattn_sdpa_params {
+    float scale;                /* 0: 1/sqrt(D) */
+    clattn_score score;
+    bool causal;                /* same as window_right = 0 */
+    int32_t window_left;        /* -1: unlimited */
+    int32_t window_right;       /* -1: unlimited */
+    /* Host array of B key counts, 0 <= kv_len[b] <= M; keys from kv_len[b]
+     * on are masked. NULL: all M keys valid. Read during the call only. */
+    const int32_t *kv_len;
+    /* Additive bias broadcastable to [B, Hq, N, M]: 2 to 4 dimensions,
+     * aligned right ([N, M], [Hq, N, M], [B, Hq, N, M]), each leading
+     * extent equal to the full one or 1; the last must be M. -inf entries
+     * mask keys. NULL: none. */
+    const clattn_tensor *bias;
+    /* Optional outputs: the attention probabilities [B, Hq, N, M] (selects
+     * the unfused path) and the log-sum-exp of the scores [B, Hq, N]
+     * (natural log; -inf for rows with no visible key). */
+    clattn_tensor *weights;
+    clattn_tensor *lse;
+    /* User snippets: OpenCL C expressions compiled into a specialised kernel
+     * at run time (and cached like every program). Both see
+     *   int b, h, q_idx, kv_idx, n_q (= N), n_kv (= M);
+     *   __global const float *buf (mod_buffer's data, or a dummy);
+     *   float p0, p1, p2, p3 (mod_params);
+     * score_mod also sees float score and returns the new score;
+     * mask_mod returns non-zero when key kv_idx is visible to q_idx.
+     * Example: score_mod = "score - buf[h] * abs(q_idx - kv_idx)".
+     * A snippet that does not compile gives CLATTN_ERR_BUILD with the
+     * compiler's log in the message. NULL: none. */
+    const char *score_mod;
+    const char *mask_mod;
+    const clattn_tensor *mod_buffer;
+    float mod_params[4];
+    clattn_sdpa_impl impl;
+    /* Set by the preset functions below so that clattn_sdpa can check their
+     * buffers against the problem's shape; CLATTN_PRESET_NONE for user
+     * snippets, whose buf indexing is the user's responsibility. */
+    clattn_sdpa_preset preset;
+} clattn_sdpa_params;
+
+/* scale 0, dot score, no causal, windows -1, everything else NULL/0. */
+CLATTN_API clattn_sdpa_params clattn_sdpa_params_default(void);
+
+/* out = attention(q, k, v) as described above. out must not alias the
+ * inputs. Non-blocking (clattn_ctx_finish or a read waits).
+ * Errors: CLATTN_ERR_INVALID_ARG naming the argument and the shapes;
+ * CLATTN_ERR_BUILD for snippets that do not compile; CLATTN_ERR_OUT_OF_MEMORY
+ * when scratch or the unfused N x M scores do not fit on the device. */
+CLATTN_API clattn_status clattn_sdpa(clattn_ctx *ctx, const clattn_tensor *q,
+                                     const clattn_tensor *k, const clattn_tensor *v,
+                                     clattn_tensor *out, const clattn_sdpa_params *p);
+
+/* ---- named score_mod presets (each sets score_mod, mod_buffer, mod_params
+ *      and preset; one preset per call, since they share those fields; a
+ *      mask_mod may be combined with any). clattn_sdpa checks the buffers:
+ *      too small a table is CLATTN_ERR_INVALID_ARG. --------------------- */
+
+/* ALiBi: score -= slope[h] * |i + M - N - j| (the bottom-right aligned
+ * distance, as FlashAttention's alibi_slopes). slopes: [Hq], borrowed. */
+CLATTN_API void clattn_sdpa_preset_alibi(clattn_sdpa_params *p, const clattn_tensor *slopes);
+
+/* The standard ALiBi slopes for n_heads heads (the geometric sequence of
+ * the ALiBi paper, interleaved for non-powers of two) into slopes[n_heads]. */
+CLATTN_API void clattn_alibi_slopes(int32_t n_heads, float *slopes);
+
+/* Tanh soft-capping: score = cap * tanh(score / cap), cap > 0. */
+CLATTN_API void clattn_sdpa_preset_softcap(clattn_sdpa_params *p, float cap);
+
+/* Learned relative-position bias: score += table[h, clamp(j - i, -R, R) + R]
+ * with table: [Hq, 2R + 1] (borrowed) and R = max_distance >= 0. */
+CLATTN_API void clattn_sdpa_preset_relpos(clattn_sdpa_params *p, const clattn_tensor *table,
+                                          int32_t max_distance);
+
+/* ======================================================================== */
+/* Classic attention scores: additive (Bahdanau) and general (Luong)         */
+/* ======================================================================== */
+
+/*   q: [B, N, Dq]    k: [B, M, Dk]    v: [B, M, Dv]    out: [B, N, Dv]
+ * out_i = sum_j softmax_j(score(q_i, k_j)) v_j over keys j < kv_len[b]; a
+ * row with no valid key gives zeros. */
+typedef struct clattn_classic_params {
+    const int32_t *kv_len;   /* host [B], as in clattn_sdpa_params; NULL: all */
+    clattn_tensor *weights;  /* optional output [B, N, M] */
+} clattn_classic_params;
+
+CLATTN_API clattn_classic_params clattn_classic_params_default(void);
+
+/* Additive: score(q, k) = w . tanh(W_q q + W_k k), with w_q [A, Dq],
+ * w_k [A, Dk], w [A] (PyTorch Linear layout: [out, in]). */
+CLATTN_API clattn_status clattn_additive_attention(clattn_ctx *ctx, const clattn_tensor *q,
+                                                   const clattn_tensor *k,
+                                                   const clattn_tensor *v,
+                                                   const clattn_tensor *w_q,
+                                                   const clattn_tensor *w_k,
+                                                   const clattn_tensor *w, clattn_tensor *out,
+                                                   const clattn_classic_params *p);
+
+/* Multiplicative ("general"): score(q, k) = q^T W k with W [Dq, Dk]. */
+CLATTN_API clattn_status clattn_general_attention(clattn_ctx *ctx, const clattn_tensor *q,
+                                                  const clattn_tensor *k,
+                                                  const clattn_tensor *v,
+                                                  const clattn_tensor *w, clattn_tensor *out,
+                                                  const clattn_classic_params *p);
 
 #ifdef __cplusplus
 }

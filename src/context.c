@@ -11,6 +11,7 @@ clattn_ctx_params clattn_ctx_params_default(void)
     clattn_ctx_params p;
     memset(&p, 0, sizeof p);
     p.log_level = CLATTN_LOG_INFO;
+    p.gemm_tuning = true;
     return p;
 }
 
@@ -48,6 +49,19 @@ static clattn_status finish_setup(clattn_ctx *ctx, const clattn_ctx_params *p)
     ctx->device_options = device_options(&ctx->info);
     if ((kdir && !ctx->kernel_dir) || !ctx->device_options)
         return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+    const char *variant = p->attention_kernel ? p->attention_kernel
+                                              : clattn__env_attention_kernel();
+    if (!variant)
+        ctx->attention_variant =
+            ctx->info.type == CLATTN_DEVICE_CPU ? CLATTN_ATTN_CPU : CLATTN_ATTN_TILED;
+    else if (strcmp(variant, "cpu") == 0)
+        ctx->attention_variant = CLATTN_ATTN_CPU;
+    else if (strcmp(variant, "tiled") == 0)
+        ctx->attention_variant = CLATTN_ATTN_TILED;
+    else
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "attention kernel '%s' unknown (expected \"cpu\" or \"tiled\")",
+                            variant);
     ctx->stats.cache_enabled = ctx->cache_dir != NULL;
     snprintf(ctx->stats.cache_dir, sizeof ctx->stats.cache_dir, "%s",
              ctx->cache_dir ? ctx->cache_dir : "");
@@ -57,7 +71,8 @@ static clattn_status finish_setup(clattn_ctx *ctx, const clattn_ctx_params *p)
     clattn_status st = clattn__programs_build_default(ctx);
     if (st != CLATTN_OK)
         return st;
-    clattn__gemm_tune_device(ctx);
+    if (p->gemm_tuning)
+        clattn__gemm_tune_device(ctx);
     return CLATTN_OK;
 }
 
@@ -191,9 +206,10 @@ void clattn_ctx_destroy(clattn_ctx *ctx)
         return;
     if (ctx->queue)
         clFinish(ctx->queue);
-    if (ctx->k_fill)
-        clReleaseKernel(ctx->k_fill);
     clattn__programs_release(ctx);
+    for (int i = 0; i < CLATTN_SCRATCH_SLOTS; i++)
+        if (ctx->scratch[i])
+            clReleaseMemObject(ctx->scratch[i]);
     if (ctx->queue)
         clReleaseCommandQueue(ctx->queue);
     if (ctx->cl_ctx)

@@ -16,3 +16,4 @@ const char *clattn__env_cache_dir(void) { return nonempty("CLATTN_CACHE_DIR"); }
 const char *clattn__env_kernel_dir(void) { return nonempty("CLATTN_KERNEL_DIR"); }
 const char *clattn__env_xdg_cache_home(void) { return nonempty("XDG_CACHE_HOME"); }
 const char *clattn__env_home(void) { return nonempty("HOME"); }
+const char *clattn__env_attention_kernel(void) { return nonempty("CLATTN_ATTENTION_KERNEL"); }

@@ -42,6 +42,7 @@ const char *clattn__env_cache_dir(void);
 const char *clattn__env_kernel_dir(void);
 const char *clattn__env_xdg_cache_home(void);
 const char *clattn__env_home(void);
+const char *clattn__env_attention_kernel(void);
 
 /* ---- device.c: enumeration and capabilities ----------------------------- */
 
@@ -96,10 +97,16 @@ clattn_status clattn__program_get(clattn_ctx *ctx, const char *file, const char 
 clattn_status clattn__kernel_create(clattn_ctx *ctx, cl_program program, const char *name,
                                     cl_kernel *out);
 
+/* Returns the kernel called name from program, created on first use and
+ * owned by the context (one kernel object per program and name: a context
+ * is used by one thread at a time, so sharing argument state is safe). */
+clattn_status clattn__kernel_get(clattn_ctx *ctx, cl_program program, const char *name,
+                                 cl_kernel *out);
+
 /* Builds the default programs of every kernel file (context creation). */
 clattn_status clattn__programs_build_default(clattn_ctx *ctx);
 
-/* Frees the context's program table. */
+/* Frees the context's program and kernel tables. */
 void clattn__programs_release(clattn_ctx *ctx);
 
 /* The binary cache: the key text is stored in the file and compared in full
@@ -114,6 +121,31 @@ void clattn__cache_store(const clattn_ctx *ctx, const char *key, const unsigned 
 uint64_t clattn__hash64(const void *data, size_t size, uint64_t seed);
 
 /* ---- the context ------------------------------------------------------- */
+
+typedef struct clattn__kernel_entry {
+    cl_program program;
+    char name[64];
+    cl_kernel kernel;
+} clattn__kernel_entry;
+
+/* Scratch slots (see clattn__scratch). */
+enum {
+    CLATTN_SCRATCH_KT,        /* attention: transposed K */
+    CLATTN_SCRATCH_QNORM,     /* attention: normalised q (cosine) */
+    CLATTN_SCRATCH_KNORM,     /* attention: normalised k (cosine) */
+    CLATTN_SCRATCH_SCORES,    /* attention: unfused N x M scores */
+    CLATTN_SCRATCH_KV_LEN,    /* attention: kv_len as a device int array */
+    CLATTN_SCRATCH_DUMMY,     /* a tiny buffer for unused kernel arguments */
+    CLATTN_SCRATCH_PROJ_Q,    /* classic attention: projected queries */
+    CLATTN_SCRATCH_PROJ_K,    /* classic attention: projected keys */
+    CLATTN_SCRATCH_SLOTS
+};
+
+/* Fused attention kernel family, chosen per device at context creation. */
+enum clattn__attention_variant {
+    CLATTN_ATTN_CPU = 0,      /* sdpa_fwd_cpu: registers, transposed K */
+    CLATTN_ATTN_TILED = 1     /* sdpa_fwd_tiled: local-memory tiles (GPUs) */
+};
 
 struct clattn_ctx {
     cl_platform_id platform;
@@ -134,7 +166,15 @@ struct clattn_ctx {
     int32_t n_programs, cap_programs;
     clattn_build_stats stats;
 
-    cl_kernel k_fill;          /* elementwise.cl: fill, used by tensor_fill */
+    clattn__kernel_entry *kernels; /* cached kernel objects (clattn__kernel_get) */
+    int32_t n_kernels, cap_kernels;
+
+    /* Reusable device scratch buffers, one per purpose, grown on demand.
+     * Safe to reuse across calls because the queue is in-order. */
+    cl_mem scratch[CLATTN_SCRATCH_SLOTS];
+    size_t scratch_bytes[CLATTN_SCRATCH_SLOTS];
+
+    int attention_variant;     /* clattn__attention_variant */
 
     char *last_error;          /* malloc'd; NULL when none */
 };
@@ -152,9 +192,19 @@ struct clattn_tensor {
 /* Formats a shape as "[2, 3, 4]" into buf (always NUL-terminated). */
 const char *clattn__shape_str(const int64_t *shape, int32_t ndim, char *buf, size_t size);
 
+/* A device buffer of at least bytes for the given scratch slot, owned by
+ * the context and reused by later calls. */
+clattn_status clattn__scratch(clattn_ctx *ctx, int slot, size_t bytes, const char *what,
+                              cl_mem *out);
+
 /* Allocates a raw device buffer of bytes, checking the device's limit.
  * what names it in error messages. */
 clattn_status clattn__buffer_create(clattn_ctx *ctx, size_t bytes, const char *what, cl_mem *out);
+
+/* ---- attention.c ------------------------------------------------------- */
+
+/* Builds the default attention program (context creation). */
+clattn_status clattn__attention_prebuild(clattn_ctx *ctx);
 
 /* ---- gemm.c: the only user of CLBlast ----------------------------------- */
 

@@ -230,6 +230,37 @@ clattn_status clattn__kernel_create(clattn_ctx *ctx, cl_program program, const c
     return CLATTN_OK;
 }
 
+clattn_status clattn__kernel_get(clattn_ctx *ctx, cl_program program, const char *name,
+                                 cl_kernel *out)
+{
+    for (int32_t i = 0; i < ctx->n_kernels; i++) {
+        if (ctx->kernels[i].program == program && strcmp(ctx->kernels[i].name, name) == 0) {
+            *out = ctx->kernels[i].kernel;
+            return CLATTN_OK;
+        }
+    }
+    if (strlen(name) >= sizeof ctx->kernels[0].name)
+        return clattn__fail(ctx, CLATTN_ERR_INTERNAL, "kernel name too long: %s", name);
+    if (ctx->n_kernels == ctx->cap_kernels) {
+        int32_t cap = ctx->cap_kernels ? ctx->cap_kernels * 2 : 16;
+        clattn__kernel_entry *grown = realloc(ctx->kernels, (size_t)cap * sizeof *grown);
+        if (!grown)
+            return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+        ctx->kernels = grown;
+        ctx->cap_kernels = cap;
+    }
+    cl_kernel k;
+    clattn_status st = clattn__kernel_create(ctx, program, name, &k);
+    if (st != CLATTN_OK)
+        return st;
+    clattn__kernel_entry *e = &ctx->kernels[ctx->n_kernels++];
+    e->program = program;
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->kernel = k;
+    *out = k;
+    return CLATTN_OK;
+}
+
 clattn_status clattn__programs_build_default(clattn_ctx *ctx)
 {
     for (int i = 0; i < clattn__kernel_source_count; i++) {
@@ -237,19 +268,25 @@ clattn_status clattn__programs_build_default(clattn_ctx *ctx)
         if (strcmp(name, "common.cl") == 0)
             continue; /* included in every program, not built alone */
         cl_program prog;
-        clattn_status st = clattn__program_get(ctx, name, NULL, NULL, &prog);
+        /* attention.cl is specialised per head size at run time; its most
+         * common form (D = Dv = 64, no options) is built here so a fresh
+         * context has it ready. */
+        clattn_status st = strcmp(name, "attention.cl") == 0
+                               ? clattn__attention_prebuild(ctx)
+                               : clattn__program_get(ctx, name, NULL, NULL, &prog);
         if (st != CLATTN_OK)
             return st;
     }
-    cl_program elementwise;
-    clattn_status st = clattn__program_get(ctx, "elementwise.cl", NULL, NULL, &elementwise);
-    if (st == CLATTN_OK)
-        st = clattn__kernel_create(ctx, elementwise, "fill_f32", &ctx->k_fill);
-    return st;
+    return CLATTN_OK;
 }
 
 void clattn__programs_release(clattn_ctx *ctx)
 {
+    for (int32_t i = 0; i < ctx->n_kernels; i++)
+        clReleaseKernel(ctx->kernels[i].kernel);
+    free(ctx->kernels);
+    ctx->kernels = NULL;
+    ctx->n_kernels = ctx->cap_kernels = 0;
     for (int32_t i = 0; i < ctx->n_programs; i++) {
         clReleaseProgram(ctx->programs[i].program);
         free(ctx->programs[i].key);

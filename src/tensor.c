@@ -39,6 +39,26 @@ clattn_status clattn__buffer_create(clattn_ctx *ctx, size_t bytes, const char *w
     return CLATTN_OK;
 }
 
+clattn_status clattn__scratch(clattn_ctx *ctx, int slot, size_t bytes, const char *what,
+                              cl_mem *out)
+{
+    if (ctx->scratch[slot] && ctx->scratch_bytes[slot] >= bytes) {
+        *out = ctx->scratch[slot];
+        return CLATTN_OK;
+    }
+    if (ctx->scratch[slot]) {
+        clReleaseMemObject(ctx->scratch[slot]);
+        ctx->scratch[slot] = NULL;
+        ctx->scratch_bytes[slot] = 0;
+    }
+    clattn_status st = clattn__buffer_create(ctx, bytes, what, &ctx->scratch[slot]);
+    if (st != CLATTN_OK)
+        return st;
+    ctx->scratch_bytes[slot] = bytes;
+    *out = ctx->scratch[slot];
+    return CLATTN_OK;
+}
+
 clattn_status clattn_tensor_create(clattn_ctx *ctx, int32_t ndim, const int64_t *shape,
                                    clattn_tensor **out)
 {
@@ -152,14 +172,21 @@ clattn_status clattn_tensor_fill(clattn_tensor *t, float value)
     if (!t)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "tensor is NULL");
     clattn_ctx *ctx = t->ctx;
+    cl_program prog;
+    cl_kernel k;
+    clattn_status st = clattn__program_get(ctx, "elementwise.cl", NULL, NULL, &prog);
+    if (st == CLATTN_OK)
+        st = clattn__kernel_get(ctx, prog, "fill_f32", &k);
+    if (st != CLATTN_OK)
+        return st;
     cl_ulong n = t->numel;
-    cl_int err = CLATTN_ARG(ctx->k_fill, 0, t->mem);
-    err |= CLATTN_ARG(ctx->k_fill, 1, n);
-    err |= CLATTN_ARG(ctx->k_fill, 2, value);
+    cl_int err = CLATTN_ARG(k, 0, t->mem);
+    err |= CLATTN_ARG(k, 1, n);
+    err |= CLATTN_ARG(k, 2, value);
     if (err != CL_SUCCESS)
         return clattn__fail_cl(ctx, err, "clSetKernelArg(fill_f32)");
     size_t global = t->numel, local = 64;
-    return clattn__enqueue(ctx, ctx->k_fill, 1, &global, &local, "fill_f32");
+    return clattn__enqueue(ctx, k, 1, &global, &local, "fill_f32");
 }
 
 int32_t clattn_tensor_shape(const clattn_tensor *t, int64_t *shape)

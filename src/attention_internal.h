@@ -1,0 +1,50 @@
+/* attention_internal.h - what attention.c shares with the files built on it
+ * (presets, classic scores, and later multi-head attention and training). */
+#ifndef CLATTN_ATTENTION_INTERNAL_H
+#define CLATTN_ATTENTION_INTERNAL_H
+
+#include "internal.h"
+
+/* One attention call, checked and resolved to buffers and integers. */
+typedef struct clattn__sdpa_problem {
+    int B, Hq, Hkv, N, M, D, Dv;
+    float scale;
+    int wl, wr;                 /* window, -1 = unlimited; causal folded in */
+    bool has_bias, has_kv_len, has_lse;
+    int64_t bias_sb, bias_sh, bias_sn; /* bias element strides; 0 broadcasts */
+    cl_mem q;                   /* [B, Hq, N, D] */
+    cl_mem k;                   /* [B, Hkv, M, D] */
+    cl_mem v;                   /* [B, Hkv, M, Dv] */
+    cl_mem out;                 /* [B, Hq, N, Dv] */
+    cl_mem weights;             /* [B, Hq, N, M] or NULL */
+    cl_mem lse;                 /* [B, Hq, N] or a dummy */
+    cl_mem bias;                /* broadcast to [B, Hq, N, M] or a dummy */
+    cl_mem kv_len;              /* int [B] or a dummy */
+    cl_mem mod_buf;             /* user buffer for snippets or a dummy */
+    float p[4];                 /* snippet scalars p0..p3 */
+    const char *score_mod, *mask_mod;
+} clattn__sdpa_problem;
+
+/* The attention program specialised for head sizes d, dv, the optional
+ * inputs, and the user snippets (built or loaded once per context). */
+clattn_status clattn__attention_program(clattn_ctx *ctx, int d, int dv, bool bias, bool kv_len,
+                                        bool lse, const char *score_mod, const char *mask_mod,
+                                        cl_program *out);
+
+/* Fills the dummy, kv_len and mod_buf buffers of a problem. */
+clattn_status clattn__sdpa_aux_buffers(clattn_ctx *ctx, const int32_t *kv_len,
+                                       const clattn_tensor *mod_buffer, clattn__sdpa_problem *pr);
+
+/* Sets the common argument tail (lse onwards) of an attention kernel. */
+clattn_status clattn__sdpa_set_tail_args(clattn_ctx *ctx, cl_kernel k, cl_uint first,
+                                         const clattn__sdpa_problem *pr);
+
+/* In place: scores [B, Hq, N, M] of raw q.k products -> probabilities. */
+clattn_status clattn__sdpa_softmax(clattn_ctx *ctx, cl_program prog, cl_mem scores,
+                                   const clattn__sdpa_problem *pr);
+
+/* Runs a checked problem (cosine normalises q and k first). */
+clattn_status clattn__sdpa_run(clattn_ctx *ctx, clattn__sdpa_problem *pr, bool cosine,
+                               clattn_sdpa_impl impl);
+
+#endif

@@ -1,0 +1,345 @@
+/* clattn-bench - performance of clattn's kernels, as ratios measured in one
+ * run on one device plus absolute figures.
+ *
+ *   clattn-bench attention [--b B --hq H --hkv H --n N --m M --d D --dv DV
+ *                           --causal --window L,R --no-unfused] [--json]
+ *   clattn-bench gemm [--n N ...] [--no-tuning] [--json]
+ *
+ * Without shape options each runs its default sweep. --device SEL picks the
+ * device, --reps R the timed repetitions (default: enough for ~0.5 s). */
+#include <clattn.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+typedef struct options {
+    const char *device;
+    bool json, no_unfused, no_tuning, causal, shape_given;
+    int reps;
+    int b, hq, hkv, n, m, d, dv, wl, wr;
+} options;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Peak resident memory of this process so far, in MiB. On CPU devices the
+ * device buffers live in it too. */
+static double peak_rss_mib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+static void die(const char *what, clattn_status st)
+{
+    fprintf(stderr, "clattn-bench: %s: %s: %s\n", what, clattn_status_str(st),
+            clattn_last_error());
+    exit(1);
+}
+
+static clattn_tensor *tensor(clattn_ctx *ctx, int ndim, int64_t a, int64_t b, int64_t c,
+                             int64_t d, bool random)
+{
+    int64_t shape[4] = {a, b, c, d};
+    clattn_tensor *t;
+    clattn_status st = clattn_tensor_create(ctx, ndim, shape, &t);
+    if (st != CLATTN_OK)
+        die("tensor", st);
+    if (random) {
+        size_t n = clattn_tensor_numel(t);
+        float *x = malloc(n * sizeof *x);
+        uint64_t s = 88172645463325252ull ^ n;
+        for (size_t i = 0; i < n; i++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            x[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+        }
+        if ((st = clattn_tensor_write(t, x)) != CLATTN_OK)
+            die("write", st);
+        free(x);
+    } else if ((st = clattn_tensor_fill(t, 0.0f)) != CLATTN_OK) {
+        die("fill", st);
+    }
+    return t;
+}
+
+/* Runs fn once to warm up (compiles, allocates scratch), then times it:
+ * the given repetitions, or as many as fit in about half a second. */
+typedef clattn_status (*bench_fn)(void *arg);
+static double time_it(clattn_ctx *ctx, bench_fn fn, void *arg, int reps)
+{
+    clattn_status st = fn(arg);
+    if (st == CLATTN_OK)
+        st = clattn_ctx_finish(ctx);
+    if (st != CLATTN_OK)
+        die("warm-up", st);
+    double t0 = now_s();
+    int done = 0;
+    do {
+        if ((st = fn(arg)) != CLATTN_OK)
+            die("run", st);
+        if ((st = clattn_ctx_finish(ctx)) != CLATTN_OK)
+            die("finish", st);
+        done++;
+    } while (reps > 0 ? done < reps : (now_s() - t0 < 0.5 && done < 1000));
+    return (now_s() - t0) / done;
+}
+
+/* ---- attention ------------------------------------------------------------ */
+
+typedef struct attn_case {
+    clattn_ctx *ctx;
+    clattn_tensor *q, *k, *v, *out;
+    clattn_sdpa_params p;
+} attn_case;
+
+static clattn_status run_sdpa(void *arg)
+{
+    attn_case *c = arg;
+    return clattn_sdpa(c->ctx, c->q, c->k, c->v, c->out, &c->p);
+}
+
+typedef struct gemm_case {
+    clattn_ctx *ctx;
+    clattn_tensor *a, *b, *c;
+} gemm_case;
+
+static clattn_status run_gemm(void *arg)
+{
+    gemm_case *g = arg;
+    return clattn_matmul(g->ctx, g->a, false, g->b, false, 1.0f, 0.0f, g->c);
+}
+
+/* SGEMM GFLOP/s for square n on this device (the reference point). */
+static double sgemm_gflops(clattn_ctx *ctx, int n, int reps)
+{
+    gemm_case g = {ctx, tensor(ctx, 2, n, n, 1, 1, true), tensor(ctx, 2, n, n, 1, 1, true),
+                   tensor(ctx, 2, n, n, 1, 1, false)};
+    double t = time_it(ctx, run_gemm, &g, reps);
+    clattn_tensor_destroy(g.a);
+    clattn_tensor_destroy(g.b);
+    clattn_tensor_destroy(g.c);
+    return 2.0 * n * (double)n * n / t * 1e-9;
+}
+
+/* Number of (query, key) pairs the window lets through: the FLOP count
+ * covers only visible pairs. */
+static double visible_pairs(int n, int m, int wl, int wr)
+{
+    double total = 0;
+    for (long i = 0; i < n; i++) {
+        long lo = wl < 0 ? 0 : i + m - n - wl, hi = wr < 0 ? m - 1 : i + m - n + wr;
+        lo = lo < 0 ? 0 : lo;
+        hi = hi > m - 1 ? m - 1 : hi;
+        if (hi >= lo)
+            total += (double)(hi - lo + 1);
+    }
+    return total;
+}
+
+static bool first_row = true;
+
+static void attention_case(clattn_ctx *ctx, const options *o, int b, int hq, int hkv, int n,
+                           int m, int d, int dv, bool causal, int wl, int wr, double sgemm)
+{
+    attn_case c = {ctx, tensor(ctx, 4, b, hq, n, d, true), tensor(ctx, 4, b, hkv, m, d, true),
+                   tensor(ctx, 4, b, hkv, m, dv, true), tensor(ctx, 4, b, hq, n, dv, false),
+                   clattn_sdpa_params_default()};
+    c.p.causal = causal;
+    c.p.window_left = wl;
+    c.p.window_right = wr;
+    c.p.impl = CLATTN_SDPA_FUSED;
+    int wr_eff = causal ? 0 : wr;
+    double flops = 2.0 * (d + dv) * visible_pairs(n, m, wl, wr_eff) * b * hq;
+    double t_fused = time_it(ctx, run_sdpa, &c, o->reps);
+    double rss = peak_rss_mib();
+    double t_unfused = NAN;
+    /* The unfused path needs B*Hq*N*M floats of scores; skip it past 1 GiB. */
+    if (!o->no_unfused && (double)b * hq * n * m * 4 <= 1073741824.0) {
+        c.p.impl = CLATTN_SDPA_UNFUSED;
+        t_unfused = time_it(ctx, run_sdpa, &c, o->reps);
+    }
+    double gf = flops / t_fused * 1e-9;
+    char mask[32];
+    if (causal)
+        snprintf(mask, sizeof mask, wl >= 0 ? "causal,L=%d" : "causal", wl);
+    else if (wl >= 0 || wr >= 0)
+        snprintf(mask, sizeof mask, "window(%d,%d)", wl, wr);
+    else
+        snprintf(mask, sizeof mask, "none");
+    if (o->json) {
+        char unf_ms[32] = "null", speedup[32] = "null"; /* not run: JSON null */
+        if (!isnan(t_unfused)) {
+            snprintf(unf_ms, sizeof unf_ms, "%.3f", t_unfused * 1e3);
+            snprintf(speedup, sizeof speedup, "%.2f", t_unfused / t_fused);
+        }
+        printf("%s{\"b\": %d, \"hq\": %d, \"hkv\": %d, \"n\": %d, \"m\": %d, \"d\": %d, "
+               "\"dv\": %d, \"mask\": \"%s\", \"fused_ms\": %.3f, \"gflops\": %.2f, "
+               "\"unfused_ms\": %s, \"fused_speedup\": %s, \"sgemm_gflops\": %.2f, "
+               "\"vs_sgemm\": %.3f, \"peak_rss_mib\": %.1f}",
+               first_row ? "" : ",\n  ", b, hq, hkv, n, m, d, dv, mask, t_fused * 1e3, gf,
+               unf_ms, speedup, sgemm, gf / sgemm, rss);
+    } else {
+        char unf[48] = "       -        -";
+        if (!isnan(t_unfused))
+            snprintf(unf, sizeof unf, "%8.2f %7.2fx", t_unfused * 1e3, t_unfused / t_fused);
+        printf("%3d %3d %3d %6d %6d %4d %4d %-14s %9.2f %8.1f %s %7.2f %8.0f\n", b, hq, hkv, n,
+               m, d, dv, mask, t_fused * 1e3, gf, unf, gf / sgemm, rss);
+    }
+    first_row = false;
+    clattn_tensor_destroy(c.q);
+    clattn_tensor_destroy(c.k);
+    clattn_tensor_destroy(c.v);
+    clattn_tensor_destroy(c.out);
+}
+
+static void bench_attention(clattn_ctx *ctx, const options *o)
+{
+    int sgemm_n = 2048;
+    double sgemm = sgemm_gflops(ctx, sgemm_n, o->reps);
+    clattn_device_info info;
+    clattn_ctx_device_info(ctx, &info);
+    if (o->json) {
+        printf("{\"device\": \"%s\", \"platform\": \"%s\", \"sgemm_n\": %d, \"sgemm_gflops\": %.2f,\n"
+               " \"cases\": [\n  ",
+               info.device_name, info.platform_name, sgemm_n, sgemm);
+    } else {
+        printf("device: %s / %s\n", info.platform_name, info.device_name);
+        printf("CLBlast SGEMM n=%d: %.1f GFLOP/s (the vs-sgemm reference)\n", sgemm_n, sgemm);
+        printf("  B  Hq Hkv      N      M    D   Dv mask            fused ms   GFLOP/s "
+               "unfused ms speedup vs-sgemm peak-MiB\n");
+    }
+    if (o->shape_given) {
+        attention_case(ctx, o, o->b, o->hq, o->hkv, o->n, o->m, o->d, o->dv, o->causal, o->wl,
+                       o->wr, sgemm);
+    } else {
+        /* The issue's reference points: (B*H, N, D) = (8, 2048, 64), causal
+         * at 4096, GQA, a sliding window, a long single head, large D. */
+        attention_case(ctx, o, 1, 8, 8, 2048, 2048, 64, 64, false, -1, -1, sgemm);
+        attention_case(ctx, o, 1, 8, 8, 2048, 2048, 64, 64, true, -1, -1, sgemm);
+        attention_case(ctx, o, 1, 1, 1, 4096, 4096, 64, 64, false, -1, -1, sgemm);
+        attention_case(ctx, o, 1, 1, 1, 4096, 4096, 64, 64, true, -1, -1, sgemm);
+        attention_case(ctx, o, 2, 8, 2, 1024, 1024, 128, 128, false, -1, -1, sgemm);
+        attention_case(ctx, o, 1, 4, 4, 4096, 4096, 64, 64, true, 256, 0, sgemm);
+        attention_case(ctx, o, 4, 4, 4, 512, 512, 32, 32, false, -1, -1, sgemm);
+        attention_case(ctx, o, 1, 2, 2, 1024, 1024, 256, 256, false, -1, -1, sgemm);
+    }
+    if (o->json)
+        printf("\n ]}\n");
+}
+
+/* ---- gemm ------------------------------------------------------------------ */
+
+static void bench_gemm(clattn_ctx *ctx, const options *o)
+{
+    static const int sizes[] = {128, 256, 512, 1024, 2048};
+    clattn_device_info info;
+    clattn_ctx_device_info(ctx, &info);
+    if (o->json)
+        printf("{\"device\": \"%s\", \"tuning\": %s, \"cases\": [", info.device_name,
+               o->no_tuning ? "false" : "true");
+    else
+        printf("device: %s / %s, CLBlast parameters: %s\n     n  GFLOP/s\n", info.platform_name,
+               info.device_name, o->no_tuning ? "CLBlast's own" : "clattn's tuned (CPU)");
+    int count = o->shape_given ? 1 : (int)(sizeof sizes / sizeof *sizes);
+    for (int i = 0; i < count; i++) {
+        int n = o->shape_given ? o->n : sizes[i];
+        double gf = sgemm_gflops(ctx, n, o->reps);
+        if (o->json)
+            printf("%s{\"n\": %d, \"gflops\": %.2f}", i ? ", " : "", n, gf);
+        else
+            printf("%6d %8.1f\n", n, gf);
+    }
+    if (o->json)
+        printf("]}\n");
+}
+
+/* ---- command line ------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: clattn-bench attention [--b B] [--hq H] [--hkv H] [--n N] [--m M] [--d D]\n"
+               "                              [--dv DV] [--causal] [--window L,R] [--no-unfused]\n"
+               "       clattn-bench gemm [--n N] [--no-tuning]\n"
+               "common: [--json] [--device SEL] [--reps R]\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *what = argv[1];
+    options o = {.b = 1, .hq = 1, .hkv = -1, .n = 1024, .m = -1, .d = 64, .dv = -1, .wl = -1,
+                 .wr = -1};
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        int *target = NULL;
+        if (strcmp(a, "--json") == 0) o.json = true;
+        else if (strcmp(a, "--causal") == 0) o.causal = o.shape_given = true;
+        else if (strcmp(a, "--no-unfused") == 0) o.no_unfused = true;
+        else if (strcmp(a, "--no-tuning") == 0) o.no_tuning = true;
+        else if (strcmp(a, "--device") == 0 && val) o.device = argv[++i];
+        else if (strcmp(a, "--reps") == 0 && val) o.reps = atoi(argv[++i]);
+        else if (strcmp(a, "--window") == 0 && val) {
+            if (sscanf(argv[++i], "%d,%d", &o.wl, &o.wr) != 2) {
+                fprintf(stderr, "clattn-bench: --window wants L,R (e.g. 256,0; -1 = unlimited)\n");
+                return 2;
+            }
+            o.shape_given = true;
+        }
+        else if (strcmp(a, "--b") == 0) target = &o.b;
+        else if (strcmp(a, "--hq") == 0) target = &o.hq;
+        else if (strcmp(a, "--hkv") == 0) target = &o.hkv;
+        else if (strcmp(a, "--n") == 0) target = &o.n;
+        else if (strcmp(a, "--m") == 0) target = &o.m;
+        else if (strcmp(a, "--d") == 0) target = &o.d;
+        else if (strcmp(a, "--dv") == 0) target = &o.dv;
+        else {
+            fprintf(stderr, "clattn-bench: unknown argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (target) {
+            if (!val || (*target = atoi(val)) <= 0) {
+                fprintf(stderr, "clattn-bench: %s wants a positive integer\n", a);
+                return 2;
+            }
+            i++;
+            o.shape_given = true;
+        }
+    }
+    if (o.hkv < 0) o.hkv = o.hq;
+    if (o.m < 0) o.m = o.n;
+    if (o.dv < 0) o.dv = o.d;
+
+    clattn_ctx_params p = clattn_ctx_params_default();
+    p.device = o.device;
+    p.gemm_tuning = !o.no_tuning;
+    clattn_ctx *ctx;
+    clattn_status st = clattn_ctx_create(&p, &ctx);
+    if (st != CLATTN_OK)
+        die("context", st);
+    if (strcmp(what, "attention") == 0)
+        bench_attention(ctx, &o);
+    else if (strcmp(what, "gemm") == 0)
+        bench_gemm(ctx, &o);
+    else {
+        fprintf(stderr, "clattn-bench: unknown benchmark '%s'\n", what);
+        usage(stderr);
+        clattn_ctx_destroy(ctx);
+        return 2;
+    }
+    clattn_ctx_destroy(ctx);
+    return 0;
+}
