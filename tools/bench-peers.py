@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Times clattn's benchmark cases with CPU peers on the same machine and
+prints the ratios, all measured in one run.
+
+    tools/bench-peers.py attention [clattn-bench options...]
+
+Runs `clattn-bench attention --json` (same options), then times the same
+shapes with numpy (float32 matmuls through its BLAS, usually OpenBLAS) and,
+when torch is importable, with torch.nn.functional.scaled_dot_product_attention
+on the CPU. Also times numpy SGEMM at n = 2048, the reference point of the
+issue's target "fused attention >= 0.75x OpenBLAS SGEMM".
+
+FLOPs are counted as clattn-bench does: 2 (D + Dv) per visible (query, key)
+pair (4 N M D for D = Dv without masks)."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BENCH = os.environ.get("CLATTN_BENCH", os.path.join(HERE, "..", "build", "tools", "clattn-bench"))
+
+
+def timed(fn, min_seconds=0.5, max_reps=50):
+    """Best-of timing after one warm-up call (seconds per call)."""
+    fn()
+    best, total, reps = float("inf"), 0.0, 0
+    while total < min_seconds and reps < max_reps:
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        best, total, reps = min(best, dt), total + dt, reps + 1
+    return best
+
+
+def visible_mask(n, m, wl, wr):
+    """Boolean [n, m]: FlashAttention bottom-right aligned window."""
+    i = np.arange(n)[:, None] + (m - n)
+    j = np.arange(m)[None, :]
+    ok = np.ones((n, m), dtype=bool)
+    if wl >= 0:
+        ok &= j >= i - wl
+    if wr >= 0:
+        ok &= j <= i + wr
+    return ok
+
+
+def case_window(c):
+    mask = c["mask"]
+    if mask == "none":
+        return -1, -1
+    if mask.startswith("causal"):
+        wl = int(mask.split("L=")[1]) if "L=" in mask else -1
+        return wl, 0
+    wl, wr = mask[len("window("):-1].split(",")
+    return int(wl), int(wr)
+
+
+def numpy_attention(q, k, v, ok):
+    g = q.shape[1] // k.shape[1]
+    k = np.repeat(k, g, axis=1)
+    v = np.repeat(v, g, axis=1)
+    s = np.matmul(q, np.swapaxes(k, -1, -2)) * np.float32(1.0 / np.sqrt(q.shape[-1]))
+    if ok is not None:
+        s = np.where(ok, s, np.float32(-np.inf))
+    s -= s.max(axis=-1, keepdims=True)
+    np.exp(s, out=s)
+    s /= s.sum(axis=-1, keepdims=True)
+    return np.matmul(s, v)
+
+
+def main():
+    if len(sys.argv) < 2 or sys.argv[1] != "attention":
+        print(__doc__)
+        return 2
+    args = sys.argv[2:]
+    print(f"running {BENCH} attention --json {' '.join(args)}", file=sys.stderr)
+    out = subprocess.run([BENCH, "attention", "--json", *args], check=True,
+                         capture_output=True, text=True).stdout
+    res = json.loads(out)
+    try:
+        import torch
+        import torch.nn.functional as F
+        torch_version = torch.__version__
+    except Exception as e:  # torch is optional
+        torch, torch_version = None, f"not importable ({type(e).__name__})"
+
+    n = res["sgemm_n"]
+    a = np.random.rand(n, n).astype(np.float32)
+    b = np.random.rand(n, n).astype(np.float32)
+    np_sgemm = 2 * n ** 3 / timed(lambda: a @ b) * 1e-9
+
+    print(f"device: {res['platform']} / {res['device']}")
+    print(f"numpy {np.__version__}, torch {torch_version}, {os.cpu_count()} CPUs")
+    print(f"SGEMM n={n}: clattn/CLBlast {res['sgemm_gflops']:.1f} GFLOP/s, "
+          f"numpy/BLAS {np_sgemm:.1f} GFLOP/s")
+    print(" B  Hq Hkv     N     M   D  mask           clattn  numpy  torch  "
+          "vs-numpy vs-torch vs-BLAS-sgemm   (GFLOP/s)")
+    rng = np.random.default_rng(0)
+    for c in res["cases"]:
+        B, Hq, Hkv, N, M, D, Dv = (c[x] for x in ("b", "hq", "hkv", "n", "m", "d", "dv"))
+        wl, wr = case_window(c)
+        ok = visible_mask(N, M, wl, wr) if (wl >= 0 or wr >= 0) else None
+        pairs = ok.sum() if ok is not None else N * M
+        flops = 2.0 * (D + Dv) * pairs * B * Hq
+        q = rng.standard_normal((B, Hq, N, D), dtype=np.float32)
+        k = rng.standard_normal((B, Hkv, M, D), dtype=np.float32)
+        v = rng.standard_normal((B, Hkv, M, Dv), dtype=np.float32)
+        np_gf = float("nan")
+        if B * Hq * N * M * 4 <= 1 << 30:
+            np_gf = flops / timed(lambda: numpy_attention(q, k, v, ok)) * 1e-9
+        t_gf = float("nan")
+        if torch is not None:
+            tq, tk, tv = (torch.from_numpy(x) for x in (q, k, v))
+            g = Hq // Hkv
+            tk, tv = tk.repeat_interleave(g, 1), tv.repeat_interleave(g, 1)
+            tm = torch.from_numpy(ok) if ok is not None else None
+            with torch.no_grad():
+                t_gf = flops / timed(lambda: F.scaled_dot_product_attention(
+                    tq, tk, tv, attn_mask=tm)) * 1e-9
+        ours = c["gflops"]
+        print(f"{B:2d} {Hq:3d} {Hkv:3d} {N:5d} {M:5d} {D:3d}  {c['mask']:<13s} {ours:6.1f} "
+              f"{np_gf:6.1f} {t_gf:6.1f}  {ours / np_gf:7.2f}x {ours / t_gf:7.2f}x "
+              f"{ours / np_sgemm:8.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
