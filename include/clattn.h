@@ -476,6 +476,154 @@ CLATTN_API clattn_status clattn_general_attention(clattn_ctx *ctx, const clattn_
                                                   const clattn_tensor *w, clattn_tensor *out,
                                                   const clattn_classic_params *p);
 
+/* ======================================================================== */
+/* Weights (safetensors files)                                               */
+/* ======================================================================== */
+
+/* Element types of the safetensors format: every dtype the reference
+ * implementation (huggingface/safetensors 0.8) accepts. clattn computes in
+ * float32; clattn_weights_read_f32 converts F32, F16, BF16 and F64, and the
+ * others can be read raw through clattn_weight_info.data. Values are only
+ * ever appended. */
+typedef enum clattn_dtype {
+    CLATTN_DTYPE_BOOL = 0,         /* 1 byte, 0 or 1 */
+    CLATTN_DTYPE_U8 = 1,
+    CLATTN_DTYPE_I8 = 2,
+    CLATTN_DTYPE_I16 = 3,
+    CLATTN_DTYPE_U16 = 4,
+    CLATTN_DTYPE_I32 = 5,
+    CLATTN_DTYPE_U32 = 6,
+    CLATTN_DTYPE_I64 = 7,
+    CLATTN_DTYPE_U64 = 8,
+    CLATTN_DTYPE_F16 = 9,          /* IEEE 754 binary16 */
+    CLATTN_DTYPE_BF16 = 10,        /* bfloat16: the top half of a float32 */
+    CLATTN_DTYPE_F32 = 11,
+    CLATTN_DTYPE_F64 = 12,
+    CLATTN_DTYPE_F8_E5M2 = 13,     /* OCP FP8 */
+    CLATTN_DTYPE_F8_E4M3 = 14,     /* OCP FP8 (E4M3FN) */
+    CLATTN_DTYPE_F8_E8M0 = 15,     /* OCP MX scale: a power of two */
+    CLATTN_DTYPE_F8_E4M3FNUZ = 16, /* FP8 without negative zero (AMD) */
+    CLATTN_DTYPE_F8_E5M2FNUZ = 17,
+    CLATTN_DTYPE_F6_E2M3 = 18,     /* OCP MXFP6, 6 bits, packed */
+    CLATTN_DTYPE_F6_E3M2 = 19,
+    CLATTN_DTYPE_F4 = 20,          /* OCP MXFP4 (E2M1), 4 bits, packed */
+    CLATTN_DTYPE_C64 = 21          /* complex64: two float32 */
+} clattn_dtype;
+
+/* The dtype's name as the safetensors header spells it ("BF16",
+ * "F8_E4M3"); "unknown" for a value outside the enum. Thread-safe. */
+CLATTN_API const char *clattn_dtype_name(clattn_dtype dtype);
+
+/* Bits per element (4 for F4, 6 for F6_*, 64 for C64); 0 for a value outside
+ * the enum. Thread-safe. */
+CLATTN_API int32_t clattn_dtype_bits(clattn_dtype dtype);
+
+/* An open safetensors file (read-only memory map plus the parsed header). */
+typedef struct clattn_weights clattn_weights;
+
+/* The most dimensions a weight may have: the format itself has no limit;
+ * a file with more is refused with CLATTN_ERR_UNSUPPORTED. */
+#define CLATTN_WEIGHTS_MAX_DIMS 8
+
+/* One tensor of a file, exactly as the header describes it. ndim may be 0
+ * (a scalar: numel 1) and extents may be 0 (numel 0). Every pointer is owned
+ * by the clattn_weights and valid until clattn_weights_close. */
+typedef struct clattn_weight_info {
+    const char *name;              /* UTF-8, NUL-terminated */
+    clattn_dtype dtype;
+    int32_t ndim;                  /* 0 .. CLATTN_WEIGHTS_MAX_DIMS */
+    int64_t shape[CLATTN_WEIGHTS_MAX_DIMS]; /* shape[0..ndim-1]; the rest 0 */
+    size_t numel;                  /* product of the shape (1 for ndim 0) */
+    size_t nbytes;                 /* numel * bits / 8 */
+    size_t data_offset;            /* where the bytes start, from the start of the file */
+    const void *data;              /* the bytes in the read-only mapping: little-endian,
+                                      C order, NOT aligned (memcpy before use) */
+} clattn_weight_info;
+
+/* Opens and validates a safetensors file (model files are untrusted input)
+ * and memory-maps it read-only; no tensor data is copied. Every rule of the
+ * format is checked before *out is returned: the 8-byte little-endian header
+ * length N (at most 100,000,000, checked before anything is allocated, and
+ * 8 + N <= file size); the header is UTF-8 JSON starting with '{' (trailing
+ * whitespace is allowed: writers pad with spaces) without duplicate keys,
+ * whose top level is an object; "__metadata__", if present, is an object of
+ * strings (or null); every other entry is an object with exactly "dtype" (a
+ * name above), "shape" (non-negative integers) and "data_offsets" ([begin,
+ * end], begin <= end); end - begin equals the element count times the dtype
+ * size (a whole number of bytes for sub-byte types), with overflow checks;
+ * sorted by offset, the tensors are contiguous from 0 and end exactly at the
+ * end of the file.
+ * Errors: CLATTN_ERR_IO (open, stat or mmap failed), CLATTN_ERR_FORMAT (a
+ * broken rule; the message names the file, the tensor and the fact, e.g.
+ * "m.safetensors: tensor 'w': data_offsets [0, 12] hold 12 bytes but shape
+ * [2, 3] of F32 needs 24"), CLATTN_ERR_UNSUPPORTED (more than
+ * CLATTN_WEIGHTS_MAX_DIMS dimensions), CLATTN_ERR_OUT_OF_MEMORY.
+ * *out is NULL on failure. Close with clattn_weights_close. The file must not
+ * be truncated while it is open (reading a truncated mapping raises SIGBUS).
+ * Thread safety: an open clattn_weights is immutable; every function below
+ * that takes a const clattn_weights may be called from several threads. */
+CLATTN_API clattn_status clattn_weights_open(const char *path, clattn_weights **out);
+
+/* Unmaps the file and frees everything. NULL is a no-op. */
+CLATTN_API void clattn_weights_close(clattn_weights *w);
+
+/* Number of tensors (0 for NULL). */
+CLATTN_API int32_t clattn_weights_count(const clattn_weights *w);
+
+/* Tensor number index (0 .. count-1), in file order (by data offset). */
+CLATTN_API clattn_status clattn_weights_info_at(const clattn_weights *w, int32_t index,
+                                                clattn_weight_info *info);
+
+/* The tensor called name (exact byte comparison; binary search).
+ * CLATTN_ERR_INVALID_ARG naming the file and the name when there is none. */
+CLATTN_API clattn_status clattn_weights_find(const clattn_weights *w, const char *name,
+                                             clattn_weight_info *info);
+
+/* The value of key in the header's "__metadata__", or NULL when the file has
+ * no such key. The string is owned by w. */
+CLATTN_API const char *clattn_weights_metadata(const clattn_weights *w, const char *key);
+
+/* Number of "__metadata__" entries, and entry index (0 .. count-1, sorted by
+ * key) as two strings owned by w. */
+CLATTN_API int32_t clattn_weights_metadata_count(const clattn_weights *w);
+CLATTN_API clattn_status clattn_weights_metadata_at(const clattn_weights *w, int32_t index,
+                                                    const char **key, const char **value);
+
+/* Converts the tensor called name to float32 into dst[count], where count
+ * must equal the tensor's element count (CLATTN_ERR_INVALID_ARG otherwise).
+ * F32, F16, BF16 and F64 are converted exactly as IEEE 754 specifies
+ * (F64 rounds to nearest; subnormals, infinities and NaN are kept); any other
+ * dtype is CLATTN_ERR_UNSUPPORTED naming the tensor and the dtype. */
+CLATTN_API clattn_status clattn_weights_read_f32(const clattn_weights *w, const char *name,
+                                                 float *dst, size_t count);
+
+/* Creates a float32 device tensor with the shape and converted values of
+ * the tensor called name (as clattn_weights_read_f32). Device tensors have
+ * 1 to 4 dimensions of extent >= 1: a scalar, a tensor with more dimensions
+ * or an empty one is CLATTN_ERR_UNSUPPORTED. Blocking. *out is NULL on
+ * failure; destroy it with clattn_tensor_destroy. Uses ctx as any tensor
+ * function does (one thread at a time). */
+CLATTN_API clattn_status clattn_weights_upload(clattn_ctx *ctx, const clattn_weights *w,
+                                               const char *name, clattn_tensor **out);
+
+/* Writes tensors[0..count-1] (read back from the device) as F32 into a new
+ * safetensors file at path, named names[i], with meta_count metadata
+ * entries meta_keys[i] = meta_values[i] (0 and NULLs for none). As the
+ * reference writer does, tensors are stored sorted by name and the header
+ * is padded with spaces to a multiple of 8 bytes. Names and keys must be
+ * non-empty, unique, valid UTF-8, and names must not be "__metadata__"
+ * (CLATTN_ERR_INVALID_ARG). The file is written to a temporary file in the
+ * same directory and renamed over path only when complete, so readers never
+ * see a partial file. Errors: CLATTN_ERR_INVALID_ARG, CLATTN_ERR_IO (the
+ * message has the OS error), CLATTN_ERR_OUT_OF_MEMORY, errors of
+ * clattn_tensor_read. The tensors' contexts are used one thread at a time. */
+CLATTN_API clattn_status clattn_weights_write(const char *path, int32_t count,
+                                              const char *const *names,
+                                              const clattn_tensor *const *tensors,
+                                              const char *const *meta_keys,
+                                              const char *const *meta_values,
+                                              int32_t meta_count);
+
 #ifdef __cplusplus
 }
 #endif

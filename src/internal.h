@@ -189,9 +189,6 @@ struct clattn_tensor {
     cl_mem mem;
 };
 
-/* Formats a shape as "[2, 3, 4]" into buf (always NUL-terminated). */
-const char *clattn__shape_str(const int64_t *shape, int32_t ndim, char *buf, size_t size);
-
 /* A device buffer of at least bytes for the given scratch slot, owned by
  * the context and reused by later calls. */
 clattn_status clattn__scratch(clattn_ctx *ctx, int slot, size_t bytes, const char *what,
@@ -200,6 +197,48 @@ clattn_status clattn__scratch(clattn_ctx *ctx, int slot, size_t bytes, const cha
 /* Allocates a raw device buffer of bytes, checking the device's limit.
  * what names it in error messages. */
 clattn_status clattn__buffer_create(clattn_ctx *ctx, size_t bytes, const char *what, cl_mem *out);
+
+/* ---- dtype.c: element types of model files ------------------------------ */
+
+/* The dtype whose safetensors name is the len bytes at name; false if none. */
+bool clattn__dtype_parse(const char *name, size_t len, clattn_dtype *out);
+
+/* True for the dtypes clattn__dtype_to_f32 converts (F32, F16, BF16, F64). */
+bool clattn__dtype_converts(clattn_dtype dtype);
+
+/* Converts n little-endian elements of dtype at src (any alignment) to
+ * float32 in dst. Only for dtypes where clattn__dtype_converts is true. */
+void clattn__dtype_to_f32(clattn_dtype dtype, const void *src, size_t n, float *dst);
+
+/* Exact decoders of one element, exposed for the tests. */
+float clattn__f16_to_f32(uint16_t h);
+float clattn__bf16_to_f32(uint16_t b);
+
+/* ---- safetensors.c: parsed model files (no device needed) -------------- */
+
+typedef struct clattn__weight {
+    clattn_weight_info info;   /* info.name points at name */
+    char *name;
+    uint64_t begin, end;       /* data_offsets, relative to the data area */
+} clattn__weight;
+
+struct clattn_weights {
+    char *path;                /* for messages */
+    const unsigned char *map;  /* the whole file, read-only */
+    size_t size;
+    size_t data_start;         /* 8 + header length */
+    clattn__weight *tensors;   /* sorted by data offset (file order) */
+    int32_t count;
+    int32_t *by_name;          /* indices into tensors, sorted by name */
+    char **meta_keys;          /* sorted by key */
+    char **meta_values;
+    int32_t meta_count;
+};
+
+/* The tensor called name, or NULL with an INVALID_ARG error recorded on ctx
+ * (may be NULL) and the thread. */
+const clattn__weight *clattn__weights_lookup(clattn_ctx *ctx, const clattn_weights *w,
+                                             const char *name);
 
 /* ---- attention.c ------------------------------------------------------- */
 
@@ -228,6 +267,10 @@ clattn_status clattn__gemm_batched(clattn_ctx *ctx, bool trans_a, bool trans_b, 
 void clattn__gemm_tune_device(clattn_ctx *ctx);
 
 /* ---- small helpers ----------------------------------------------------- */
+
+/* Formats a shape as "[2, 3, 4]" ("[]" for ndim 0) into buf (always
+ * NUL-terminated). In status.c, so device-free code can use it. */
+const char *clattn__shape_str(const int64_t *shape, int32_t ndim, char *buf, size_t size);
 
 /* strdup that returns NULL for NULL. */
 char *clattn__strdup(const char *s);

@@ -177,6 +177,21 @@ void clattn__log(const clattn_ctx *ctx, clattn_log_level level, const char *fmt,
     ctx->log(ctx->log_user, level, buf);
 }
 
+const char *clattn__shape_str(const int64_t *shape, int32_t ndim, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int32_t i = 0; i < ndim && used < size; i++) {
+        int w = snprintf(buf + used, size - used, "%s%lld", i ? ", " : "[", (long long)shape[i]);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+    if (used < size)
+        snprintf(buf + used, size - used, "%s", ndim ? "]" : "[]");
+    return buf;
+}
+
 char *clattn__strdup(const char *s)
 {
     if (!s)

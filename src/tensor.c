@@ -5,21 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *clattn__shape_str(const int64_t *shape, int32_t ndim, char *buf, size_t size)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int32_t i = 0; i < ndim && used < size; i++) {
-        int w = snprintf(buf + used, size - used, "%s%lld", i ? ", " : "[", (long long)shape[i]);
-        if (w < 0)
-            break;
-        used += (size_t)w;
-    }
-    if (used < size)
-        snprintf(buf + used, size - used, "%s", ndim ? "]" : "[]");
-    return buf;
-}
-
 clattn_status clattn__buffer_create(clattn_ctx *ctx, size_t bytes, const char *what, cl_mem *out)
 {
     if (bytes == 0)
