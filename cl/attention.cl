@@ -9,8 +9,11 @@
  *   v   [B, Hkv, M, Dv]
  *   out [B, Hq,  N, Dv]
  *   lse [B, Hq,  N]           (log-sum-exp of the visible scores)
- *   kt  [B, Hkv, D, Mp]       transposed K for sdpa_fwd_cpu only,
- *                             Mp = round_up(M, KEY_BLOCK), pad columns = 0
+ *   kt  [B, Hkv, Mp/KEY_BLOCK, D, KEY_BLOCK]   K for sdpa_fwd_cpu only:
+ *        key blocks of KEY_BLOCK keys, each a contiguous D x KEY_BLOCK
+ *        panel (keys fastest); Mp = round_up(M, KEY_BLOCK); pad keys = 0.
+ *        Size B*Hkv*D*Mp floats. (A plain [D, M] transpose strides 4*M
+ *        bytes per d and thrashes L1 sets/TLB: 25% slower at M = 2048.)
  *   Hq % Hkv == 0; query head h reads kv head h / (Hq / Hkv).
  *
  * Semantics
@@ -39,7 +42,11 @@
  *   -cl-std=CL1.2 -DHEAD_DIM=D -DVALUE_DIM=Dv (1..256, any value)
  *   -DHAS_BIAS=0|1 -DHAS_KV_LEN=0|1 -DHAS_LSE=0|1
  *   tunables (defaults in brackets):
- *     ROWS_PER_ITEM [4]   sdpa_fwd_cpu: query rows per work-item (1..8)
+ *     ROWS_PER_ITEM [6]   sdpa_fwd_cpu: query rows per work-item; 6 x 16
+ *                         keys = 12 AVX2 accumulators (the 6x16 GEMM tile)
+ *     ROW_GROUPS    [clamp(6144 / (ROWS_PER_ITEM * (D + Dv)), 1, 8)]
+ *                         sdpa_fwd_cpu: row groups per work-item sharing
+ *                         each K/V block (8 at D = Dv = 64, 4 at 128, 2 at 256)
  *     KEY_BLOCK     [64]  sdpa_fwd_cpu: keys per step, multiple of 16;
  *                         also defines the kt padding Mp
  *     CPU_LOCAL     [8]   sdpa_fwd_cpu: reqd work-group size (see below)
@@ -72,18 +79,22 @@
  * sdpa_transpose_k(k, kt, const int BHkv, const int M)
  *   global = (Mp, HEAD_DIM, B*Hkv), local = (KEY_BLOCK, 1, 1) or NULL.
  *   kt must hold B*Hkv*HEAD_DIM*Mp floats; run it before sdpa_fwd_cpu
- *   (whenever k changes).
+ *   (whenever k changes). Build it with the same KEY_BLOCK.
  *
  * sdpa_fwd_cpu (CPU devices, POCL):
- *   global = (round_up(ceil(N / ROWS_PER_ITEM), CPU_LOCAL), B*Hq)
- *   local  = (CPU_LOCAL, 1)
+ *   global = (round_up(ceil(N / (ROWS_PER_ITEM * ROW_GROUPS)), CPU_LOCAL),
+ *             B*Hq)
+ *   local  = (CPU_LOCAL, 1)    (exactly; reqd_work_group_size)
  *   Needs kt from sdpa_transpose_k (same KEY_BLOCK). No local memory.
  *
  * sdpa_fwd_tiled (GPU devices):
  *   global = (ceil(N / TILE_Q) * TILE_Q * TPR, B*Hq)
  *   local  = (TILE_Q * TPR, 1)        (128 with the defaults)
  *   Local memory: 4*(TILE_K*(max(D,Dv)+1) + TILE_Q*(TILE_K+1) + TILE_Q)
- *   bytes: <= 18.7 KiB with the defaults for every D, Dv <= 256.
+ *   bytes: <= 20.4 KiB with the defaults for every D, Dv <= 256 (worst
+ *   case max(D,Dv) = 128 with TILE_K = 32). The required work-group size
+ *   is fixed; if CL_KERNEL_WORK_GROUP_SIZE is below it, rebuild with a
+ *   smaller TILE_Q (or TPR, keeping TILE_K % TPR == 0).
  *
  * sdpa_softmax_rows (unfused path, S = q.k^T unscaled from a GEMM):
  *   args: __global float *s [B,Hq,N,M] (in place -> P), __global float *lse,
@@ -117,10 +128,17 @@
 #endif
 
 #ifndef ROWS_PER_ITEM
-#define ROWS_PER_ITEM 4
+#define ROWS_PER_ITEM 6
 #endif
 #ifndef KEY_BLOCK
 #define KEY_BLOCK 64
+#endif
+#ifndef ROW_GROUPS
+/* keep the private q and accumulator rows of a work-item <= 24 KiB: with
+ * ~46 KiB (D=128, Dv=256, 5 groups) llvmpipe/Rusticl returned wrong rows */
+#define ROW_GROUPS (6144 / (ROWS_PER_ITEM * (HEAD_DIM + VALUE_DIM)) > 8 ? 8 : \
+                    6144 / (ROWS_PER_ITEM * (HEAD_DIM + VALUE_DIM)) < 1 ? 1 : \
+                    6144 / (ROWS_PER_ITEM * (HEAD_DIM + VALUE_DIM)))
 #endif
 #ifndef CPU_LOCAL
 #define CPU_LOCAL 8
@@ -217,20 +235,44 @@ static inline float clattn_finish_score(float s, __global const float *bias,
 #define CLATTN_NEEDS_FINISH 0
 #endif
 
-static inline float clattn_hmax16(float16 x)
-{
-    float8 a = fmax(x.lo, x.hi);
-    float4 b = fmax(a.lo, a.hi);
-    float2 c = fmax(b.lo, b.hi);
-    return fmax(c.x, c.y);
-}
+/* Horizontal reductions, written on scalar components: once per row per
+ * block, so cost is irrelevant, and oclgrind's uninitialised-value checker
+ * misreports the .lo/.hi shuffles. */
+#define CLATTN_HRED16(F, x)                                                 \
+    F(F(F(F((x).s0, (x).s1), F((x).s2, (x).s3)),                            \
+          F(F((x).s4, (x).s5), F((x).s6, (x).s7))),                         \
+      F(F(F((x).s8, (x).s9), F((x).sa, (x).sb)),                            \
+        F(F((x).sc, (x).sd), F((x).se, (x).sf))))
+#define CLATTN_ADD(a, b) ((a) + (b))
 
-static inline float clattn_hsum16(float16 x)
+static inline float clattn_hmax16(float16 x) { return CLATTN_HRED16(fmax, x); }
+static inline float clattn_hsum16(float16 x) { return CLATTN_HRED16(CLATTN_ADD, x); }
+
+/* exp(x) for x <= 0 (or NaN), 16 lanes: Cephes-style range reduction and
+ * degree-6 polynomial (~1 ulp on [-87, 0]). The CPU kernel evaluates one
+ * exp per score, and the general vector exp costs as much as the whole
+ * score row's FMAs at D = 64; this one is a quarter of that. Inputs below
+ * -87 give 0 (relative weight < 1e-37 vs. the row max, which is 1). NaN
+ * inputs give NaN so that NaN scores still propagate. */
+static inline float16 clattn_exp_nonpos16(float16 x)
 {
-    float8 a = x.lo + x.hi;
-    float4 b = a.lo + a.hi;
-    float2 c = b.lo + b.hi;
-    return c.x + c.y;
+    const int16 tiny = isless(x, (float16)-87.0f);
+    x = select(x, (float16)-87.0f, tiny);
+    /* Round to nearest via the 1.5*2^23 trick: no floor()/convert calls,
+     * which some CPU compilers scalarise; n's integer sits in t's bits. */
+    const float16 t = x * 1.44269504088896341f + 12582912.0f;
+    const float16 n = t - 12582912.0f;
+    float16 r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float16 y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * (r * r) + r + 1.0f;
+    const float16 two_n = as_float16((as_int16(t) - 0x4B400000 + 127) << 23);
+    return select(y * two_n, (float16)0.0f, tiny);
 }
 
 /* ------------------------------------------------------------------ */
@@ -248,18 +290,23 @@ __kernel void sdpa_transpose_k(__global const float *k, __global float *kt,
     if (j >= Mp || d >= HEAD_DIM || bh >= BHkv) return;
     float x = 0.0f;
     if (j < M) x = k[((long)bh * M + j) * HEAD_DIM + d];
-    const long panel = (long)bh * (Mp / KEY_BLOCK) + j / KEY_BLOCK;
-    kt[(panel * HEAD_DIM + d) * KEY_BLOCK + j % KEY_BLOCK] = x;
+    const int jb = j / KEY_BLOCK;
+    const long panel = (long)bh * (Mp / KEY_BLOCK) + jb;
+    kt[(panel * HEAD_DIM + d) * KEY_BLOCK + (j - jb * KEY_BLOCK)] = x;
 }
 
 /* ------------------------------------------------------------------ */
-/* A. CPU kernel. One work-item owns ROWS_PER_ITEM query rows and walks
- * KEY_BLOCK keys at a time over the union of its rows' visible ranges.
- * Loop orders keep ROWS_PER_ITEM float16 accumulators live (8 AVX2
- * registers at the default) so the FMA units, not loads/stores, bound
- * the inner loops. No local memory or barriers: on a CPU the caches do
- * the sharing and barriers only cost. */
+/* A. CPU kernel. A work-item owns ROW_GROUPS groups of ROWS_PER_ITEM
+ * query rows and walks KEY_BLOCK keys at a time over the union of its
+ * rows' visible ranges. Each K/V block is used by every group while it is
+ * in L1/L2: with one group per work-item, a long single head (M = 65536,
+ * 32 MiB of K+V) streams K and V from DRAM once per 6 rows and runs at a
+ * quarter of the speed. Within a group the loop orders keep ROWS_PER_ITEM
+ * float16 accumulators live (12 AVX2 registers) so the FMA units, not
+ * loads/stores, bound the inner loops. No local memory or barriers: on a
+ * CPU the caches do the sharing and barriers only cost. */
 #define R_ ROWS_PER_ITEM
+#define G_ ROW_GROUPS
 #define KB16 (KEY_BLOCK / 16)
 #define DV16 (VALUE_DIM / 16)
 
@@ -268,9 +315,9 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
 {
     __global const float *kt = k_or_kt;
     const int bh = get_global_id(1);
-    const int i0 = get_global_id(0) * R_;
+    const int i0 = get_global_id(0) * (G_ * R_);
     if (i0 >= N || bh >= B * Hq) return;
-    const int b = bh / Hq, h = bh % Hq;
+    const int b = bh / Hq, h = bh - b * Hq;
     const int bhkv = b * Hkv + h / (Hq / Hkv);
     const int Mp = (M + KEY_BLOCK - 1) / KEY_BLOCK * KEY_BLOCK;
     const int kvl = clattn_kv_limit(kv_len, b, M);
@@ -278,38 +325,53 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
     __global const float *ktp = kt + (long)bhkv * HEAD_DIM * Mp;  /* panels */
     __global const float *vp = v + (long)bhkv * M * VALUE_DIM;
 
-    float qr[R_][HEAD_DIM];   /* pre-scaled query rows */
-    float acc[R_][VALUE_DIM];
+    float qr[G_ * R_][HEAD_DIM];   /* pre-scaled query rows */
+    float acc[G_ * R_][VALUE_DIM];
+    float m[G_ * R_], l[G_ * R_];
+    int lo[G_ * R_], hi[G_ * R_];
+    /* per group: union of visible ranges, and the range every row sees */
+    int glo[G_], ghi[G_], gmaxlo[G_], gminhi[G_];
     float sc[R_][KEY_BLOCK];  /* scores, then probabilities, of a block */
-    float m[R_], l[R_], alpha[R_];
-    int lo[R_], hi[R_];
-    int jlo = M, jhi = 0, maxlo = 0, minhi = M;
+    float alpha[R_];
+    int jlo = M, jhi = 0;
 
-    for (int r = 0; r < R_; ++r) {
-        const int i = i0 + r;
-        lo[r] = 0; hi[r] = 0;
-        if (i < N) {
-            clattn_row_range(i, N, M, kvl, window_left, window_right,
-                             &lo[r], &hi[r]);
-            __global const float *qp = q + ((long)bh * N + i) * HEAD_DIM;
-            for (int d = 0; d < HEAD_DIM; ++d) qr[r][d] = qp[d] * scale;
-        } else {
-            for (int d = 0; d < HEAD_DIM; ++d) qr[r][d] = 0.0f;
+    for (int g = 0; g < G_; ++g) {
+        glo[g] = M; ghi[g] = 0; gmaxlo[g] = 0; gminhi[g] = M;
+        for (int r = g * R_; r < (g + 1) * R_; ++r) {
+            const int i = i0 + r;
+            lo[r] = 0; hi[r] = 0;
+            if (i < N) {
+                clattn_row_range(i, N, M, kvl, window_left, window_right,
+                                 &lo[r], &hi[r]);
+                __global const float *qp = q + ((long)bh * N + i) * HEAD_DIM;
+                for (int d = 0; d < HEAD_DIM; ++d) qr[r][d] = qp[d] * scale;
+            } else {
+                for (int d = 0; d < HEAD_DIM; ++d) qr[r][d] = 0.0f;
+            }
+            if (lo[r] < hi[r]) {
+                glo[g] = min(glo[g], lo[r]);
+                ghi[g] = max(ghi[g], hi[r]);
+            }
+            gmaxlo[g] = max(gmaxlo[g], lo[r]);
+            gminhi[g] = min(gminhi[g], hi[r]);
+            m[r] = CLATTN_NEG_BIG;
+            l[r] = 0.0f;
+            for (int d = 0; d < VALUE_DIM; ++d) acc[r][d] = 0.0f;
         }
-        if (lo[r] < hi[r]) { jlo = min(jlo, lo[r]); jhi = max(jhi, hi[r]); }
-        maxlo = max(maxlo, lo[r]);
-        minhi = min(minhi, hi[r]);
-        m[r] = CLATTN_NEG_BIG;
-        l[r] = 0.0f;
-        for (int d = 0; d < VALUE_DIM; ++d) acc[r][d] = 0.0f;
+        jlo = min(jlo, glo[g]);
+        jhi = max(jhi, ghi[g]);
     }
 
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7,
                                8, 9, 10, 11, 12, 13, 14, 15);
 
     /* Blocks start KEY_BLOCK-aligned so whole blocks stay inside padded kt;
-     * everything outside [jlo, jhi) is never touched. */
+     * a group skips every block outside its rows' visible union. */
     for (int j0 = jlo / KEY_BLOCK * KEY_BLOCK; j0 < jhi; j0 += KEY_BLOCK) {
+      for (int g = 0; g < G_; ++g) {
+        if (j0 >= ghi[g] || j0 + KEY_BLOCK <= glo[g]) continue;
+        const int rb = g * R_;
+
         /* S = Q K^T for the block, 16 keys x R_ rows at a time. */
         for (int c = 0; c < KB16; ++c) {
             float16 a[R_];
@@ -319,7 +381,8 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
             for (int d = 0; d < HEAD_DIM; ++d) {
                 const float16 kv = vload16(0, kp + d * KEY_BLOCK);
 #pragma unroll
-                for (int r = 0; r < R_; ++r) a[r] += (float16)qr[r][d] * kv;
+                for (int r = 0; r < R_; ++r)
+                    a[r] += (float16)qr[rb + r][d] * kv;
             }
 #pragma unroll
             for (int r = 0; r < R_; ++r) vstore16(a[r], c, sc[r]);
@@ -327,80 +390,84 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
 
 #if CLATTN_NEEDS_FINISH
         {
-            const int jend = min(j0 + KEY_BLOCK, jhi);
+            const int jend = min(j0 + KEY_BLOCK, ghi[g]);
             for (int r = 0; r < R_; ++r) {
-                const int jb = max(j0, lo[r]), je = min(jend, hi[r]);
+                const int jb = max(j0, lo[rb + r]), je = min(jend, hi[rb + r]);
                 for (int j = jb; j < je; ++j)
                     sc[r][j - j0] = clattn_finish_score(sc[r][j - j0], bias,
                         bias_sb, bias_sh, bias_sn, mod_buf, p0, p1, p2, p3,
-                        b, h, i0 + r, j, N, M);
+                        b, h, i0 + rb + r, j, N, M);
             }
         }
 #endif
 
         /* Online softmax. Position masks are needed only on blocks that
          * are not inside every row's range. */
-        const int edge = (j0 < maxlo) || (j0 + KEY_BLOCK > minhi);
+        const int edge = (j0 < gmaxlo[g]) || (j0 + KEY_BLOCK > gminhi[g]);
         for (int r = 0; r < R_; ++r) {
+            float16 s[KB16];
             float16 bmv = (float16)CLATTN_NEG_BIG;
+#pragma unroll
             for (int c = 0; c < KB16; ++c) {
-                float16 s = vload16(c, sc[r]);
-                int16 msk = isless(s, (float16)CLATTN_MASK_THRESH);
+                s[c] = vload16(c, sc[r]);
+                int16 msk = isless(s[c], (float16)CLATTN_MASK_THRESH);
                 if (edge) {
                     const int16 jv = (int16)(j0 + 16 * c) + lane;
-                    msk |= (jv < (int16)lo[r]) | (jv >= (int16)hi[r]);
+                    msk |= (jv < (int16)lo[rb + r]) | (jv >= (int16)hi[rb + r]);
                 }
-                s = select(s, (float16)CLATTN_NEG_BIG, msk);
-                bmv = fmax(bmv, s);             /* fmax skips NaN */
-                vstore16(s, c, sc[r]);
+                s[c] = select(s[c], (float16)CLATTN_NEG_BIG, msk);
+                bmv = fmax(bmv, s[c]);          /* fmax skips NaN */
             }
-            const float mnew = fmax(m[r], clattn_hmax16(bmv));
+            const float mold = m[rb + r];
+            const float mnew = fmax(mold, clattn_hmax16(bmv));
             float16 psum = (float16)0.0f;
+#pragma unroll
             for (int c = 0; c < KB16; ++c) {
-                const float16 s = vload16(c, sc[r]);
-                const float16 p = select(exp(s - mnew), (float16)0.0f,
-                                         isless(s, (float16)CLATTN_MASK_THRESH));
+                const float16 p = select(clattn_exp_nonpos16(s[c] - mnew),
+                        (float16)0.0f, isless(s[c], (float16)CLATTN_MASK_THRESH));
                 psum += p;
                 vstore16(p, c, sc[r]);
             }
-            alpha[r] = exp(m[r] - mnew);
-            l[r] = l[r] * alpha[r] + clattn_hsum16(psum);
-            m[r] = mnew;
+            alpha[r] = exp(mold - mnew);
+            l[rb + r] = l[rb + r] * alpha[r] + clattn_hsum16(psum);
+            m[rb + r] = mnew;
         }
 
-        /* O = alpha * O + P V, vectorised along Dv; keys outside
-         * [jlo, jhi) have P = 0 and may lie past M, so they are skipped. */
-        const int jb = max(jlo - j0, 0), je = min(KEY_BLOCK, jhi - j0);
+        /* O = alpha * O + P V, vectorised along Dv; keys outside the
+         * group's union have P = 0 and may lie past M, so they are skipped. */
+        const int jb = max(glo[g] - j0, 0), je = min(KEY_BLOCK, ghi[g] - j0);
         __global const float *vb = vp + (long)j0 * VALUE_DIM;
         for (int c = 0; c < DV16; ++c) {
             float16 o[R_];
 #pragma unroll
-            for (int r = 0; r < R_; ++r) o[r] = vload16(c, acc[r]) * alpha[r];
+            for (int r = 0; r < R_; ++r)
+                o[r] = vload16(c, acc[rb + r]) * alpha[r];
             for (int j = jb; j < je; ++j) {
                 const float16 vv = vload16(c, vb + (long)j * VALUE_DIM);
 #pragma unroll
                 for (int r = 0; r < R_; ++r) o[r] += (float16)sc[r][j] * vv;
             }
 #pragma unroll
-            for (int r = 0; r < R_; ++r) vstore16(o[r], c, acc[r]);
+            for (int r = 0; r < R_; ++r) vstore16(o[r], c, acc[rb + r]);
         }
 #if (VALUE_DIM % 16) != 0
         for (int d = DV16 * 16; d < VALUE_DIM; ++d) {
             float o[R_];
 #pragma unroll
-            for (int r = 0; r < R_; ++r) o[r] = acc[r][d] * alpha[r];
+            for (int r = 0; r < R_; ++r) o[r] = acc[rb + r][d] * alpha[r];
             for (int j = jb; j < je; ++j) {
                 const float vv = vb[(long)j * VALUE_DIM + d];
 #pragma unroll
                 for (int r = 0; r < R_; ++r) o[r] += sc[r][j] * vv;
             }
 #pragma unroll
-            for (int r = 0; r < R_; ++r) acc[r][d] = o[r];
+            for (int r = 0; r < R_; ++r) acc[rb + r][d] = o[r];
         }
 #endif
+      }
     }
 
-    for (int r = 0; r < R_; ++r) {
+    for (int r = 0; r < G_ * R_; ++r) {
         const int i = i0 + r;
         if (i >= N) break;
         __global float *op = out + ((long)bh * N + i) * VALUE_DIM;
@@ -418,6 +485,7 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
     }
 }
 #undef R_
+#undef G_
 
 /* ------------------------------------------------------------------ */
 /* B. GPU kernel. A work-group owns TILE_Q query rows with TPR work-items
@@ -439,9 +507,9 @@ void sdpa_fwd_tiled(CLATTN_ARGS)
 
     __global const float *k = k_or_kt;
     const int lid = get_local_id(0);
-    const int r = lid / TPR, t = lid % TPR;
+    const int r = lid / TPR, t = lid - r * TPR;
     const int bh = get_global_id(1);
-    const int b = bh / Hq, h = bh % Hq;
+    const int b = bh / Hq, h = bh - b * Hq;
     const int bhkv = b * Hkv + h / (Hq / Hkv);
     const int i0 = get_group_id(0) * TILE_Q;
     const int i = i0 + r;
@@ -476,7 +544,7 @@ void sdpa_fwd_tiled(CLATTN_ARGS)
         const int j0 = (int)j0l;
         barrier(CLK_LOCAL_MEM_FENCE);           /* previous V tile done */
         for (int x = lid; x < TILE_K * HEAD_DIM; x += TILED_WG) {
-            const int kk = x / HEAD_DIM, d = x % HEAD_DIM;
+            const int kk = x / HEAD_DIM, d = x - kk * HEAD_DIM;
             const int j = j0 + kk;
             kv_tile[kk * KV_LD + d] =
                 (j < M) ? kb[(long)j * HEAD_DIM + d] : 0.0f;
@@ -504,7 +572,7 @@ void sdpa_fwd_tiled(CLATTN_ARGS)
         barrier(CLK_LOCAL_MEM_FENCE);           /* K reads + S writes done */
 
         for (int x = lid; x < TILE_K * VALUE_DIM; x += TILED_WG) {
-            const int kk = x / VALUE_DIM, d = x % VALUE_DIM;
+            const int kk = x / VALUE_DIM, d = x - kk * VALUE_DIM;
             const int j = j0 + kk;
             kv_tile[kk * KV_LD + d] =
                 (j < M) ? vb[(long)j * VALUE_DIM + d] : 0.0f;
@@ -580,7 +648,7 @@ void sdpa_softmax_rows(__global float *s, __global float *lse,
     const int lid = get_local_id(0);
     const int i = get_global_id(1);
     const int bh = get_global_id(2);
-    const int b = bh / Hq, h = bh % Hq;
+    const int b = bh / Hq, h = bh - b * Hq;
     const int kvl = clattn_kv_limit(kv_len, b, M);
     int lo, hi;
     clattn_row_range(i, N, M, kvl, window_left, window_right, &lo, &hi);

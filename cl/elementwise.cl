@@ -7,3 +7,11 @@ __kernel void fill_f32(__global float *x, const ulong n, const float value)
     if (i < n)
         x[i] = value;
 }
+
+/* x[i] = value for i < n (int buffers, e.g. a default kv_len). */
+__kernel void fill_i32(__global int *x, const ulong n, const int value)
+{
+    size_t i = get_global_id(0);
+    if (i < n)
+        x[i] = value;
+}

@@ -475,6 +475,91 @@ CLATTN_API clattn_status clattn_general_attention(clattn_ctx *ctx, const clattn_
                                                   const clattn_tensor *v,
                                                   const clattn_tensor *w, clattn_tensor *out,
                                                   const clattn_classic_params *p);
+/* ======================================================================== */
+/* Layers                                                                    */
+/* ======================================================================== */
+
+/* Transformer building blocks with PyTorch's forward semantics (float32).
+ * Common rules for this section:
+ * - "[..., E]" means 1 to 4 dimensions (linear: 2 to 4) whose last extent is
+ *   E; the leading ones are flattened into rows.
+ * - Shapes are checked before any device work: a wrong ndim or extent, a
+ *   NULL tensor, or a tensor of another context is CLATTN_ERR_INVALID_ARG
+ *   with a message naming the argument and the shapes.
+ * - Outputs are written by kernels enqueued on the context's queue; the
+ *   calls return before the device is done (a read or clattn_ctx_finish
+ *   waits). Inputs are borrowed for the call only.
+ * - Thread safety: as for every context function (one thread at a time per
+ *   context). */
+
+/* Activation functions. Values are only ever appended. */
+typedef enum clattn_activation {
+    CLATTN_ACT_NONE = 0,
+    CLATTN_ACT_RELU = 1,       /* max(x, 0); NaN stays NaN */
+    CLATTN_ACT_GELU = 2,       /* 0.5 x (1 + erf(x / sqrt 2)): nn.GELU() */
+    CLATTN_ACT_GELU_TANH = 3,  /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))):
+                                  nn.GELU(approximate='tanh') */
+    CLATTN_ACT_SILU = 4        /* x * sigmoid(x): nn.SiLU() */
+} clattn_activation;
+
+/* y = act(x W^T + b), i.e. nn.Linear followed by an activation.
+ *   x: [..., in] (2 to 4 dims)   w: [out, in] (nn.Linear's weight layout)
+ *   b: [out] or NULL             y: [..., out], same leading dims as x
+ * The product runs on CLBlast; bias and activation are then applied in one
+ * fused elementwise pass (skipped when b is NULL and act is NONE). y must
+ * not alias x, w or b. Errors: CLATTN_ERR_INVALID_ARG (shapes, aliasing,
+ * unknown act), CLATTN_ERR_OPENCL. */
+CLATTN_API clattn_status clattn_linear(clattn_ctx *ctx, const clattn_tensor *x,
+                                       const clattn_tensor *w, const clattn_tensor *b,
+                                       clattn_activation act, clattn_tensor *y);
+
+/* y = act(x) elementwise. x: any shape; y: the same shape, may be x (in
+ * place). Errors: CLATTN_ERR_INVALID_ARG (shapes, unknown act). */
+CLATTN_API clattn_status clattn_activation_apply(clattn_ctx *ctx, const clattn_tensor *x,
+                                                 clattn_activation act, clattn_tensor *y);
+
+/* Layer normalisation over the last dimension, as nn.LayerNorm(E):
+ *   y = (x - mean) / sqrt(var + eps) * gamma + beta
+ * with the biased variance (divide by E).
+ *   x: [..., E] (any E >= 1)     y: same shape as x, may be x (in place)
+ *   gamma: [E] or NULL (no scale: elementwise_affine=False)
+ *   beta:  [E] or NULL (no shift: bias=False)
+ * eps must be finite and >= 0 (PyTorch's default is 1e-5). One work-group
+ * per row; a corrected two-pass algorithm keeps rows with a large mean
+ * and a small spread accurate. Errors: CLATTN_ERR_INVALID_ARG. */
+CLATTN_API clattn_status clattn_layer_norm(clattn_ctx *ctx, const clattn_tensor *x,
+                                           const clattn_tensor *gamma, const clattn_tensor *beta,
+                                           float eps, clattn_tensor *y);
+
+/* y = a + b elementwise (residual connections). a, b, y: the same shape;
+ * y may be a or b. Errors: CLATTN_ERR_INVALID_ARG. */
+CLATTN_API clattn_status clattn_add(clattn_ctx *ctx, const clattn_tensor *a,
+                                    const clattn_tensor *b, clattn_tensor *y);
+
+/* y = alpha * a + beta * b elementwise (scaled residuals such as DeepNet's
+ * alpha * x + f(x), or interpolation). Same shape rules as clattn_add. */
+CLATTN_API clattn_status clattn_add_scaled(clattn_ctx *ctx, float alpha, const clattn_tensor *a,
+                                           float beta, const clattn_tensor *b, clattn_tensor *y);
+
+/* Embedding lookup, as nn.Embedding: y[i, :] = table[ids[i], :].
+ *   table: [V, E]
+ *   ids:   host array of count >= 1 token ids (int64, as PyTorch's), read
+ *          during the call only; each must be in 0 .. V-1
+ *   y:     any shape with count * E elements, e.g. [count, E] or [B, N, E]
+ * Every id is checked on the host before any device work; an id out of
+ * range is CLATTN_ERR_INVALID_ARG naming its position and value. The ids
+ * are copied to a device buffer owned by the context (blocking copy).
+ * Errors: CLATTN_ERR_INVALID_ARG, CLATTN_ERR_OUT_OF_MEMORY. */
+CLATTN_API clattn_status clattn_embedding(clattn_ctx *ctx, const clattn_tensor *table,
+                                          const int64_t *ids, size_t count, clattn_tensor *y);
+
+/* Softmax over the last dimension, as torch.softmax(x, dim=-1):
+ *   y = exp(x - max) / sum(exp(x - max)), computed stably for any length.
+ *   x: [..., N]    y: same shape as x, may be x (in place)
+ * As in PyTorch, a row that holds NaN or +inf, or only -inf, gives NaN.
+ * Errors: CLATTN_ERR_INVALID_ARG. */
+CLATTN_API clattn_status clattn_softmax(clattn_ctx *ctx, const clattn_tensor *x, clattn_tensor *y);
+
 
 /* ======================================================================== */
 /* Weights (safetensors files)                                               */
@@ -623,6 +708,186 @@ CLATTN_API clattn_status clattn_weights_write(const char *path, int32_t count,
                                               const char *const *meta_keys,
                                               const char *const *meta_values,
                                               int32_t meta_count);
+/* Modules: PyTorch's attention and transformer modules                      */
+/* ======================================================================== */
+
+/* A module is one of PyTorch's attention or transformer modules with its
+ * parameters on the device, named exactly as its state_dict names them
+ * ("self_attn.in_proj_weight", "layers.0.linear1.bias", ...), so a
+ * state_dict saved as safetensors loads as is. Tensors are batch-first:
+ * [B, N, E], as with batch_first=True in PyTorch.
+ *
+ * Kinds and their state_dict names:
+ *   CLATTN_MODULE_MHA              torch.nn.MultiheadAttention:
+ *       in_proj_weight [3E, E] and in_proj_bias [3E] when kdim = vdim = E,
+ *       else q_proj_weight [E, E], k_proj_weight [E, kdim],
+ *       v_proj_weight [E, vdim] (and in_proj_bias); out_proj.weight [E, E],
+ *       out_proj.bias [E]; bias_k, bias_v [1, 1, E] with add_bias_kv.
+ *   CLATTN_MODULE_SELF_ATTENTION   the block most tutorials write: separate
+ *       query, key and value nn.Linear layers (query.weight [A, in],
+ *       key.weight [A, in], value.weight [V, in], and .bias), attention with
+ *       num_heads heads of A / num_heads, and an optional output projection
+ *       out.weight [out_dim, V], out.bias (out_dim > 0).
+ *   CLATTN_MODULE_ENCODER_LAYER    torch.nn.TransformerEncoderLayer
+ *       (self_attn.*, linear1.*, linear2.*, norm1.*, norm2.*).
+ *   CLATTN_MODULE_DECODER_LAYER    torch.nn.TransformerDecoderLayer
+ *       (self_attn.*, multihead_attn.*, linear1/2.*, norm1/2/3.*).
+ *   CLATTN_MODULE_ENCODER          torch.nn.TransformerEncoder
+ *       (layers.{i}.*, and norm.* when final_norm).
+ *   CLATTN_MODULE_DECODER          torch.nn.TransformerDecoder
+ *       (layers.{i}.*, norm.* when final_norm).
+ *   CLATTN_MODULE_TRANSFORMER      torch.nn.Transformer (encoder.layers.{i}.*,
+ *       encoder.norm.*, decoder.layers.{i}.*, decoder.norm.*).
+ *
+ * Differences from PyTorch, all deliberate: dropout is not applied
+ * (inference); a query row whose every key is masked gives zeros where
+ * PyTorch gives NaN; padded positions are computed like any other (PyTorch's
+ * nested-tensor fast path returns zeros there). */
+
+typedef enum clattn_module_kind {
+    CLATTN_MODULE_MHA = 0,
+    CLATTN_MODULE_SELF_ATTENTION = 1,
+    CLATTN_MODULE_ENCODER_LAYER = 2,
+    CLATTN_MODULE_DECODER_LAYER = 3,
+    CLATTN_MODULE_ENCODER = 4,
+    CLATTN_MODULE_DECODER = 5,
+    CLATTN_MODULE_TRANSFORMER = 6
+} clattn_module_kind;
+
+/* Constructor arguments, named as PyTorch's. Fields a kind does not use are
+ * ignored. */
+typedef struct clattn_module_config {
+    clattn_module_kind kind;
+    int64_t d_model;           /* embed_dim (MHA) / d_model; the self-attention
+                                  block's input width */
+    int64_t nhead;             /* num_heads */
+    int64_t kdim, vdim;        /* MHA key/value input widths; 0 = d_model */
+    bool bias;                 /* biases in linear layers and norms (default true) */
+    bool add_bias_kv, add_zero_attn;   /* MHA */
+    int64_t dim_feedforward;   /* transformer layers (default 2048) */
+    clattn_activation activation;      /* CLATTN_ACT_RELU (default) or _GELU */
+    float layer_norm_eps;      /* default 1e-5 */
+    bool norm_first;           /* pre-norm layers (default false) */
+    int32_t num_layers;        /* encoder / decoder stacks */
+    int32_t num_encoder_layers, num_decoder_layers; /* transformer (default 6) */
+    bool final_norm;           /* encoder / decoder stacks: a final norm.* */
+    int64_t attn_dim;          /* self-attention block: A (query/key width) */
+    int64_t value_dim;         /* self-attention block: V; 0 = attn_dim */
+    int64_t out_dim;           /* self-attention block: output projection, 0 = none */
+    bool batch_first;          /* how the model's own inputs are laid out (config.json);
+                                  informational: clattn always takes [B, N, E] */
+} clattn_module_config;
+
+/* PyTorch's defaults for the kind: bias true, kdim = vdim = 0, ReLU,
+ * dim_feedforward 2048, eps 1e-5, 6 + 6 transformer layers, final_norm true
+ * for the Transformer's stacks, batch_first true. d_model and nhead are
+ * left 0 to be set. */
+CLATTN_API clattn_module_config clattn_module_config_default(clattn_module_kind kind);
+
+typedef struct clattn_module clattn_module;
+
+/* Creates a module with every parameter allocated on the device and filled
+ * with zeros (LayerNorm weights with ones). Errors: CLATTN_ERR_INVALID_ARG
+ * for configurations PyTorch would refuse (d_model not divisible by nhead,
+ * ...), naming the field. Destroy with clattn_module_destroy. */
+CLATTN_API clattn_status clattn_module_create(clattn_ctx *ctx, const clattn_module_config *cfg,
+                                              clattn_module **out);
+CLATTN_API void clattn_module_destroy(clattn_module *m);
+
+/* The module's parameters, in state_dict order: count, and the name, tensor
+ * (owned by the module; write into it to set a parameter) of number i. */
+CLATTN_API int32_t clattn_module_param_count(const clattn_module *m);
+CLATTN_API const char *clattn_module_param_name(const clattn_module *m, int32_t i);
+CLATTN_API clattn_tensor *clattn_module_param(const clattn_module *m, const char *name);
+
+/* A mask as PyTorch's modules take it, in host memory (row-major): BOOL
+ * masks are bytes where non-zero means "masked" (not allowed to attend, as
+ * in torch.nn.MultiheadAttention), FLOAT masks are added to the scores
+ * (-inf masks). Borrowed during the call only. */
+typedef enum clattn_mask_kind {
+    CLATTN_MASK_NONE = 0,
+    CLATTN_MASK_BOOL = 1,
+    CLATTN_MASK_FLOAT = 2
+} clattn_mask_kind;
+
+typedef struct clattn_mask {
+    clattn_mask_kind kind;
+    const void *data;          /* uint8_t[] for BOOL, float[] for FLOAT */
+    int32_t ndim;
+    int64_t shape[3];
+} clattn_mask;
+
+/* Forward inputs by the names of PyTorch's forward arguments. Each kind
+ * reads the ones it has:
+ *   MHA:            query [B, N, E], key [B, M, kdim], value [B, M, vdim],
+ *                   key_padding_mask [B, M], attn_mask [N, M] or
+ *                   [B*nhead, N, M], is_causal, attn_weights
+ *   SELF_ATTENTION: query [B, N, in], attn_mask, key_padding_mask,
+ *                   is_causal, attn_weights
+ *   ENCODER_LAYER, ENCODER: src [B, N, E], src_mask [N, N] or [B*nhead, N, N]
+ *                   (TransformerEncoder calls it mask),
+ *                   src_key_padding_mask [B, N], is_causal (= src_is_causal)
+ *   DECODER_LAYER, DECODER: tgt [B, T, E], memory [B, S, E], tgt_mask,
+ *                   memory_mask [T, S], tgt_key_padding_mask [B, T],
+ *                   memory_key_padding_mask [B, S], tgt_is_causal,
+ *                   memory_is_causal
+ *   TRANSFORMER:    src, tgt and every mask above, src_is_causal,
+ *                   tgt_is_causal, memory_is_causal
+ * is_causal flags apply the causal mask (query i sees keys j <= i) on top of
+ * any mask given (PyTorch treats them as a hint that the given mask is
+ * causal; the result is the same). */
+typedef struct clattn_forward_args {
+    const clattn_tensor *query, *key, *value;
+    const clattn_tensor *src, *tgt, *memory;
+    clattn_mask attn_mask, key_padding_mask;
+    clattn_mask src_mask, tgt_mask, memory_mask;
+    clattn_mask src_key_padding_mask, tgt_key_padding_mask, memory_key_padding_mask;
+    bool is_causal, src_is_causal, tgt_is_causal, memory_is_causal;
+    /* MHA and SELF_ATTENTION: optional attention weights output,
+     * [B, N, M'] averaged over heads when average_attn_weights, else
+     * [B, nhead, N, M'] (M' = M + add_bias_kv + add_zero_attn). */
+    clattn_tensor *attn_weights;
+    bool average_attn_weights;
+} clattn_forward_args;
+
+/* Every field empty; average_attn_weights true (PyTorch's default). */
+CLATTN_API clattn_forward_args clattn_forward_args_default(void);
+
+/* out = module(inputs): [B, N, E] (MHA: E = embed_dim; SELF_ATTENTION:
+ * out_dim or V; decoders and the transformer: [B, T, E]). Errors:
+ * CLATTN_ERR_INVALID_ARG naming the input and its expected shape. The
+ * module keeps workspace buffers between calls; one thread at a time. */
+CLATTN_API clattn_status clattn_module_forward(clattn_module *m, const clattn_forward_args *a,
+                                               clattn_tensor *out);
+
+/* Loads every parameter from w, named prefix + its state_dict name ("" for
+ * a file saved from this very module, "encoder." for a submodule of a
+ * larger model). Strict, as PyTorch's load_state_dict: a missing tensor, a
+ * shape other than the parameter's, or (when prefix is "") a tensor in the
+ * file that is no parameter of the module fails with CLATTN_ERR_FORMAT
+ * naming the tensor and both shapes; F16/BF16/F32/F64 are converted, other
+ * dtypes are CLATTN_ERR_UNSUPPORTED. On failure the parameters are partly
+ * loaded. */
+CLATTN_API clattn_status clattn_module_load(clattn_module *m, const clattn_weights *w,
+                                            const char *prefix);
+
+/* Loads a model folder: config.json naming the module and its constructor
+ * arguments, e.g. {"module": "torch.nn.TransformerEncoderLayer",
+ * "d_model": 64, "nhead": 4, "dim_feedforward": 256, "activation": "gelu"},
+ * and model.safetensors with its state_dict. Modules: torch.nn.
+ * MultiheadAttention, TransformerEncoderLayer, TransformerDecoderLayer,
+ * TransformerEncoder ({"num_layers", "norm": bool, "encoder_layer": {...}}),
+ * TransformerDecoder (likewise with "decoder_layer"), Transformer, and
+ * clattn.SelfAttention (in_dim, attn_dim, value_dim, out_dim, num_heads,
+ * bias). Argument names and defaults are PyTorch's; "dropout" is accepted
+ * and ignored (inference), "batch_first" is recorded in the config (clattn
+ * always computes batch-first; clattn-forward transposes). Any other key, a
+ * wrong type, or a value clattn cannot honour is refused by name
+ * (CLATTN_ERR_FORMAT / CLATTN_ERR_UNSUPPORTED); errors name the file. */
+CLATTN_API clattn_status clattn_model_load(clattn_ctx *ctx, const char *dir, clattn_module **out);
+
+/* The configuration a module was created with. */
+CLATTN_API clattn_module_config clattn_module_get_config(const clattn_module *m);
 
 #ifdef __cplusplus
 }

@@ -16,12 +16,23 @@
 
 /* ---- tunables ------------------------------------------------------------ */
 
-/* CPU variant: 4 query rows per work-item, 64 keys per step, 8 work-items
- * per group (measured on POCL, README "Attention"). */
-#define CPU_ROWS_PER_ITEM 4
+/* CPU variant: 6 query rows per row group (6 x 16 keys fill twelve AVX2
+ * accumulators, the shape of a GEMM micro-kernel), 64 keys per step, 8
+ * work-items per group (measured on POCL, README "Attention"). */
+#define CPU_ROWS_PER_ITEM 6
 #define CPU_KEY_BLOCK 64
 #define CPU_LOCAL 8
 #define SOFTMAX_WG 128
+
+/* Row groups per work-item share each K/V block loaded from memory; sized
+ * so a work-item's private q rows and accumulators stay near 24 KiB (with
+ * 46 KiB, llvmpipe left some output rows unwritten). Must match the
+ * default in cl/attention.cl, so it is passed explicitly. */
+static int cpu_row_groups(int d, int dv)
+{
+    int g = 6144 / (CPU_ROWS_PER_ITEM * (d + dv));
+    return g > 8 ? 8 : g < 1 ? 1 : g;
+}
 
 /* Tiled variant: TILE_Q query rows per work-group, TPR work-items per row,
  * TILE_K keys per local-memory tile. Shrinks the tile until it fits the
@@ -50,15 +61,20 @@ static void tiled_tunables(const clattn_ctx *ctx, int d, int dv, int *tile_q, in
     }
 }
 
-/* Compiler options that specialise attention.cl for one problem shape. */
-static char *sdpa_options(const clattn_ctx *ctx, int d, int dv, bool bias, bool kv_len, bool lse)
+/* Compiler options that specialise attention.cl for one problem shape.
+ * kv_len and lse are always compiled in (a default kv_len of M and a
+ * scratch lse cost O(B*H*N) memory traffic, nothing in the inner loop) so
+ * that a head size needs at most two programs (with and without bias)
+ * rather than eight: each program costs seconds to compile on POCL. */
+static char *sdpa_options(const clattn_ctx *ctx, int d, int dv, bool bias)
 {
+    const bool kv_len = true, lse = true;
     if (ctx->attention_variant == CLATTN_ATTN_CPU)
         return clattn__aprintf("-DHEAD_DIM=%d -DVALUE_DIM=%d -DHAS_BIAS=%d -DHAS_KV_LEN=%d "
-                               "-DHAS_LSE=%d -DROWS_PER_ITEM=%d -DKEY_BLOCK=%d -DCPU_LOCAL=%d "
-                               "-DSOFTMAX_WG=%d",
-                               d, dv, bias, kv_len, lse, CPU_ROWS_PER_ITEM, CPU_KEY_BLOCK,
-                               CPU_LOCAL, SOFTMAX_WG);
+                               "-DHAS_LSE=%d -DROWS_PER_ITEM=%d -DROW_GROUPS=%d -DKEY_BLOCK=%d "
+                               "-DCPU_LOCAL=%d -DSOFTMAX_WG=%d",
+                               d, dv, bias, kv_len, lse, CPU_ROWS_PER_ITEM, cpu_row_groups(d, dv),
+                               CPU_KEY_BLOCK, CPU_LOCAL, SOFTMAX_WG);
     int tq, tpr, tk;
     tiled_tunables(ctx, d, dv, &tq, &tpr, &tk);
     return clattn__aprintf("-DHEAD_DIM=%d -DVALUE_DIM=%d -DHAS_BIAS=%d -DHAS_KV_LEN=%d "
@@ -89,11 +105,11 @@ static char *snippet_prefix(const char *score_mod, const char *mask_mod)
     return prefix;
 }
 
-clattn_status clattn__attention_program(clattn_ctx *ctx, int d, int dv, bool bias, bool kv_len,
-                                        bool lse, const char *score_mod, const char *mask_mod,
+clattn_status clattn__attention_program(clattn_ctx *ctx, int d, int dv, bool bias,
+                                        const char *score_mod, const char *mask_mod,
                                         cl_program *out)
 {
-    char *options = sdpa_options(ctx, d, dv, bias, kv_len, lse);
+    char *options = sdpa_options(ctx, d, dv, bias);
     char *prefix = (score_mod || mask_mod) ? snippet_prefix(score_mod, mask_mod) : NULL;
     clattn_status st;
     if (!options || ((score_mod || mask_mod) && !prefix))
@@ -108,7 +124,7 @@ clattn_status clattn__attention_program(clattn_ctx *ctx, int d, int dv, bool bia
 clattn_status clattn__attention_prebuild(clattn_ctx *ctx)
 {
     cl_program prog;
-    return clattn__attention_program(ctx, 64, 64, false, false, false, NULL, NULL, &prog);
+    return clattn__attention_program(ctx, 64, 64, false, NULL, NULL, &prog);
 }
 
 /* ---- argument checks ------------------------------------------------------ */
@@ -306,7 +322,6 @@ static clattn_status check_params(clattn_ctx *ctx, const clattn_sdpa_params *p,
                 return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
                                     "sdpa: kv_len[%d] = %d is outside 0..M (M = %d)", b,
                                     p->kv_len[b], pr->M);
-        pr->has_kv_len = true;
     }
     return CLATTN_OK;
 }
@@ -371,7 +386,8 @@ static clattn_status run_fused(clattn_ctx *ctx, cl_program prog, const clattn__s
         if (st != CLATTN_OK)
             return st;
         name = "sdpa_fwd_cpu";
-        global[0] = ((size_t)pr->N + CPU_ROWS_PER_ITEM - 1) / CPU_ROWS_PER_ITEM;
+        size_t rows = (size_t)CPU_ROWS_PER_ITEM * (size_t)cpu_row_groups(pr->D, pr->Dv);
+        global[0] = ((size_t)pr->N + rows - 1) / rows;
         local[0] = CPU_LOCAL;
     } else {
         int tq, tpr, tkk;
@@ -473,24 +489,45 @@ clattn_status clattn__sdpa_aux_buffers(clattn_ctx *ctx, const int32_t *kv_len,
     clattn_status st = clattn__scratch(ctx, CLATTN_SCRATCH_DUMMY, 64, "dummy buffer", &dummy);
     if (st != CLATTN_OK)
         return st;
-    if (!pr->has_lse)
-        pr->lse = dummy;
     if (!pr->has_bias)
         pr->bias = dummy;
     pr->mod_buf = mod_buffer ? mod_buffer->mem : dummy;
-    pr->kv_len = dummy;
-    if (kv_len) {
-        st = clattn__scratch(ctx, CLATTN_SCRATCH_KV_LEN, (size_t)pr->B * sizeof(cl_int),
-                             "kv_len", &pr->kv_len);
+    /* The kernels always write lse and read kv_len (see sdpa_options). */
+    if (!pr->has_lse) {
+        st = clattn__scratch(ctx, CLATTN_SCRATCH_LSE,
+                             (size_t)pr->B * (size_t)pr->Hq * (size_t)pr->N * sizeof(float),
+                             "attention scratch: log-sum-exp [B, Hq, N]", &pr->lse);
         if (st != CLATTN_OK)
             return st;
+    }
+    st = clattn__scratch(ctx, CLATTN_SCRATCH_KV_LEN, (size_t)pr->B * sizeof(cl_int), "kv_len",
+                         &pr->kv_len);
+    if (st != CLATTN_OK)
+        return st;
+    if (kv_len) {
         /* Blocking: the caller's array need only live during the call. */
         cl_int err = clEnqueueWriteBuffer(ctx->queue, pr->kv_len, CL_TRUE, 0,
                                           (size_t)pr->B * sizeof(cl_int), kv_len, 0, NULL, NULL);
-        if (err != CL_SUCCESS)
-            return clattn__fail_cl(ctx, err, "uploading kv_len");
+        return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, "uploading kv_len");
     }
-    return CLATTN_OK;
+    /* No key padding: every batch has M keys, filled on the device so no
+     * host memory has to outlive the call. */
+    cl_program prog;
+    cl_kernel k;
+    st = clattn__program_get(ctx, "elementwise.cl", NULL, NULL, &prog);
+    if (st == CLATTN_OK)
+        st = clattn__kernel_get(ctx, prog, "fill_i32", &k);
+    if (st != CLATTN_OK)
+        return st;
+    cl_ulong n = (cl_ulong)pr->B;
+    cl_int m = pr->M;
+    cl_int err = CLATTN_ARG(k, 0, pr->kv_len);
+    err |= CLATTN_ARG(k, 1, n);
+    err |= CLATTN_ARG(k, 2, m);
+    if (err != CL_SUCCESS)
+        return clattn__fail_cl(ctx, err, "setting fill_i32 arguments");
+    size_t global = (size_t)pr->B;
+    return clattn__enqueue(ctx, k, 1, &global, NULL, "fill_i32");
 }
 
 clattn_status clattn__sdpa_run(clattn_ctx *ctx, clattn__sdpa_problem *pr, bool cosine,
@@ -498,8 +535,7 @@ clattn_status clattn__sdpa_run(clattn_ctx *ctx, clattn__sdpa_problem *pr, bool c
 {
     cl_program prog;
     clattn_status st = clattn__attention_program(ctx, pr->D, pr->Dv, pr->has_bias,
-                                                 pr->has_kv_len, pr->has_lse, pr->score_mod,
-                                                 pr->mask_mod, &prog);
+                                                 pr->score_mod, pr->mask_mod, &prog);
     if (st != CLATTN_OK)
         return st;
     if (cosine) {

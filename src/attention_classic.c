@@ -72,7 +72,6 @@ static clattn_status check_common(clattn_ctx *ctx, const char *fn, const clattn_
                 return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
                                     "%s: kv_len[%d] = %d is outside 0..M (M = %d)", fn, b,
                                     p->kv_len[b], pr->M);
-        pr->has_kv_len = true;
     }
     return clattn__sdpa_aux_buffers(ctx, p ? p->kv_len : NULL, NULL, pr);
 }
@@ -90,8 +89,7 @@ static clattn_status softmax_and_values(clattn_ctx *ctx, cl_mem scores,
     cl_program prog;
     /* The softmax kernel does not depend on the head size; the prebuilt
      * D = 64 specialisation (with kv_len if needed) serves every problem. */
-    clattn_status st = clattn__attention_program(ctx, 64, 64, false, pr->has_kv_len, false, NULL,
-                                                 NULL, &prog);
+    clattn_status st = clattn__attention_program(ctx, 64, 64, false, NULL, NULL, &prog);
     if (st == CLATTN_OK)
         st = clattn__sdpa_softmax(ctx, prog, scores, pr);
     size_t n = (size_t)pr->N, m = (size_t)pr->M, dv = (size_t)pr->Dv;

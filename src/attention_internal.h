@@ -10,7 +10,7 @@ typedef struct clattn__sdpa_problem {
     int B, Hq, Hkv, N, M, D, Dv;
     float scale;
     int wl, wr;                 /* window, -1 = unlimited; causal folded in */
-    bool has_bias, has_kv_len, has_lse;
+    bool has_bias, has_lse;      /* given by the caller (kv_len always is) */
     int64_t bias_sb, bias_sh, bias_sn; /* bias element strides; 0 broadcasts */
     cl_mem q;                   /* [B, Hq, N, D] */
     cl_mem k;                   /* [B, Hkv, M, D] */
@@ -27,8 +27,8 @@ typedef struct clattn__sdpa_problem {
 
 /* The attention program specialised for head sizes d, dv, the optional
  * inputs, and the user snippets (built or loaded once per context). */
-clattn_status clattn__attention_program(clattn_ctx *ctx, int d, int dv, bool bias, bool kv_len,
-                                        bool lse, const char *score_mod, const char *mask_mod,
+clattn_status clattn__attention_program(clattn_ctx *ctx, int d, int dv, bool bias,
+                                        const char *score_mod, const char *mask_mod,
                                         cl_program *out);
 
 /* Fills the dummy, kv_len and mod_buf buffers of a problem. */

@@ -135,9 +135,11 @@ enum {
     CLATTN_SCRATCH_KNORM,     /* attention: normalised k (cosine) */
     CLATTN_SCRATCH_SCORES,    /* attention: unfused N x M scores */
     CLATTN_SCRATCH_KV_LEN,    /* attention: kv_len as a device int array */
+    CLATTN_SCRATCH_LSE,       /* attention: log-sum-exp nobody asked for */
     CLATTN_SCRATCH_DUMMY,     /* a tiny buffer for unused kernel arguments */
     CLATTN_SCRATCH_PROJ_Q,    /* classic attention: projected queries */
     CLATTN_SCRATCH_PROJ_K,    /* classic attention: projected keys */
+    CLATTN_SCRATCH_IDS,       /* layers: embedding token ids (int64) */
     CLATTN_SCRATCH_SLOTS
 };
 
@@ -188,6 +190,26 @@ struct clattn_tensor {
     size_t numel;
     cl_mem mem;
 };
+
+/* A tensor struct viewing a buffer the caller owns (scratch, a module's
+ * workspace), so internal code can call the public ops on it. Never passed
+ * to clattn_tensor_destroy. ndim 1..4; the buffer must hold numel floats. */
+clattn_tensor clattn__tensor_view(clattn_ctx *ctx, cl_mem mem, int32_t ndim,
+                                  const int64_t *shape);
+
+/* A device buffer that grows on demand, owned by whoever embeds it. */
+typedef struct clattn__buffer {
+    cl_mem mem;
+    size_t bytes;
+} clattn__buffer;
+
+/* Makes buf hold at least bytes (reallocating, contents lost, if smaller). */
+clattn_status clattn__buffer_reserve(clattn_ctx *ctx, clattn__buffer *buf, size_t bytes,
+                                     const char *what);
+void clattn__buffer_release(clattn__buffer *buf);
+
+/* Formats a shape as "[2, 3, 4]" into buf (always NUL-terminated). */
+const char *clattn__shape_str(const int64_t *shape, int32_t ndim, char *buf, size_t size);
 
 /* A device buffer of at least bytes for the given scratch slot, owned by
  * the context and reused by later calls. */
@@ -265,6 +287,19 @@ clattn_status clattn__gemm_batched(clattn_ctx *ctx, bool trans_a, bool trans_b, 
 /* Applies clattn's tuned CLBlast parameters for this device, if it has any
  * (CPU devices). Failures are logged, never fatal. */
 void clattn__gemm_tune_device(clattn_ctx *ctx);
+
+/* ---- layers.c: helpers shared with layers_rows.c ------------------------ */
+
+/* Returns the named kernel of layers.cl (built once per context). */
+clattn_status clattn__layers_kernel(clattn_ctx *ctx, const char *name, cl_kernel *out);
+
+/* Fails with CLATTN_ERR_INVALID_ARG unless t is non-NULL and belongs to
+ * ctx; fn and arg name the call and the argument in the message. */
+clattn_status clattn__check_tensor(clattn_ctx *ctx, const char *fn, const char *arg,
+                                   const clattn_tensor *t);
+
+/* true when a and b have the same ndim and extents. */
+bool clattn__same_shape(const clattn_tensor *a, const clattn_tensor *b);
 
 /* ---- small helpers ----------------------------------------------------- */
 

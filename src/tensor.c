@@ -24,24 +24,51 @@ clattn_status clattn__buffer_create(clattn_ctx *ctx, size_t bytes, const char *w
     return CLATTN_OK;
 }
 
+clattn_tensor clattn__tensor_view(clattn_ctx *ctx, cl_mem mem, int32_t ndim,
+                                  const int64_t *shape)
+{
+    clattn_tensor t;
+    memset(&t, 0, sizeof t);
+    t.ctx = ctx;
+    t.mem = mem;
+    t.ndim = ndim;
+    t.numel = 1;
+    for (int32_t i = 0; i < ndim; i++) {
+        t.shape[i] = shape[i];
+        t.numel *= (size_t)shape[i];
+    }
+    return t;
+}
+
+clattn_status clattn__buffer_reserve(clattn_ctx *ctx, clattn__buffer *buf, size_t bytes,
+                                     const char *what)
+{
+    if (buf->mem && buf->bytes >= bytes)
+        return CLATTN_OK;
+    clattn__buffer_release(buf);
+    clattn_status st = clattn__buffer_create(ctx, bytes, what, &buf->mem);
+    if (st == CLATTN_OK)
+        buf->bytes = bytes;
+    return st;
+}
+
+void clattn__buffer_release(clattn__buffer *buf)
+{
+    if (buf->mem)
+        clReleaseMemObject(buf->mem);
+    buf->mem = NULL;
+    buf->bytes = 0;
+}
+
 clattn_status clattn__scratch(clattn_ctx *ctx, int slot, size_t bytes, const char *what,
                               cl_mem *out)
 {
-    if (ctx->scratch[slot] && ctx->scratch_bytes[slot] >= bytes) {
-        *out = ctx->scratch[slot];
-        return CLATTN_OK;
-    }
-    if (ctx->scratch[slot]) {
-        clReleaseMemObject(ctx->scratch[slot]);
-        ctx->scratch[slot] = NULL;
-        ctx->scratch_bytes[slot] = 0;
-    }
-    clattn_status st = clattn__buffer_create(ctx, bytes, what, &ctx->scratch[slot]);
-    if (st != CLATTN_OK)
-        return st;
-    ctx->scratch_bytes[slot] = bytes;
-    *out = ctx->scratch[slot];
-    return CLATTN_OK;
+    clattn__buffer buf = {ctx->scratch[slot], ctx->scratch_bytes[slot]};
+    clattn_status st = clattn__buffer_reserve(ctx, &buf, bytes, what);
+    ctx->scratch[slot] = buf.mem;
+    ctx->scratch_bytes[slot] = buf.bytes;
+    *out = buf.mem;
+    return st;
 }
 
 clattn_status clattn_tensor_create(clattn_ctx *ctx, int32_t ndim, const int64_t *shape,

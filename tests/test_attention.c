@@ -55,6 +55,9 @@ typedef struct tcase {
 
 static int n_cases_run;
 
+/* Fills a bias in the form the mask kind asks for: full [B, Hq, N, M]
+ * (MASK_BIAS, MASK_BIAS_BOOL), broadcast [1, Hq, 1, M] or [N, M]
+ * (MASK_BIAS_BCAST, alternating by shape), or [N, M] (MASK_WINDOW_BIAS). */
 static void fill_bias(const tcase *c, mask_kind m, float *bias, int64_t *shape, int *nd,
                       int64_t *sb, int64_t *sh, int64_t *sn)
 {
@@ -126,11 +129,7 @@ static void run_case(clattn_ctx *ctx, const tcase *c, const char *variant)
     case MASK_BIAS_BOOL: {
         int64_t shape[4];
         int nd;
-        fill_bias(c, c->mask == MASK_WINDOW_BIAS ? MASK_BIAS_BCAST : c->mask, bias, shape, &nd,
-                  &r.bias_sb, &r.bias_sh, &r.bias_sn);
-        if (c->mask == MASK_WINDOW_BIAS) { /* force the [N, M] form */
-            nd = 2, shape[0] = c->N, shape[1] = c->M, r.bias_sb = r.bias_sh = 0, r.bias_sn = c->M;
-        }
+        fill_bias(c, c->mask, bias, shape, &nd, &r.bias_sb, &r.bias_sh, &r.bias_sn);
         tbias = test_tensor(ctx, nd, shape, bias);
         p.bias = tbias;
         r.bias = bias;

@@ -1,0 +1,60 @@
+/* params.c - named parameter sets: the device tensors of a module, keyed
+ * by their PyTorch state_dict names ("layers.0.self_attn.in_proj_weight"),
+ * with the shape each must have. Loading, setting from the host, listing
+ * and (later) gradients and checkpoints all go through this one table. */
+#include "module_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+clattn_tensor *clattn__params_add(clattn_ctx *ctx, clattn__param_set *set, const char *name,
+                                  int32_t ndim, const int64_t *shape, float init,
+                                  clattn_status *st)
+{
+    if (*st != CLATTN_OK)
+        return NULL;
+    if (set->count == set->cap) {
+        int32_t cap = set->cap ? set->cap * 2 : 32;
+        clattn__param *grown = realloc(set->items, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            *st = clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+            return NULL;
+        }
+        set->items = grown;
+        set->cap = cap;
+    }
+    clattn__param *p = &set->items[set->count];
+    memset(p, 0, sizeof *p);
+    if (snprintf(p->name, sizeof p->name, "%s", name) >= (int)sizeof p->name) {
+        *st = clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "parameter name too long: %s", name);
+        return NULL;
+    }
+    p->ndim = ndim;
+    memcpy(p->shape, shape, (size_t)ndim * sizeof *shape);
+    *st = clattn_tensor_create(ctx, ndim, shape, &p->value);
+    if (*st == CLATTN_OK)
+        *st = clattn_tensor_fill(p->value, init);
+    if (*st != CLATTN_OK) {
+        clattn_tensor_destroy(p->value);
+        return NULL;
+    }
+    set->count++;
+    return p->value;
+}
+
+clattn__param *clattn__params_find(const clattn__param_set *set, const char *name)
+{
+    for (int32_t i = 0; i < set->count; i++)
+        if (strcmp(set->items[i].name, name) == 0)
+            return &set->items[i];
+    return NULL;
+}
+
+void clattn__params_free(clattn__param_set *set)
+{
+    for (int32_t i = 0; i < set->count; i++)
+        clattn_tensor_destroy(set->items[i].value);
+    free(set->items);
+    memset(set, 0, sizeof *set);
+}
