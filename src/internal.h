@@ -138,6 +138,7 @@ enum {
     CLATTN_SCRATCH_DUMMY,     /* a tiny buffer for unused kernel arguments */
     CLATTN_SCRATCH_PROJ_Q,    /* classic attention: projected queries */
     CLATTN_SCRATCH_PROJ_K,    /* classic attention: projected keys */
+    CLATTN_SCRATCH_IDS,       /* layers: embedding token ids (int64) */
     CLATTN_SCRATCH_SLOTS
 };
 
@@ -226,6 +227,19 @@ clattn_status clattn__gemm_batched(clattn_ctx *ctx, bool trans_a, bool trans_b, 
 /* Applies clattn's tuned CLBlast parameters for this device, if it has any
  * (CPU devices). Failures are logged, never fatal. */
 void clattn__gemm_tune_device(clattn_ctx *ctx);
+
+/* ---- layers.c: helpers shared with layers_rows.c ------------------------ */
+
+/* Returns the named kernel of layers.cl (built once per context). */
+clattn_status clattn__layers_kernel(clattn_ctx *ctx, const char *name, cl_kernel *out);
+
+/* Fails with CLATTN_ERR_INVALID_ARG unless t is non-NULL and belongs to
+ * ctx; fn and arg name the call and the argument in the message. */
+clattn_status clattn__check_tensor(clattn_ctx *ctx, const char *fn, const char *arg,
+                                   const clattn_tensor *t);
+
+/* true when a and b have the same ndim and extents. */
+bool clattn__same_shape(const clattn_tensor *a, const clattn_tensor *b);
 
 /* ---- small helpers ----------------------------------------------------- */
 

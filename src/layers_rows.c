@@ -1,0 +1,163 @@
+/* layers_rows.c - ops that reduce over the last dimension: layer norm and
+ * softmax. Both run one work-group per row (cl/layers.cl), with the
+ * work-group size picked here from the device's and the kernel's limits. */
+#include "internal.h"
+
+#include <math.h>
+
+/* Upper bound on the row work-group size. Wider groups only add tree
+ * levels and idle work-items for typical rows (E = 768 .. 8192: 3 to 32
+ * elements per work-item at 256), and 256 fits every device we know. */
+#define ROW_WG_MAX 256
+
+/* The largest power of two that fits the device's work-group and
+ * work-item limits, the kernel's own limit (registers), ROW_WG_MAX and the
+ * local memory (wg float2 of scratch on top of the kernel's own use), and
+ * is not much wider than the row. */
+static clattn_status row_wg(clattn_ctx *ctx, cl_kernel k, size_t cols, size_t *wg)
+{
+    size_t kernel_max = 0, item_max[3] = {0, 0, 0};
+    cl_ulong kernel_local = 0;
+    cl_int err = clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
+                                          sizeof kernel_max, &kernel_max, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE,
+                                       sizeof kernel_local, &kernel_local, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof item_max,
+                              item_max, NULL);
+    if (err != CL_SUCCESS)
+        return clattn__fail_cl(ctx, err, "querying work-group limits for a row kernel");
+    size_t limit = ROW_WG_MAX;
+    if (ctx->info.max_work_group_size < limit)
+        limit = ctx->info.max_work_group_size;
+    if (kernel_max < limit)
+        limit = kernel_max;
+    if (item_max[0] && item_max[0] < limit)
+        limit = item_max[0];
+    size_t w = 1;
+    while (w * 2 <= limit && w < cols)
+        w *= 2;
+    while (w > 1 && kernel_local + w * sizeof(cl_float2) > ctx->info.local_mem_bytes)
+        w /= 2;
+    *wg = w;
+    return CLATTN_OK;
+}
+
+/* Enqueues a row kernel whose arguments are set except the last, the
+ * __local scratch. */
+static clattn_status run_rows(clattn_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows,
+                              size_t cols, const char *what)
+{
+    size_t wg;
+    clattn_status st = row_wg(ctx, k, cols, &wg);
+    if (st != CLATTN_OK)
+        return st;
+    cl_int err = clSetKernelArg(k, scratch_arg, wg * sizeof(cl_float2), NULL);
+    if (err != CL_SUCCESS)
+        return clattn__fail_cl(ctx, err, what);
+    size_t global = rows * wg;
+    return clattn__enqueue(ctx, k, 1, &global, &wg, what);
+}
+
+/* Checks a vector argument v: [E] (NULL allowed). */
+static clattn_status check_vector(clattn_ctx *ctx, const char *fn, const char *arg,
+                                  const clattn_tensor *v, const clattn_tensor *x)
+{
+    if (!v)
+        return CLATTN_OK;
+    clattn_status st = clattn__check_tensor(ctx, fn, arg, v);
+    if (st != CLATTN_OK)
+        return st;
+    if (v->ndim != 1 || v->shape[0] != x->shape[x->ndim - 1]) {
+        char sv[96], sx[96];
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "%s: %s %s must be [E] for x %s [..., E]", fn, arg,
+                            clattn__shape_str(v->shape, v->ndim, sv, sizeof sv),
+                            clattn__shape_str(x->shape, x->ndim, sx, sizeof sx));
+    }
+    return CLATTN_OK;
+}
+
+/* Checks x and y: same shape, last dimension within the kernels' uint. */
+static clattn_status check_xy(clattn_ctx *ctx, const char *fn, const clattn_tensor *x,
+                              const clattn_tensor *y)
+{
+    clattn_status st = clattn__check_tensor(ctx, fn, "x", x);
+    if (st == CLATTN_OK)
+        st = clattn__check_tensor(ctx, fn, "y", y);
+    if (st != CLATTN_OK)
+        return st;
+    char sx[96], sy[96];
+    clattn__shape_str(x->shape, x->ndim, sx, sizeof sx);
+    clattn__shape_str(y->shape, y->ndim, sy, sizeof sy);
+    if (!clattn__same_shape(x, y))
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: y %s must have the shape of x %s",
+                            fn, sy, sx);
+    if ((uint64_t)x->shape[x->ndim - 1] > UINT32_MAX)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: x %s: last dimension over 2^32 - 1",
+                            fn, sx);
+    return CLATTN_OK;
+}
+
+clattn_status clattn_layer_norm(clattn_ctx *ctx, const clattn_tensor *x,
+                                const clattn_tensor *gamma, const clattn_tensor *beta, float eps,
+                                clattn_tensor *y)
+{
+    clattn__clear_thread_error();
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "layer_norm: ctx is NULL");
+    clattn_status st = check_xy(ctx, "layer_norm", x, y);
+    if (st == CLATTN_OK)
+        st = check_vector(ctx, "layer_norm", "gamma", gamma, x);
+    if (st == CLATTN_OK)
+        st = check_vector(ctx, "layer_norm", "beta", beta, x);
+    if (st != CLATTN_OK)
+        return st;
+    if (!isfinite(eps) || eps < 0.0f)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "layer_norm: eps = %g must be finite and >= 0", (double)eps);
+    if ((gamma && y->mem == gamma->mem) || (beta && y->mem == beta->mem))
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "layer_norm: y must not alias gamma or beta");
+    cl_kernel k;
+    st = clattn__layers_kernel(ctx, "layer_norm_rows", &k);
+    if (st != CLATTN_OK)
+        return st;
+    size_t cols = (size_t)x->shape[x->ndim - 1];
+    cl_uint c = (cl_uint)cols;
+    cl_int has_gamma = gamma != NULL, has_beta = beta != NULL;
+    cl_mem g = gamma ? gamma->mem : x->mem, b = beta ? beta->mem : x->mem; /* unread if absent */
+    cl_int err = CLATTN_ARG(k, 0, x->mem);
+    err |= CLATTN_ARG(k, 1, y->mem);
+    err |= CLATTN_ARG(k, 2, g);
+    err |= CLATTN_ARG(k, 3, b);
+    err |= CLATTN_ARG(k, 4, has_gamma);
+    err |= CLATTN_ARG(k, 5, has_beta);
+    err |= CLATTN_ARG(k, 6, c);
+    err |= CLATTN_ARG(k, 7, eps);
+    if (err != CL_SUCCESS)
+        return clattn__fail_cl(ctx, err, "setting layer_norm_rows arguments");
+    return run_rows(ctx, k, 8, x->numel / cols, cols, "layer_norm_rows");
+}
+
+clattn_status clattn_softmax(clattn_ctx *ctx, const clattn_tensor *x, clattn_tensor *y)
+{
+    clattn__clear_thread_error();
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "softmax: ctx is NULL");
+    clattn_status st = check_xy(ctx, "softmax", x, y);
+    cl_kernel k;
+    if (st == CLATTN_OK)
+        st = clattn__layers_kernel(ctx, "softmax_rows", &k);
+    if (st != CLATTN_OK)
+        return st;
+    size_t cols = (size_t)x->shape[x->ndim - 1];
+    cl_uint c = (cl_uint)cols;
+    cl_int err = CLATTN_ARG(k, 0, x->mem);
+    err |= CLATTN_ARG(k, 1, y->mem);
+    err |= CLATTN_ARG(k, 2, c);
+    if (err != CL_SUCCESS)
+        return clattn__fail_cl(ctx, err, "setting softmax_rows arguments");
+    return run_rows(ctx, k, 3, x->numel / cols, cols, "softmax_rows");
+}
