@@ -889,6 +889,91 @@ CLATTN_API clattn_status clattn_model_load(clattn_ctx *ctx, const char *dir, cla
 /* The configuration a module was created with. */
 CLATTN_API clattn_module_config clattn_module_get_config(const clattn_module *m);
 
+/* ======================================================================== */
+/* Layers                                                                    */
+/* ======================================================================== */
+
+/* Transformer building blocks with PyTorch's forward semantics (float32).
+ * Common rules for this section:
+ * - "[..., E]" means 1 to 4 dimensions (linear: 2 to 4) whose last extent is
+ *   E; the leading ones are flattened into rows.
+ * - Shapes are checked before any device work: a wrong ndim or extent, a
+ *   NULL tensor, or a tensor of another context is CLATTN_ERR_INVALID_ARG
+ *   with a message naming the argument and the shapes.
+ * - Outputs are written by kernels enqueued on the context's queue; the
+ *   calls return before the device is done (a read or clattn_ctx_finish
+ *   waits). Inputs are borrowed for the call only.
+ * - Thread safety: as for every context function (one thread at a time per
+ *   context). */
+
+/* Activation functions. Values are only ever appended. */
+typedef enum clattn_activation {
+    CLATTN_ACT_NONE = 0,
+    CLATTN_ACT_RELU = 1,       /* max(x, 0); NaN stays NaN */
+    CLATTN_ACT_GELU = 2,       /* 0.5 x (1 + erf(x / sqrt 2)): nn.GELU() */
+    CLATTN_ACT_GELU_TANH = 3,  /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))):
+                                  nn.GELU(approximate='tanh') */
+    CLATTN_ACT_SILU = 4        /* x * sigmoid(x): nn.SiLU() */
+} clattn_activation;
+
+/* y = act(x W^T + b), i.e. nn.Linear followed by an activation.
+ *   x: [..., in] (2 to 4 dims)   w: [out, in] (nn.Linear's weight layout)
+ *   b: [out] or NULL             y: [..., out], same leading dims as x
+ * The product runs on CLBlast; bias and activation are then applied in one
+ * fused elementwise pass (skipped when b is NULL and act is NONE). y must
+ * not alias x, w or b. Errors: CLATTN_ERR_INVALID_ARG (shapes, aliasing,
+ * unknown act), CLATTN_ERR_OPENCL. */
+CLATTN_API clattn_status clattn_linear(clattn_ctx *ctx, const clattn_tensor *x,
+                                       const clattn_tensor *w, const clattn_tensor *b,
+                                       clattn_activation act, clattn_tensor *y);
+
+/* y = act(x) elementwise. x: any shape; y: the same shape, may be x (in
+ * place). Errors: CLATTN_ERR_INVALID_ARG (shapes, unknown act). */
+CLATTN_API clattn_status clattn_activation_apply(clattn_ctx *ctx, const clattn_tensor *x,
+                                                 clattn_activation act, clattn_tensor *y);
+
+/* Layer normalisation over the last dimension, as nn.LayerNorm(E):
+ *   y = (x - mean) / sqrt(var + eps) * gamma + beta
+ * with the biased variance (divide by E).
+ *   x: [..., E] (any E >= 1)     y: same shape as x, may be x (in place)
+ *   gamma: [E] or NULL (no scale: elementwise_affine=False)
+ *   beta:  [E] or NULL (no shift: bias=False)
+ * eps must be finite and >= 0 (PyTorch's default is 1e-5). One work-group
+ * per row; a corrected two-pass algorithm keeps rows with a large mean
+ * and a small spread accurate. Errors: CLATTN_ERR_INVALID_ARG. */
+CLATTN_API clattn_status clattn_layer_norm(clattn_ctx *ctx, const clattn_tensor *x,
+                                           const clattn_tensor *gamma, const clattn_tensor *beta,
+                                           float eps, clattn_tensor *y);
+
+/* y = a + b elementwise (residual connections). a, b, y: the same shape;
+ * y may be a or b. Errors: CLATTN_ERR_INVALID_ARG. */
+CLATTN_API clattn_status clattn_add(clattn_ctx *ctx, const clattn_tensor *a,
+                                    const clattn_tensor *b, clattn_tensor *y);
+
+/* y = alpha * a + beta * b elementwise (scaled residuals such as DeepNet's
+ * alpha * x + f(x), or interpolation). Same shape rules as clattn_add. */
+CLATTN_API clattn_status clattn_add_scaled(clattn_ctx *ctx, float alpha, const clattn_tensor *a,
+                                           float beta, const clattn_tensor *b, clattn_tensor *y);
+
+/* Embedding lookup, as nn.Embedding: y[i, :] = table[ids[i], :].
+ *   table: [V, E]
+ *   ids:   host array of count >= 1 token ids (int64, as PyTorch's), read
+ *          during the call only; each must be in 0 .. V-1
+ *   y:     any shape with count * E elements, e.g. [count, E] or [B, N, E]
+ * Every id is checked on the host before any device work; an id out of
+ * range is CLATTN_ERR_INVALID_ARG naming its position and value. The ids
+ * are copied to a device buffer owned by the context (blocking copy).
+ * Errors: CLATTN_ERR_INVALID_ARG, CLATTN_ERR_OUT_OF_MEMORY. */
+CLATTN_API clattn_status clattn_embedding(clattn_ctx *ctx, const clattn_tensor *table,
+                                          const int64_t *ids, size_t count, clattn_tensor *y);
+
+/* Softmax over the last dimension, as torch.softmax(x, dim=-1):
+ *   y = exp(x - max) / sum(exp(x - max)), computed stably for any length.
+ *   x: [..., N]    y: same shape as x, may be x (in place)
+ * As in PyTorch, a row that holds NaN or +inf, or only -inf, gives NaN.
+ * Errors: CLATTN_ERR_INVALID_ARG. */
+CLATTN_API clattn_status clattn_softmax(clattn_ctx *ctx, const clattn_tensor *x, clattn_tensor *y);
+
 #ifdef __cplusplus
 }
 #endif
