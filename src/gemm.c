@@ -75,13 +75,23 @@ clattn_status clattn__gemm_batched(clattn_ctx *ctx, bool trans_a, bool trans_b, 
 
 /* ---- tuning ------------------------------------------------------------- */
 
-/* CLBlast's database has no entry for POCL's CPU device, and its generic
- * defaults run at about 20 GFLOP/s there. These Xgemm parameters were
- * measured on a 2-core AMD EPYC (Zen) under POCL 3.1 (README, "GEMM"). */
+/* CLBlast's database has no entry for POCL's CPU device; its generic
+ * defaults ran at 8-21 GFLOP/s there. These parameters (4x4 work-items,
+ * each a 16x16 tile of float8 vectors, no local memory: caches do that job
+ * on a CPU) were searched on a 2-core AMD EPYC under POCL 3.1 and verified
+ * on odd shapes for every transpose and the strided-batched routine (README,
+ * "GEMM"). Faster sets with GEMMK=1 were rejected: CLBlast 1.5.3 returns
+ * wrong results with them in the batched routine when padding is needed. */
 static const char *const xgemm_names[] = {"GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC",
                                           "MWG",   "NDIMB", "NDIMC", "NWG", "SA",   "SB",
                                           "STRM",  "STRN",  "VWM",   "VWN"};
-static const size_t xgemm_cpu[] = {0, 1, 32, 2, 8, 8, 64, 8, 8, 64, 0, 0, 1, 1, 8, 8};
+static const size_t xgemm_cpu[] = {0, 1, 16, 2, 4, 4, 64, 4, 4, 64, 0, 0, 0, 0, 8, 8};
+
+/* Above this size CLBlast uses the tuned indirect kernel; its generic 704
+ * left every product below 704^3 on the untuned direct kernel, 3-7x slower
+ * from 128^3 up. */
+static const char *const routine_names[] = {"XGEMM_MIN_INDIRECT_SIZE"};
+static const size_t routine_cpu[] = {64};
 
 void clattn__gemm_tune_device(clattn_ctx *ctx)
 {
@@ -90,6 +100,10 @@ void clattn__gemm_tune_device(clattn_ctx *ctx)
     CLBlastStatusCode s = CLBlastOverrideParameters(
         ctx->device, "Xgemm", CLBlastPrecisionSingle,
         sizeof xgemm_names / sizeof *xgemm_names, (const char **)xgemm_names, xgemm_cpu);
+    if (s == CLBlastSuccess)
+        s = CLBlastOverrideParameters(ctx->device, "GemmRoutine", CLBlastPrecisionSingle,
+                                      sizeof routine_names / sizeof *routine_names,
+                                      (const char **)routine_names, routine_cpu);
     if (s != CLBlastSuccess)
         clattn__log(ctx, CLATTN_LOG_WARN, "CLBlast tuning not applied: %s (%d)",
                     clblast_status_name(s), (int)s);

@@ -328,8 +328,8 @@ clattn_status clattn_model_load(clattn_ctx *ctx, const char *dir, clattn_module 
                           jerr.column);
     if (st == CLATTN_OK)
         st = parse_config(ctx, config_path, root, &cfg);
-    if (st == CLATTN_OK)
-        st = clattn_module_create(ctx, &cfg, &m);
+    if (st == CLATTN_OK && (st = clattn_module_create(ctx, &cfg, &m)) != CLATTN_OK)
+        clattn__fail(ctx, st, "%s: %s", config_path, clattn_ctx_last_error(ctx));
     if (st == CLATTN_OK && (st = clattn_weights_open(weights_path, &w)) != CLATTN_OK)
         clattn__fail(ctx, st, "%s", clattn_last_error());
     if (st == CLATTN_OK && (st = clattn_module_load(m, w, "")) != CLATTN_OK)

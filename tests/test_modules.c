@@ -1,0 +1,208 @@
+/* test_modules.c - every module fixture made by tests/fixtures/
+ * make_fixtures.py (PyTorch, float64 reference outputs) loaded as a model
+ * folder and run through clattn, outputs and attention weights compared;
+ * then bad model folders and a bad config each give the right status.
+ *
+ * Tolerance: atol 1e-4 + rtol 1e-4. The references are float64 PyTorch
+ * runs on the same float32 weights and inputs, so the difference is
+ * clattn's float32 rounding alone: GEMMs of length <= 64 (~1e-6 relative),
+ * softmax, and layer norms that divide by a standard deviation of O(1);
+ * through up to 4 stacked layers this stays below ~2e-5 (observed), and
+ * outputs are O(1).
+ *
+ * Usage: test_modules FIXTURE_DIR */
+#include "../tools/forward_inputs.h"
+#include "testutil.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *cases[] = {
+    "mha_self",
+    "mha_cross_kdim_vdim",
+    "mha_bias_kv_zero_attn",
+    "mha_nobias_causal",
+    "self_attention_block",
+    "self_attention_block_heads_out",
+    "encoder_layer_post_relu",
+    "encoder_layer_pre_gelu_nobias",
+    "decoder_layer_all_masks",
+    "encoder_stack_norm",
+    "decoder_stack_prenorm",
+    "transformer",
+};
+
+static void compare_npy(const char *dir, const char *name, const char *file, const float *got,
+                        int32_t ndim, const int64_t *shape)
+{
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    npy_array ref;
+    if (!npy_read(path, &ref, err, sizeof err)) {
+        CHECK(false, "%s", err);
+        return;
+    }
+    bool same_shape = ref.ndim == ndim;
+    for (int32_t i = 0; same_shape && i < ndim; i++)
+        same_shape = ref.shape[i] == shape[i];
+    CHECK(same_shape, "%s: %s shape differs from the reference", dir, name);
+    if (same_shape) {
+        double *r = malloc(ref.count * sizeof *r);
+        for (size_t i = 0; i < ref.count; i++)
+            r[i] = ((const float *)ref.data)[i];
+        char what[600];
+        snprintf(what, sizeof what, "%s: %s", dir, name);
+        test_close(what, got, r, ref.count, 1e-4, 1e-4);
+        free(r);
+    }
+    npy_free(&ref);
+}
+
+static void run_fixture(clattn_ctx *ctx, const char *root, const char *name)
+{
+    char dir[400], path[512], err[512];
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
+    clattn_module *m = NULL;
+    clattn_status st = clattn_model_load(ctx, dir, &m);
+    CHECK(st == CLATTN_OK, "%s: load: %s", name, clattn_last_error());
+    if (st != CLATTN_OK)
+        return;
+    snprintf(path, sizeof path, "%s/case.json", dir);
+    json_error_t jerr;
+    json_t *c = json_load_file(path, 0, &jerr);
+    CHECK(c != NULL, "%s: %s", path, jerr.text);
+    if (!c) {
+        clattn_module_destroy(m);
+        return;
+    }
+    forward_inputs fi;
+    forward_inputs_init(&fi, ctx, m);
+    const char *key;
+    json_t *value;
+    bool ok = true;
+    json_object_foreach(json_object_get(c, "inputs"), key, value)
+    {
+        npy_array arr;
+        snprintf(path, sizeof path, "%s/%s", dir, json_string_value(value));
+        ok = ok && npy_read(path, &arr, err, sizeof err);
+        ok = ok && forward_inputs_add(&fi, key, &arr, err, sizeof err);
+    }
+    json_object_foreach(json_object_get(c, "flags"), key, value)
+        ok = ok && forward_inputs_flag(&fi, key, json_is_true(value), err, sizeof err);
+    float *out = NULL, *w = NULL;
+    int32_t ond = 0, wnd = 0;
+    int64_t oshape[4], wshape[4];
+    ok = ok && forward_inputs_run(&fi, m, &out, &ond, oshape, &w, &wnd, wshape, err, sizeof err);
+    CHECK(ok, "%s: %s", name, err);
+    if (ok) {
+        json_object_foreach(json_object_get(c, "outputs"), key, value)
+        {
+            const char *file = json_string_value(value);
+            if (strcmp(key, "output") == 0)
+                compare_npy(dir, key, file, out, ond, oshape);
+            else if (strcmp(key, "attn_weights") == 0)
+                compare_npy(dir, key, file, w, wnd, wshape);
+        }
+    }
+    free(out);
+    free(w);
+    forward_inputs_free(&fi);
+    json_decref(c);
+    clattn_module_destroy(m);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+/* Bad folders: each error names the file and the offending key. */
+static void bad_folders(clattn_ctx *ctx, const char *root)
+{
+    char tmp[] = "/tmp/clattn-test-modules-XXXXXX";
+    if (!mkdtemp(tmp)) {
+        CHECK(false, "mkdtemp");
+        return;
+    }
+    char cfg[300], cmd[700];
+    snprintf(cfg, sizeof cfg, "%s/config.json", tmp);
+    clattn_module *m = NULL;
+    /* Missing folder / config. */
+    CHECK_STATUS(clattn_model_load(ctx, tmp, &m), CLATTN_ERR_IO);
+    CHECK(strstr(clattn_last_error(), "config.json") != NULL, "message: %s", clattn_last_error());
+    struct {
+        const char *json;
+        clattn_status want;
+        const char *needle;
+    } bad[] = {
+        {"{\"module\": \"torch.nn.MultiheadAttention\", \"embed_dim\": 32, \"num_heads\": 4,"
+         " \"embed_dim\": 16}",
+         CLATTN_ERR_FORMAT, "duplicate"},
+        {"[1, 2]", CLATTN_ERR_FORMAT, "object"},
+        {"{\"embed_dim\": 32}", CLATTN_ERR_FORMAT, "module"},
+        {"{\"module\": \"torch.nn.LSTM\"}", CLATTN_ERR_UNSUPPORTED, "torch.nn.LSTM"},
+        {"{\"module\": \"torch.nn.MultiheadAttention\", \"embed_dim\": 32, \"num_heads\": 4,"
+         " \"flash\": true}",
+         CLATTN_ERR_UNSUPPORTED, "flash"},
+        {"{\"module\": \"torch.nn.MultiheadAttention\", \"embed_dim\": \"32\", \"num_heads\": 4}",
+         CLATTN_ERR_FORMAT, "embed_dim"},
+        {"{\"module\": \"torch.nn.MultiheadAttention\", \"embed_dim\": 30, \"num_heads\": 4}",
+         CLATTN_ERR_INVALID_ARG, "divisible"},
+        {"{\"module\": \"torch.nn.TransformerEncoderLayer\", \"d_model\": 32, \"nhead\": 4,"
+         " \"activation\": \"tanh\"}",
+         CLATTN_ERR_UNSUPPORTED, "activation"},
+        {"{\"module\": \"torch.nn.TransformerEncoder\", \"num_layers\": 2}", CLATTN_ERR_FORMAT,
+         "encoder_layer"},
+        {"{\"module\": \"torch.nn.Transformer\", \"d_model\": 32, \"nhead\": 4, \"dtype\":"
+         " \"float16\"}",
+         CLATTN_ERR_UNSUPPORTED, "dtype"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        write_text(cfg, bad[i].json);
+        CHECK_STATUS(clattn_model_load(ctx, tmp, &m), bad[i].want);
+        CHECK(strstr(clattn_last_error(), bad[i].needle) != NULL &&
+                  strstr(clattn_last_error(), "config.json") != NULL,
+              "case %zu: message should name '%s' and the file: %s", i, bad[i].needle,
+              clattn_last_error());
+        CHECK(m == NULL, "module handle set on failure");
+    }
+    /* A good config with another module's weights: a clear mismatch. */
+    snprintf(cmd, sizeof cmd, "cp '%s/mha_self/model.safetensors' '%s/'", root, tmp);
+    CHECK(system(cmd) == 0, "copy fixture");
+    write_text(cfg, "{\"module\": \"torch.nn.MultiheadAttention\", \"embed_dim\": 16, "
+                    "\"num_heads\": 4}");
+    CHECK_STATUS(clattn_model_load(ctx, tmp, &m), CLATTN_ERR_FORMAT);
+    CHECK(strstr(clattn_last_error(), "in_proj_weight") != NULL &&
+              strstr(clattn_last_error(), "[48, 16]") != NULL,
+          "message should name the tensor and expected shape: %s", clattn_last_error());
+    write_text(cfg, "{\"module\": \"torch.nn.MultiheadAttention\", \"embed_dim\": 32, "
+                    "\"num_heads\": 4, \"add_bias_kv\": true}");
+    CHECK_STATUS(clattn_model_load(ctx, tmp, &m), CLATTN_ERR_FORMAT);
+    CHECK(strstr(clattn_last_error(), "bias_k") != NULL, "message: %s", clattn_last_error());
+    write_text(cfg, "{\"module\": \"torch.nn.MultiheadAttention\", \"embed_dim\": 32, "
+                    "\"num_heads\": 4, \"bias\": false}");
+    CHECK_STATUS(clattn_model_load(ctx, tmp, &m), CLATTN_ERR_FORMAT);
+    CHECK(strstr(clattn_last_error(), "unexpected tensor") != NULL, "message: %s",
+          clattn_last_error());
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_modules FIXTURE_DIR\n");
+        return 2;
+    }
+    clattn_ctx *ctx = test_ctx();
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        run_fixture(ctx, argv[1], cases[i]);
+    bad_folders(ctx, argv[1]);
+    clattn_ctx_destroy(ctx);
+    return test_summary("test_modules");
+}
