@@ -290,6 +290,9 @@ void clattn__gemm_tune_device(clattn_ctx *ctx);
 
 /* ---- layers.c: helpers shared with layers_rows.c ------------------------ */
 
+/* Name of layers.cl's fused bias + activation kernel for act. */
+const char *clattn__bias_act_kernel_name(clattn_activation act);
+
 /* Returns the named kernel of layers.cl (built once per context). */
 clattn_status clattn__layers_kernel(clattn_ctx *ctx, const char *name, cl_kernel *out);
 

@@ -40,16 +40,28 @@ static bool act_valid(clattn_activation act)
     return act >= CLATTN_ACT_NONE && act <= CLATTN_ACT_SILU;
 }
 
+const char *clattn__bias_act_kernel_name(clattn_activation act)
+{
+    switch (act) {
+    case CLATTN_ACT_RELU: return "bias_act_relu";
+    case CLATTN_ACT_GELU: return "bias_act_gelu";
+    case CLATTN_ACT_GELU_TANH: return "bias_act_gelu_tanh";
+    case CLATTN_ACT_SILU: return "bias_act_silu";
+    default: return "bias_act_none";
+    }
+}
+
 /* y[r, c] = act(x[r, c] + b[c]) over a [rows, cols] view; b may be NULL.
  * x and y may be the same buffer. */
 static clattn_status bias_act(clattn_ctx *ctx, cl_mem x, cl_mem y, cl_mem b, size_t rows,
                               size_t cols, clattn_activation act)
 {
     cl_kernel k;
-    clattn_status st = clattn__layers_kernel(ctx, "bias_act", &k);
+    const char *name = clattn__bias_act_kernel_name(act);
+    clattn_status st = clattn__layers_kernel(ctx, name, &k);
     if (st != CLATTN_OK)
         return st;
-    cl_int has_bias = b != NULL, a = (cl_int)act;
+    cl_int has_bias = b != NULL;
     cl_uint c = (cl_uint)cols;
     cl_mem bias = b ? b : x; /* never read without has_bias */
     cl_int err = CLATTN_ARG(k, 0, x);
@@ -57,11 +69,10 @@ static clattn_status bias_act(clattn_ctx *ctx, cl_mem x, cl_mem y, cl_mem b, siz
     err |= CLATTN_ARG(k, 2, bias);
     err |= CLATTN_ARG(k, 3, has_bias);
     err |= CLATTN_ARG(k, 4, c);
-    err |= CLATTN_ARG(k, 5, a);
     if (err != CL_SUCCESS)
         return clattn__fail_cl(ctx, err, "setting bias_act arguments");
     size_t global[2] = {cols, rows};
-    return clattn__enqueue(ctx, k, 2, global, NULL, "bias_act");
+    return clattn__enqueue(ctx, k, 2, global, NULL, name);
 }
 
 /* ---- linear -------------------------------------------------------------- */

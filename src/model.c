@@ -322,10 +322,11 @@ clattn_status clattn_model_load(clattn_ctx *ctx, const char *dir, clattn_module 
     clattn_module_config cfg;
     clattn_module *m = NULL;
     clattn_weights *w = NULL;
-    if (!root)
-        st = clattn__fail(ctx, jerr.line < 0 ? CLATTN_ERR_IO : CLATTN_ERR_FORMAT,
-                          "%s: %s (line %d, column %d)", config_path, jerr.text, jerr.line,
-                          jerr.column);
+    if (!root && jerr.line < 0) /* jansson's way of saying it could not read the file */
+        st = clattn__fail(ctx, CLATTN_ERR_IO, "%s: %s", config_path, jerr.text);
+    else if (!root)
+        st = clattn__fail(ctx, CLATTN_ERR_FORMAT, "%s: %s (line %d, column %d)", config_path,
+                          jerr.text, jerr.line, jerr.column);
     if (st == CLATTN_OK)
         st = parse_config(ctx, config_path, root, &cfg);
     if (st == CLATTN_OK && (st = clattn_module_create(ctx, &cfg, &m)) != CLATTN_OK)

@@ -18,9 +18,10 @@
 
 typedef struct options {
     const char *device;
-    bool json, no_unfused, no_tuning, causal, shape_given;
+    bool json, no_unfused, no_tuning, causal, shape_given, norm_first;
     int reps;
     int b, hq, hkv, n, m, d, dv, wl, wr;
+    int d_model, nhead, ff; /* layer */
 } options;
 
 static double now_s(void)
@@ -262,6 +263,143 @@ static void bench_gemm(clattn_ctx *ctx, const options *o)
         printf("]}\n");
 }
 
+/* ---- layer -------------------------------------------------------------------- */
+
+typedef struct layer_case {
+    clattn_module *m;
+    clattn_forward_args a;
+    clattn_tensor *out;
+} layer_case;
+
+static clattn_status run_layer(void *arg)
+{
+    layer_case *l = arg;
+    return clattn_module_forward(l->m, &l->a, l->out);
+}
+
+typedef struct linear_case {
+    clattn_ctx *ctx;
+    clattn_tensor *x, *w, *y;
+} linear_case;
+
+static clattn_status run_linear_gemm(void *arg)
+{
+    linear_case *g = arg;
+    return clattn_matmul(g->ctx, g->x, false, g->w, true, 1.0f, 0.0f, g->y);
+}
+
+/* One [rows, in] x [out, in]^T product, as the layer's Linear layers
+ * issue it. */
+static linear_case linear_make(clattn_ctx *ctx, int64_t rows, int64_t in, int64_t out)
+{
+    linear_case g = {ctx, tensor(ctx, 2, rows, in, 1, 1, true),
+                     tensor(ctx, 2, out, in, 1, 1, true), tensor(ctx, 2, rows, out, 1, 1, false)};
+    return g;
+}
+
+static void linear_free(linear_case *g)
+{
+    clattn_tensor_destroy(g->x);
+    clattn_tensor_destroy(g->w);
+    clattn_tensor_destroy(g->y);
+}
+
+/* Seconds for one call of fn (after the warm-up done by the caller). */
+static double once(clattn_ctx *ctx, bench_fn fn, void *arg)
+{
+    double t0 = now_s();
+    clattn_status st = fn(arg);
+    if (st == CLATTN_OK)
+        st = clattn_ctx_finish(ctx);
+    if (st != CLATTN_OK)
+        die("run", st);
+    return now_s() - t0;
+}
+
+/* One TransformerEncoderLayer forward, and the share of its time outside
+ * the four GEMMs (packed QKV, output projection, two feed-forward), which
+ * are timed alone at the same shapes. */
+static void bench_layer(clattn_ctx *ctx, const options *o)
+{
+    int b = o->shape_given ? o->b : 8, n = o->shape_given ? o->n : 256;
+    int e = o->d_model, heads = o->nhead, ff = o->ff;
+    clattn_module_config cfg = clattn_module_config_default(CLATTN_MODULE_ENCODER_LAYER);
+    cfg.d_model = e;
+    cfg.nhead = heads;
+    cfg.dim_feedforward = ff;
+    cfg.activation = CLATTN_ACT_GELU;
+    cfg.norm_first = o->norm_first;
+    layer_case l;
+    clattn_status st = clattn_module_create(ctx, &cfg, &l.m);
+    if (st != CLATTN_OK)
+        die("module", st);
+    /* Random parameters: the timing does not depend on the values, but
+     * zeros could hit special cases. */
+    for (int32_t i = 0; i < clattn_module_param_count(l.m); i++) {
+        clattn_tensor *p = clattn_module_param(l.m, clattn_module_param_name(l.m, i));
+        size_t count = clattn_tensor_numel(p);
+        float *x = malloc(count * sizeof *x);
+        for (size_t j = 0; j < count; j++)
+            x[j] = (float)((j * 2654435761u) % 1000) / 1000.0f * 0.1f - 0.05f;
+        clattn_tensor_write(p, x);
+        free(x);
+    }
+    l.a = clattn_forward_args_default();
+    clattn_tensor *src = tensor(ctx, 3, b, n, e, 1, true);
+    l.a.src = src;
+    l.out = tensor(ctx, 3, b, n, e, 1, false);
+    int64_t rows = (int64_t)b * n;
+    linear_case g[4] = {linear_make(ctx, rows, e, 3 * e), linear_make(ctx, rows, e, e),
+                        linear_make(ctx, rows, e, ff), linear_make(ctx, rows, ff, e)};
+    /* Warm up everything, then alternate layer and GEMM runs and keep the
+     * best of each, so that load from other processes hits both alike. */
+    time_it(ctx, run_layer, &l, 1);
+    for (int i = 0; i < 4; i++)
+        time_it(ctx, run_linear_gemm, &g[i], 1);
+    int reps = o->reps > 0 ? o->reps : 7;
+    double t_layer = 1e30, t_g[4] = {1e30, 1e30, 1e30, 1e30};
+    for (int r = 0; r < reps; r++) {
+        double t = once(ctx, run_layer, &l);
+        t_layer = t < t_layer ? t : t_layer;
+        for (int i = 0; i < 4; i++) {
+            t = once(ctx, run_linear_gemm, &g[i]);
+            t_g[i] = t < t_g[i] ? t : t_g[i];
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        linear_free(&g[i]);
+    double t_qkv = t_g[0], t_out = t_g[1], t_ff1 = t_g[2], t_ff2 = t_g[3];
+    double t_gemm = t_qkv + t_out + t_ff1 + t_ff2;
+    double gemm_flops = 2.0 * rows * e * (3.0 * e + e + 2.0 * ff);
+    double attn_flops = 4.0 * b * (double)n * n * e;
+    clattn_device_info info;
+    clattn_ctx_device_info(ctx, &info);
+    if (o->json) {
+        printf("{\"device\": \"%s\", \"b\": %d, \"n\": %d, \"d_model\": %d, \"nhead\": %d, "
+               "\"ff\": %d, \"norm_first\": %s, \"layer_ms\": %.3f, \"gemm_ms\": %.3f, "
+               "\"non_gemm_share\": %.4f, \"layer_gflops\": %.2f}\n",
+               info.device_name, b, n, e, heads, ff, o->norm_first ? "true" : "false",
+               t_layer * 1e3, t_gemm * 1e3, 1.0 - t_gemm / t_layer,
+               (gemm_flops + attn_flops) / t_layer * 1e-9);
+    } else {
+        printf("device: %s / %s\n", info.platform_name, info.device_name);
+        printf("TransformerEncoderLayer B=%d N=%d d_model=%d nhead=%d ff=%d (%s, GELU)\n", b, n,
+               e, heads, ff, o->norm_first ? "pre-norm" : "post-norm");
+        printf("  layer forward      %9.2f ms  (%.1f GFLOP/s overall)\n", t_layer * 1e3,
+               (gemm_flops + attn_flops) / t_layer * 1e-9);
+        printf("  GEMMs alone        %9.2f ms  (qkv %.2f, out %.2f, ff1 %.2f, ff2 %.2f; "
+               "%.1f GFLOP/s)\n",
+               t_gemm * 1e3, t_qkv * 1e3, t_out * 1e3, t_ff1 * 1e3, t_ff2 * 1e3,
+               gemm_flops / t_gemm * 1e-9);
+        printf("  outside GEMMs      %9.2f ms  = %.1f%% of the layer (attention, norms, "
+               "residuals, bias+activation, head reshapes)\n",
+               (t_layer - t_gemm) * 1e3, 100.0 * (1.0 - t_gemm / t_layer));
+    }
+    clattn_tensor_destroy(src);
+    clattn_tensor_destroy(l.out);
+    clattn_module_destroy(l.m);
+}
+
 /* ---- command line ------------------------------------------------------------ */
 
 static void usage(FILE *f)
@@ -269,6 +407,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: clattn-bench attention [--b B] [--hq H] [--hkv H] [--n N] [--m M] [--d D]\n"
                "                              [--dv DV] [--causal] [--window L,R] [--no-unfused]\n"
                "       clattn-bench gemm [--n N] [--no-tuning]\n"
+               "       clattn-bench layer [--b B] [--n N] [--d-model E] [--nhead H] [--ff F]\n"
+               "                          [--norm-first]\n"
                "common: [--json] [--device SEL] [--reps R]\n");
 }
 
@@ -280,7 +420,7 @@ int main(int argc, char **argv)
     }
     const char *what = argv[1];
     options o = {.b = 1, .hq = 1, .hkv = -1, .n = 1024, .m = -1, .d = 64, .dv = -1, .wl = -1,
-                 .wr = -1};
+                 .wr = -1, .d_model = 512, .nhead = 8, .ff = 2048};
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -289,6 +429,10 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--causal") == 0) o.causal = o.shape_given = true;
         else if (strcmp(a, "--no-unfused") == 0) o.no_unfused = true;
         else if (strcmp(a, "--no-tuning") == 0) o.no_tuning = true;
+        else if (strcmp(a, "--norm-first") == 0) o.norm_first = true;
+        else if (strcmp(a, "--d-model") == 0) target = &o.d_model;
+        else if (strcmp(a, "--nhead") == 0) target = &o.nhead;
+        else if (strcmp(a, "--ff") == 0) target = &o.ff;
         else if (strcmp(a, "--device") == 0 && val) o.device = argv[++i];
         else if (strcmp(a, "--reps") == 0 && val) o.reps = atoi(argv[++i]);
         else if (strcmp(a, "--window") == 0 && val) {
@@ -334,6 +478,8 @@ int main(int argc, char **argv)
         bench_attention(ctx, &o);
     else if (strcmp(what, "gemm") == 0)
         bench_gemm(ctx, &o);
+    else if (strcmp(what, "layer") == 0)
+        bench_layer(ctx, &o);
     else {
         fprintf(stderr, "clattn-bench: unknown benchmark '%s'\n", what);
         usage(stderr);
