@@ -889,6 +889,89 @@ CLATTN_API clattn_status clattn_model_load(clattn_ctx *ctx, const char *dir, cla
 /* The configuration a module was created with. */
 CLATTN_API clattn_module_config clattn_module_get_config(const clattn_module *m);
 
+/* ======================================================================== */
+/* Tokenizer (BERT WordPiece)                                                */
+/* ======================================================================== */
+
+/* BERT's tokenizer, giving exactly the ids of Hugging Face's fast tokenizer
+ * (the tokenizers crate, checked against it on a corpus of texts in
+ * tests/test_tokenizer.c). It needs no device. The steps, per text:
+ *   - the added tokens of the file ("[CLS]", "[SEP]", "[PAD]", ...) are
+ *     found in the raw text (leftmost, longest) and kept as they are;
+ *   - the rest is normalized (BertNormalizer): U+0000, U+FFFD and control
+ *     characters (Unicode Cc, Cf, Co) are removed, whitespace becomes ' ';
+ *     CJK ideographs are surrounded by spaces; accents are stripped (NFD,
+ *     then nonspacing marks removed); text is lowercased (Rust's
+ *     char::to_lowercase: "İ" gives "i" + U+0307);
+ *   - split on whitespace and around punctuation (ASCII punctuation and the
+ *     Unicode P* categories), as BertPreTokenizer;
+ *   - WordPiece: greedy longest match first, continuations prefixed "##";
+ *     a word with an unmatched piece, or longer than max_input_chars_per_word
+ *     characters (100), becomes one [UNK];
+ *   - truncated, then wrapped in the template's special tokens: [CLS] ... [SEP].
+ * Unicode data (categories, decompositions, case) comes from utf8proc. */
+typedef struct clattn_tokenizer clattn_tokenizer;
+
+/* Loads the tokenizer of a Hugging Face model folder: dir/tokenizer.json
+ * (a fast tokenizer: normalizer BertNormalizer {clean_text,
+ * handle_chinese_chars, strip_accents (null: as lowercase), lowercase} or
+ * null, pre_tokenizer BertPreTokenizer, model WordPiece {vocab, unk_token,
+ * continuing_subword_prefix, max_input_chars_per_word}, post_processor
+ * TemplateProcessing or BertProcessing (or null: no special tokens),
+ * truncation (its max_length becomes the default limit), padding (ignored:
+ * encode never pads), added_tokens), or, when there is no tokenizer.json,
+ * dir/vocab.txt (one token per line, id = line number) with the settings of
+ * dir/tokenizer_config.json if present (do_lower_case, strip_accents,
+ * tokenize_chinese_chars, model_max_length, the special tokens; what
+ * transformers' BertTokenizerFast builds from them).
+ * Errors (the message names the file and the setting): CLATTN_ERR_IO (no
+ * tokenizer.json or vocab.txt in dir, or unreadable), CLATTN_ERR_FORMAT
+ * (malformed JSON, a wrong type, a vocabulary without its unk token),
+ * CLATTN_ERR_UNSUPPORTED (another model, normalizer, pre-tokenizer or
+ * post-processor, an unknown key in one of them, an added token with
+ * single_word, lstrip, rstrip or normalized set, a template with a
+ * type_id other than 0), CLATTN_ERR_INVALID_ARG (NULL arguments),
+ * CLATTN_ERR_OUT_OF_MEMORY. *out is NULL on failure; free it with
+ * clattn_tokenizer_destroy. Thread safety: a loaded tokenizer is immutable:
+ * every function below may be called on it from several threads at once. */
+CLATTN_API clattn_status clattn_tokenizer_load(const char *dir, clattn_tokenizer **out);
+
+/* Frees the tokenizer. NULL is a no-op. */
+CLATTN_API void clattn_tokenizer_destroy(clattn_tokenizer *tok);
+
+/* Tokenizes one text: the len bytes at utf8 (NUL bytes included: the length
+ * decides, and the cleaner removes them) become ids[0..*count) =
+ * [CLS] pieces... [SEP]. Invalid UTF-8 is not an error: each byte that does
+ * not start a well-formed sequence becomes U+FFFD, which the cleaner
+ * removes, the tokens Python gives after bytes.decode(errors="replace").
+ * Truncation: at most max_len ids in all; pieces are removed from the end,
+ * before the final [SEP] (Hugging Face's "longest_first" with one sequence).
+ * max_len 0 uses the tokenizer's own limit (clattn_tokenizer_max_length;
+ * none if that is 0). Padding is the caller's: fill with
+ * clattn_tokenizer_token_id(tok, "[PAD]") and an attention mask of 0.
+ * The token type ids of one sequence are all 0, so none are returned.
+ * ids has room for capacity ids; ids NULL with capacity 0 only counts.
+ * Errors: CLATTN_ERR_INVALID_ARG (NULL arguments, max_len < 0 or smaller
+ * than the number of special tokens, capacity too small: the message gives
+ * the count needed), CLATTN_ERR_OUT_OF_MEMORY; *count and ids are
+ * untouched then. Thread-safe; allocates only temporary memory. */
+CLATTN_API clattn_status clattn_tokenizer_encode(const clattn_tokenizer *tok, const char *utf8,
+                                                 size_t len, int32_t max_len, int64_t *ids,
+                                                 int32_t capacity, int32_t *count);
+
+/* The id of a token given as its exact UTF-8 string ("[PAD]", "##ing"),
+ * added tokens first; -1 when there is none or an argument is NULL. */
+CLATTN_API int32_t clattn_tokenizer_token_id(const clattn_tokenizer *tok, const char *token);
+
+/* Number of tokens: the vocabulary plus added tokens outside it (30522 for
+ * BERT base uncased); 0 for NULL. */
+CLATTN_API int32_t clattn_tokenizer_vocab_size(const clattn_tokenizer *tok);
+
+/* The tokenizer's own length limit (tokenizer.json's truncation max_length,
+ * or tokenizer_config.json's model_max_length when it is a real limit);
+ * 0 when it has none, or for NULL. */
+CLATTN_API int32_t clattn_tokenizer_max_length(const clattn_tokenizer *tok);
+
 #ifdef __cplusplus
 }
 #endif
