@@ -12,7 +12,12 @@
  * bounded by max|v| <= 1, so out and weights use atol 1e-4 + rtol 1e-4
  * (observed maxima are below 2e-5), and lse atol 1e-4 + rtol 1e-5.
  *
- * CLATTN_TEST_SMALL=1 (oclgrind) keeps only small shapes. */
+ * CLATTN_TEST_SMALL=1 (the oclgrind run in tools/check) keeps small shapes
+ * and a third of the cases, and runs the fused kernels only: the unfused
+ * path's GEMMs are CLBlast's (slow under the simulator, and outside our
+ * kernels), so its softmax kernel is checked on host-written scores by
+ * softmax_kernel_case instead. */
+#include "attention_internal.h"
 #include "attention_ref.h"
 #include "testutil.h"
 
@@ -259,9 +264,66 @@ static void sweep(clattn_ctx *ctx, const char *variant, bool small, int stride)
             c.weights = idx % 5 == 1;
             c.impl = (idx % 4 == 2) ? CLATTN_SDPA_UNFUSED : CLATTN_SDPA_AUTO;
             c.scale = idx % 6 == 5 ? 0.3f : 0.0f;
+            if (small) {
+                c.impl = CLATTN_SDPA_FUSED;
+                c.weights = false;
+            }
             run_case(ctx, &c, variant);
         }
     }
+}
+
+/* The unfused path's softmax kernel on scores written from the host (no
+ * GEMM involved): causal window, kv_len with a fully masked batch, a bias,
+ * and lse; against softmax computed here in double. */
+static void softmax_kernel_case(clattn_ctx *ctx)
+{
+    const int B = 2, H = 2, N = 5, M = 37;
+    const size_t count = (size_t)B * H * N * M;
+    float *s = malloc(count * sizeof *s), *p = malloc(count * sizeof *p);
+    float *bias = malloc((size_t)N * M * sizeof *bias), lse[2 * 2 * 5];
+    double *ref = malloc(count * sizeof *ref), ref_lse[2 * 2 * 5];
+    test_fill_uniform(s, count, -4, 4);
+    test_fill_uniform(bias, (size_t)N * M, -1, 1);
+    int32_t kv_len[2] = {30, 0};
+    const float scale = 0.5f;
+    for (int bh = 0; bh < B * H; bh++)
+        for (int i = 0; i < N; i++) {
+            const float *row = s + ((size_t)bh * N + i) * M;
+            double mx = -INFINITY, sum = 0;
+            int hi = i + M - N; /* causal, bottom-right aligned */
+            int limit = kv_len[bh / H];
+            for (int j = 0; j <= hi && j < limit; j++)
+                mx = fmax(mx, scale * row[j] + bias[i * M + j]);
+            for (int j = 0; j <= hi && j < limit; j++)
+                sum += exp(scale * row[j] + bias[i * M + j] - mx);
+            for (int j = 0; j < M; j++)
+                ref[((size_t)bh * N + i) * M + j] =
+                    (j <= hi && j < limit) ? exp(scale * row[j] + bias[i * M + j] - mx) / sum : 0;
+            ref_lse[bh * N + i] = sum > 0 ? mx + log(sum) : -INFINITY;
+        }
+    int64_t ss[4] = {B, H, N, M}, sb[2] = {N, M}, sl[3] = {B, H, N};
+    clattn_tensor *S = test_tensor(ctx, 4, ss, s), *Bias = test_tensor(ctx, 2, sb, bias);
+    clattn_tensor *L = test_tensor(ctx, 3, sl, NULL);
+    clattn__sdpa_problem pr;
+    memset(&pr, 0, sizeof pr);
+    pr.B = B, pr.Hq = pr.Hkv = H, pr.N = N, pr.M = M, pr.D = pr.Dv = 64;
+    pr.scale = scale, pr.wl = -1, pr.wr = 0;
+    pr.has_bias = true, pr.bias = Bias->mem, pr.bias_sn = M;
+    pr.has_lse = true, pr.lse = L->mem;
+    cl_program prog;
+    CHECK_OK(clattn__sdpa_aux_buffers(ctx, kv_len, NULL, &pr));
+    CHECK_OK(clattn__attention_program(ctx, 64, 64, true, NULL, NULL, &prog));
+    CHECK_OK(clattn__sdpa_softmax(ctx, prog, S->mem, &pr));
+    CHECK_OK(clattn_tensor_read(S, p));
+    CHECK_OK(clattn_tensor_read(L, lse));
+    test_close("sdpa_softmax_rows on host scores: P", p, ref, count, 1e-6, 1e-5);
+    test_close("sdpa_softmax_rows on host scores: lse", lse, ref_lse, (size_t)B * H * N, 1e-5,
+               1e-6);
+    clattn_tensor_destroy(S);
+    clattn_tensor_destroy(Bias);
+    clattn_tensor_destroy(L);
+    free(s), free(p), free(bias), free(ref);
 }
 
 /* Hand-picked cases the sweep might not hit. */
@@ -379,11 +441,12 @@ int main(void)
     clattn_ctx *other = NULL;
     CHECK_OK(clattn_ctx_create(&op, &other));
 
-    sweep(ctx, primary_tiled ? "tiled" : "cpu", small, 1);
+    sweep(ctx, primary_tiled ? "tiled" : "cpu", small, small ? 3 : 1);
+    softmax_kernel_case(ctx);
     if (!small)
         edge_cases(ctx, primary_tiled ? "tiled" : "cpu");
     if (other) {
-        sweep(other, op.attention_kernel, small, small ? 6 : 3);
+        sweep(other, op.attention_kernel, small, small ? 7 : 3);
         if (!small)
             edge_cases(other, op.attention_kernel);
     }

@@ -7,6 +7,7 @@ CLATTN_PACKAGES=(
   ocl-icd-opencl-dev opencl-headers ocl-icd-libopencl1 libclblast-dev
   pocl-opencl-icd mesa-opencl-icd oclgrind
   libjansson-dev libutf8proc-dev libpng-dev
+  clang libclang-rt-14-dev
 )
 
 # Installs the missing packages, or prints the exact command to run when it
