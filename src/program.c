@@ -196,7 +196,11 @@ clattn_status clattn__program_get(clattn_ctx *ctx, const char *file, const char 
     char *common = kernel_text(ctx, "common.cl");
     char *body = common ? kernel_text(ctx, file) : NULL;
     char *source = body ? clattn__aprintf("%s\n%s\n%s", common, prefix ? prefix : "", body) : NULL;
-    char *full_options = clattn__aprintf("-cl-std=CL1.2 %s %s", ctx->device_options, options);
+    /* -w: some compilers (POCL's) print their warnings to the process's
+     * stderr, and a library must not print; the kernels are kept clean of
+     * warnings with clang (tools/check-kernels). */
+    char *full_options =
+        clattn__aprintf("-cl-std=CL1.2 -w %s %s", ctx->device_options, options);
     clattn_status st;
     if (!common || !body)
         st = clattn__fail(ctx, CLATTN_ERR_IO, "%s", clattn_ctx_last_error(ctx));
