@@ -225,9 +225,12 @@ static void run_case(clattn_ctx *ctx, const tcase *c, const char *variant)
     free(ref_out), free(ref_w), free(ref_lse), free(bias), free(buf);
 }
 
-/* A covering sweep: every mask kind meets several head sizes, shapes and
- * GQA ratios, rather than the full cross product (which would take hours
- * on two cores). The choice is deterministic. */
+/* A covering sweep: every mask kind meets every head size, several shapes
+ * and GQA ratios, both scores, both implementations and the optional
+ * outputs, rather than the full cross product (hours on two cores). The
+ * choice is deterministic. Snippets are swept separately (snippet_sweep)
+ * at one head size: every distinct (D, Dv, bias, snippet) is a program to
+ * compile, and compiling dominates this test's time on CPU devices. */
 static void sweep(clattn_ctx *ctx, const char *variant, bool small, int stride)
 {
     static const int dims[] = {1, 16, 32, 64, 80, 128, 256};
@@ -236,12 +239,12 @@ static void sweep(clattn_ctx *ctx, const char *variant, bool small, int stride)
     int idx = 0;
     for (int di = 0; di < 7; di++) {
         for (int mi = 0; mi < MASK_KINDS; mi++, idx++) {
-            if (idx % stride)
+            if (idx % stride || mi == MASK_MOD)
                 continue;
             tcase c;
             memset(&c, 0, sizeof c);
             c.D = dims[di];
-            c.Dv = (idx % 3 == 0) ? dims[(di + 2) % 7] : c.D; /* Dv != D too */
+            c.Dv = (mi % 4 == 1) ? dims[(di + 2) % 7] : c.D; /* Dv != D too */
             c.N = lens[(di + mi) % 5];
             c.M = lens[(di * 3 + mi * 2 + 1) % 5];
             if (small) {
@@ -254,11 +257,11 @@ static void sweep(clattn_ctx *ctx, const char *variant, bool small, int stride)
             c.Hq = r[0], c.Hkv = r[1];
             c.B = (idx % 2) ? 3 : 1;
             if (c.N * c.M * c.D * c.Hq * c.B > 6000000) /* keep the reference quick */
-                c.Hq = c.Hkv = 1, c.B = mi == MASK_KV_LEN || mi == MASK_CAUSAL_KV_LEN ? 3 : 1;
+                c.Hq = c.Hkv = 1, c.B = 1;
             if ((mi == MASK_KV_LEN || mi == MASK_CAUSAL_KV_LEN) && c.B < 2)
                 c.B = 2; /* batch 1 has kv_len 0: a fully masked batch */
             c.mask = (mask_kind)mi;
-            c.mod = (ref_mod)((idx / 2) % 5);
+            c.mod = REF_MOD_NONE;
             c.cosine = idx % 7 == 3;
             c.lse = idx % 2 == 0;
             c.weights = idx % 5 == 1;
@@ -268,6 +271,36 @@ static void sweep(clattn_ctx *ctx, const char *variant, bool small, int stride)
                 c.impl = CLATTN_SDPA_FUSED;
                 c.weights = false;
             }
+            run_case(ctx, &c, variant);
+        }
+    }
+}
+
+/* Every score_mod preset, the custom score_mod and the mask_mod, each with
+ * several mask kinds (with and without bias), GQA, odd sizes, both
+ * implementations: at D = 32 and Dv = 24, so that all of it costs about a
+ * dozen programs. */
+static void snippet_sweep(clattn_ctx *ctx, const char *variant, bool small, int stride)
+{
+    static const mask_kind masks[] = {MASK_NONE, MASK_CAUSAL, MASK_WINDOW_BOTH, MASK_KV_LEN,
+                                      MASK_BIAS_BOOL, MASK_WINDOW_BIAS};
+    int idx = 0;
+    for (int mod = REF_MOD_ALIBI; mod <= REF_MOD_CUSTOM + 1; mod++) {
+        for (int mi = 0; mi < 6; mi++, idx++) {
+            if (idx % stride)
+                continue;
+            tcase c;
+            memset(&c, 0, sizeof c);
+            c.D = 32, c.Dv = 24;
+            c.N = small ? 9 : 40 + 13 * mi, c.M = small ? 14 : 70 - 9 * mi;
+            c.Hq = (mi % 2) ? 4 : 2, c.Hkv = (mi % 3) ? 2 : 1;
+            c.B = (masks[mi] == MASK_KV_LEN) ? 3 : 1 + mi % 2;
+            /* mod past the presets stands for the mask_mod snippet */
+            c.mod = mod <= REF_MOD_CUSTOM ? (ref_mod)mod : REF_MOD_NONE;
+            c.mask = mod <= REF_MOD_CUSTOM ? masks[mi] : MASK_MOD;
+            c.lse = true;
+            c.weights = !small && idx % 3 == 1;
+            c.impl = small ? CLATTN_SDPA_FUSED : (idx % 2 ? CLATTN_SDPA_UNFUSED : CLATTN_SDPA_AUTO);
             run_case(ctx, &c, variant);
         }
     }
@@ -442,11 +475,13 @@ int main(void)
     CHECK_OK(clattn_ctx_create(&op, &other));
 
     sweep(ctx, primary_tiled ? "tiled" : "cpu", small, small ? 3 : 1);
+    snippet_sweep(ctx, primary_tiled ? "tiled" : "cpu", small, small ? 2 : 1);
     softmax_kernel_case(ctx);
     if (!small)
         edge_cases(ctx, primary_tiled ? "tiled" : "cpu");
     if (other) {
         sweep(other, op.attention_kernel, small, small ? 7 : 3);
+        snippet_sweep(other, op.attention_kernel, small, small ? 5 : 3);
         if (!small)
             edge_cases(other, op.attention_kernel);
     }
