@@ -304,6 +304,14 @@ clattn_status clattn__check_tensor(clattn_ctx *ctx, const char *fn, const char *
 /* true when a and b have the same ndim and extents. */
 bool clattn__same_shape(const clattn_tensor *a, const clattn_tensor *b);
 
+/* ---- json_util.c ------------------------------------------------------- */
+
+#include <jansson.h>
+
+/* The first key of obj not in allowed (NULL-terminated), or NULL: the
+ * readers refuse settings they do not know rather than ignore them. */
+const char *clattn__json_unknown_key(json_t *obj, const char *const *allowed);
+
 /* ---- small helpers ----------------------------------------------------- */
 
 /* Formats a shape as "[2, 3, 4]" ("[]" for ndim 0) into buf (always

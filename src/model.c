@@ -149,18 +149,9 @@ static clattn_activation get_activation(reader *r, json_t *obj)
 /* Refuses every key not in allowed (NULL-terminated). */
 static void check_keys(reader *r, json_t *obj, const char *const *allowed)
 {
-    const char *key;
-    json_t *value;
-    json_object_foreach(obj, key, value)
-    {
-        (void)value;
-        bool ok = false;
-        for (const char *const *a = allowed; *a && !ok; a++)
-            ok = strcmp(*a, key) == 0;
-        if (!ok)
-            fail(r, CLATTN_ERR_UNSUPPORTED, "unsupported setting '%s'%s", key,
-                 " for this module");
-    }
+    const char *key = clattn__json_unknown_key(obj, allowed);
+    if (key)
+        fail(r, CLATTN_ERR_UNSUPPORTED, "unsupported setting '%s'%s", key, " for this module");
 }
 
 /* Settings every module accepts: dropout is irrelevant to inference,

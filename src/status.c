@@ -51,24 +51,32 @@ static void set_message(clattn_ctx *ctx, const char *msg)
     }
 }
 
+/* printf into a fresh malloc'd string; NULL on allocation failure. */
+static char *vaprintf(const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s)
+        vsnprintf(s, (size_t)n + 1, fmt, ap);
+    return s;
+}
+
 clattn_status clattn__fail(clattn_ctx *ctx, clattn_status status, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    va_list ap2;
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    char *msg = vaprintf(fmt, ap);
     va_end(ap);
-    char *msg = n >= 0 ? malloc((size_t)n + 1) : NULL;
     if (msg) {
-        vsnprintf(msg, (size_t)n + 1, fmt, ap2);
         set_message(ctx, msg);
         clattn__log(ctx, CLATTN_LOG_ERROR, "%s", msg);
         free(msg);
     } else {
         set_message(ctx, "out of host memory while formatting an error message");
     }
-    va_end(ap2);
     return status;
 }
 
@@ -207,13 +215,7 @@ char *clattn__aprintf(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    va_list ap2;
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    char *s = vaprintf(fmt, ap);
     va_end(ap);
-    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (s)
-        vsnprintf(s, (size_t)n + 1, fmt, ap2);
-    va_end(ap2);
     return s;
 }

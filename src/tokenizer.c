@@ -190,17 +190,9 @@ static const char *get_string(loader *l, json_t *obj, const char *where, const c
  * clattn does not know could change the tokens. */
 static void check_keys(loader *l, json_t *obj, const char *where, const char *const *allowed)
 {
-    const char *key;
-    json_t *value;
-    json_object_foreach(obj, key, value)
-    {
-        (void)value;
-        bool ok = false;
-        for (const char *const *a = allowed; *a && !ok; a++)
-            ok = strcmp(*a, key) == 0;
-        if (!ok)
-            fail(l, CLATTN_ERR_UNSUPPORTED, "%sunsupported setting '%s'", where, key);
-    }
+    const char *key = clattn__json_unknown_key(obj, allowed);
+    if (key)
+        fail(l, CLATTN_ERR_UNSUPPORTED, "%sunsupported setting '%s'", where, key);
 }
 
 /* The id of a token by content: added tokens first, as the crate looks. */
