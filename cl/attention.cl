@@ -235,6 +235,34 @@ static inline float clattn_finish_score(float s, __global const float *bias,
 #define CLATTN_NEEDS_FINISH 0
 #endif
 
+#define CLATTN_LOG2E 1.44269504088896341f
+#define CLATTN_LN2 0.693147180559945309f
+
+/* Score units of sdpa_fwd_cpu. Without hooks, q is pre-scaled by
+ * scale*log2(e) so scores (and the running max) are in log2 units and
+ * each probability is a bare exp2. Hooks and the -3e38 mask threshold are
+ * defined on natural scores, so with hooks scores stay natural and the
+ * conversion is one multiply inside the exponent. */
+#if CLATTN_NEEDS_FINISH
+#define CLATTN_QSCALE 1.0f
+#define CLATTN_EXP2_ARG(x) ((x) * CLATTN_LOG2E)
+#define CLATTN_LSE(m, l) ((m) + log(l))
+#else
+#define CLATTN_QSCALE CLATTN_LOG2E
+#define CLATTN_EXP2_ARG(x) (x)
+#define CLATTN_LSE(m, l) (((m) + log2(l)) * CLATTN_LN2)
+#endif
+
+/* Lazy running max: a block only raises a row's max, and so pays for the
+ * horizontal max, the scalar exp2 and the accumulator rescale, when one
+ * of its scores exceeds the current max by more than this (5.5 natural or
+ * 8 log2 units, i.e. a factor <= 256). Otherwise probabilities are
+ * exp(s - m) <= 256: no overflow short of M * 256 * max|v| ~ FLT_MAX, and
+ * the same relative rounding. After a row's first block this is the rare
+ * path for any realistic score distribution; the result is the same
+ * softmax (m cancels between the sum and the accumulators). */
+#define CLATTN_MAX_SLACK (CLATTN_NEEDS_FINISH ? 5.5f : 8.0f)
+
 /* Horizontal reductions, written on scalar components: once per row per
  * block, so cost is irrelevant, and oclgrind's uninitialised-value checker
  * misreports the .lo/.hi shuffles. */
@@ -244,35 +272,39 @@ static inline float clattn_finish_score(float s, __global const float *bias,
       F(F(F((x).s8, (x).s9), F((x).sa, (x).sb)),                            \
         F(F((x).sc, (x).sd), F((x).se, (x).sf))))
 #define CLATTN_ADD(a, b) ((a) + (b))
+#define CLATTN_OR(a, b) ((a) | (b))
 
 static inline float clattn_hmax16(float16 x) { return CLATTN_HRED16(fmax, x); }
 static inline float clattn_hsum16(float16 x) { return CLATTN_HRED16(CLATTN_ADD, x); }
 
-/* exp(x) for x <= 0 (or NaN), 16 lanes: Cephes-style range reduction and
- * degree-6 polynomial (~1 ulp on [-87, 0]). The CPU kernel evaluates one
- * exp per score, and the general vector exp costs as much as the whole
- * score row's FMAs at D = 64; this one is a quarter of that. Inputs below
- * -87 give 0 (relative weight < 1e-37 vs. the row max, which is 1). NaN
- * inputs give NaN so that NaN scores still propagate. */
-static inline float16 clattn_exp_nonpos16(float16 x)
+#define CLATTN_LOG2E 1.44269504088896341f
+#define CLATTN_LN2 0.693147180559945309f
+
+/* 2^x for x < 127 (or NaN), 16 lanes: round-to-nearest split x = n + f,
+ * |f| <= 1/2, degree-6 minimax polynomial for 2^f (relative error 1.8e-8
+ * in exact arithmetic, ~1 ulp in float), times 2^n built in the exponent
+ * bits. x < -127 is clamped to -127, where 2^n's exponent field is 0, so
+ * the result is exactly 0 without a final select (weight < 6e-39 of the
+ * row max). NaN passes the clamp (isless is false) and gives NaN, so NaN
+ * scores still propagate. About 12 vector ops, vs ~20 for the natural exp
+ * with its own log2(e) multiply and two selects. */
+static inline float16 clattn_exp2_16(float16 x)
 {
-    const int16 tiny = isless(x, (float16)-87.0f);
-    x = select(x, (float16)-87.0f, tiny);
+    x = select(x, (float16)-127.0f, isless(x, (float16)-127.0f));
     /* Round to nearest via the 1.5*2^23 trick: no floor()/convert calls,
-     * which some CPU compilers scalarise; n's integer sits in t's bits. */
-    const float16 t = x * 1.44269504088896341f + 12582912.0f;
+     * which POCL scalarises; n's integer sits in t's low mantissa bits. */
+    const float16 t = x + 12582912.0f;
     const float16 n = t - 12582912.0f;
-    float16 r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float16 y = 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * (r * r) + r + 1.0f;
+    const float16 f = x - n;                       /* exact */
+    float16 y = 1.554085874e-4f;
+    y = y * f + 1.338582340e-3f;
+    y = y * f + 9.617941404e-3f;
+    y = y * f + 5.550367853e-2f;
+    y = y * f + 2.402265099e-1f;
+    y = y * f + 6.931471855e-1f;
+    y = y * f + 1.0f;
     const float16 two_n = as_float16((as_int16(t) - 0x4B400000 + 127) << 23);
-    return select(y * two_n, (float16)0.0f, tiny);
+    return y * two_n;
 }
 
 /* ------------------------------------------------------------------ */
@@ -305,6 +337,47 @@ __kernel void sdpa_transpose_k(__global const float *k, __global float *kt,
  * float16 accumulators live (12 AVX2 registers) so the FMA units, not
  * loads/stores, bound the inner loops. No local memory or barriers: on a
  * CPU the caches do the sharing and barriers only cost. */
+/* Position mask of an edge block: keys outside [mlo, mhi) (relative to
+ * the block start; c0 = first key of this 16-key chunk) become
+ * CLATTN_NEG_BIG. Interior blocks skip it. */
+static inline float16 clattn_edge_mask(float16 sv, int edge, int c0, int mlo,
+                                       int mhi)
+{
+    if (edge) {
+        const int16 jv = (int16)c0 + (int16)(0, 1, 2, 3, 4, 5, 6, 7,
+                                             8, 9, 10, 11, 12, 13, 14, 15);
+        sv = select(sv, (float16)CLATTN_NEG_BIG,
+                    (jv < (int16)mlo) | (jv >= (int16)mhi));
+    }
+    return sv;
+}
+
+/* One softmax pass over a row's block of KEY_BLOCK scores sr with max mu
+ * (>= CLATTN_MASK_THRESH): pr = exp(s - mu), returns the per-lane sums.
+ * *big gets the lanes whose score exceeds mu + CLATTN_MAX_SLACK, in which
+ * case the caller redoes the row with the exact max. One pass per chunk
+ * keeps register pressure low (no spills around the polynomial). NaN
+ * scores give NaN probabilities and so poison the row, as required. */
+static inline float16 clattn_probs(const float *sr, float *pr, float mu,
+                                   int edge, int mlo, int mhi, int16 *big)
+{
+    float16 psum = (float16)0.0f;
+    float16 smax = (float16)CLATTN_NEG_BIG;
+#pragma unroll
+    for (int c = 0; c < KEY_BLOCK / 16; ++c) {
+        const float16 sv = clattn_edge_mask(vload16(c, sr), edge, 16 * c,
+                                            mlo, mhi);
+        /* plain compare-select max (one instruction; NaN handling is not
+         * needed here, NaN reaches the sums through p) */
+        smax = select(smax, sv, isgreater(sv, smax));
+        const float16 p = clattn_exp2_16(CLATTN_EXP2_ARG(sv - mu));
+        psum += p;
+        vstore16(p, c, pr);
+    }
+    *big = isgreater(smax, (float16)(mu + CLATTN_MAX_SLACK));
+    return psum;
+}
+
 #define R_ ROWS_PER_ITEM
 #define G_ ROW_GROUPS
 #define KB16 (KEY_BLOCK / 16)
@@ -327,13 +400,18 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
 
     float qr[G_ * R_][HEAD_DIM];   /* pre-scaled query rows */
     float acc[G_ * R_][VALUE_DIM];
-    float m[G_ * R_], l[G_ * R_];
+    /* running max (see CLATTN_QSCALE for its units) and per-lane partial
+     * row sums: the sums are reduced once at the end, not once per block */
+    float m[G_ * R_], lv[G_ * R_][16];
     int lo[G_ * R_], hi[G_ * R_];
     /* per group: union of visible ranges, and the range every row sees */
     int glo[G_], ghi[G_], gmaxlo[G_], gminhi[G_];
-    float sc[R_][KEY_BLOCK];  /* scores, then probabilities, of a block */
+    float sc[R_][KEY_BLOCK];  /* scores of a block */
+    float pb[R_][KEY_BLOCK];  /* probabilities (kept apart so that the rare
+                               * slow softmax path can redo a row) */
     float alpha[R_];
     int jlo = M, jhi = 0;
+    const float qscale = scale * CLATTN_QSCALE;
 
     for (int g = 0; g < G_; ++g) {
         glo[g] = M; ghi[g] = 0; gmaxlo[g] = 0; gminhi[g] = M;
@@ -344,7 +422,7 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
                 clattn_row_range(i, N, M, kvl, window_left, window_right,
                                  &lo[r], &hi[r]);
                 __global const float *qp = q + ((long)bh * N + i) * HEAD_DIM;
-                for (int d = 0; d < HEAD_DIM; ++d) qr[r][d] = qp[d] * scale;
+                for (int d = 0; d < HEAD_DIM; ++d) qr[r][d] = qp[d] * qscale;
             } else {
                 for (int d = 0; d < HEAD_DIM; ++d) qr[r][d] = 0.0f;
             }
@@ -355,15 +433,13 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
             gmaxlo[g] = max(gmaxlo[g], lo[r]);
             gminhi[g] = min(gminhi[g], hi[r]);
             m[r] = CLATTN_NEG_BIG;
-            l[r] = 0.0f;
+            vstore16((float16)0.0f, 0, lv[r]);
             for (int d = 0; d < VALUE_DIM; ++d) acc[r][d] = 0.0f;
         }
         jlo = min(jlo, glo[g]);
         jhi = max(jhi, ghi[g]);
     }
 
-    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7,
-                               8, 9, 10, 11, 12, 13, 14, 15);
 
     /* Blocks start KEY_BLOCK-aligned so whole blocks stay inside padded kt;
      * a group skips every block outside its rows' visible union. */
@@ -378,6 +454,9 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
 #pragma unroll
             for (int r = 0; r < R_; ++r) a[r] = (float16)0.0f;
             __global const float *kp = ktp + (long)j0 * HEAD_DIM + 16 * c;
+            /* unroll 2 (here and in P.V): ~5% faster on Zen 3 in
+             * interleaved A/B runs; no unroll or 4 were both slower */
+#pragma unroll 2
             for (int d = 0; d < HEAD_DIM; ++d) {
                 const float16 kv = vload16(0, kp + d * KEY_BLOCK);
 #pragma unroll
@@ -402,35 +481,59 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
 #endif
 
         /* Online softmax. Position masks are needed only on blocks that
-         * are not inside every row's range. */
+         * are not inside every row's range. Scores below
+         * CLATTN_MASK_THRESH (-inf bias, mask_mod) need no explicit mask:
+         * they sit >= 2e31 below any unmasked max, so exp2 flushes them to
+         * 0; a row whose max is itself below the threshold is "all masked
+         * so far" and gets P = 0 with its max left at CLATTN_NEG_BIG.
+         * (Without hooks scores are in log2 units, so there a row whose
+         * every dot-product score is below -2.1e38 counts as masked, not
+         * only below -3e38: unreachable with finite |q|,|k| < 1e19.) */
         const int edge = (j0 < gmaxlo[g]) || (j0 + KEY_BLOCK > gminhi[g]);
+        int resc = 0;
         for (int r = 0; r < R_; ++r) {
-            float16 s[KB16];
-            float16 bmv = (float16)CLATTN_NEG_BIG;
-#pragma unroll
-            for (int c = 0; c < KB16; ++c) {
-                s[c] = vload16(c, sc[r]);
-                int16 msk = isless(s[c], (float16)CLATTN_MASK_THRESH);
-                if (edge) {
-                    const int16 jv = (int16)(j0 + 16 * c) + lane;
-                    msk |= (jv < (int16)lo[rb + r]) | (jv >= (int16)hi[rb + r]);
-                }
-                s[c] = select(s[c], (float16)CLATTN_NEG_BIG, msk);
-                bmv = fmax(bmv, s[c]);          /* fmax skips NaN */
-            }
             const float mold = m[rb + r];
-            const float mnew = fmax(mold, clattn_hmax16(bmv));
-            float16 psum = (float16)0.0f;
-#pragma unroll
-            for (int c = 0; c < KB16; ++c) {
-                const float16 p = select(clattn_exp_nonpos16(s[c] - mnew),
-                        (float16)0.0f, isless(s[c], (float16)CLATTN_MASK_THRESH));
-                psum += p;
-                vstore16(p, c, sc[r]);
+            const int mlo = lo[rb + r] - j0, mhi = hi[rb + r] - j0;
+            float16 psum;
+            alpha[r] = 1.0f;
+            /* Fast path: one pass with the current max. */
+            int slow = mold < CLATTN_MASK_THRESH;
+            if (!slow) {
+                int16 big;
+                psum = clattn_probs(sc[r], pb[r], mold, edge, mlo, mhi, &big);
+                slow = CLATTN_HRED16(CLATTN_OR, big) != 0;
             }
-            alpha[r] = exp(mold - mnew);
-            l[rb + r] = l[rb + r] * alpha[r] + clattn_hsum16(psum);
-            m[rb + r] = mnew;
+            if (slow) {
+                /* exact new max over the visible scores (fmax skips NaN) */
+                float16 bmv = (float16)CLATTN_NEG_BIG;
+#pragma unroll
+                for (int c = 0; c < KB16; ++c)
+                    bmv = fmax(bmv, clattn_edge_mask(vload16(c, sc[r]), edge,
+                                                     16 * c, mlo, mhi));
+                const float mnew = fmax(mold, clattn_hmax16(bmv));
+                if (mnew < CLATTN_MASK_THRESH) {
+                    /* nothing visible yet: P = 0, except that NaN scores
+                     * (skipped by fmax) must still poison the row */
+                    psum = (float16)0.0f;
+#pragma unroll
+                    for (int c = 0; c < KB16; ++c) {
+                        const float16 sv = clattn_edge_mask(vload16(c, sc[r]),
+                                                            edge, 16 * c, mlo, mhi);
+                        const float16 p = select((float16)0.0f, sv, isnan(sv));
+                        psum += p;
+                        vstore16(p, c, pb[r]);
+                    }
+                } else {
+                    int16 big;
+                    psum = clattn_probs(sc[r], pb[r], mnew, edge, mlo, mhi, &big);
+                    if (mnew != mold) {
+                        alpha[r] = exp2(CLATTN_EXP2_ARG(mold - mnew));
+                        resc = 1;
+                    }
+                    m[rb + r] = mnew;
+                }
+            }
+            vstore16(vload16(0, lv[rb + r]) * alpha[r] + psum, 0, lv[rb + r]);
         }
 
         /* O = alpha * O + P V, vectorised along Dv; keys outside the
@@ -440,12 +543,16 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
         for (int c = 0; c < DV16; ++c) {
             float16 o[R_];
 #pragma unroll
-            for (int r = 0; r < R_; ++r)
-                o[r] = vload16(c, acc[rb + r]) * alpha[r];
+            for (int r = 0; r < R_; ++r) o[r] = vload16(c, acc[rb + r]);
+            if (resc) {
+#pragma unroll
+                for (int r = 0; r < R_; ++r) o[r] *= alpha[r];
+            }
+#pragma unroll 2
             for (int j = jb; j < je; ++j) {
                 const float16 vv = vload16(c, vb + (long)j * VALUE_DIM);
 #pragma unroll
-                for (int r = 0; r < R_; ++r) o[r] += (float16)sc[r][j] * vv;
+                for (int r = 0; r < R_; ++r) o[r] += (float16)pb[r][j] * vv;
             }
 #pragma unroll
             for (int r = 0; r < R_; ++r) vstore16(o[r], c, acc[rb + r]);
@@ -458,7 +565,7 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
             for (int j = jb; j < je; ++j) {
                 const float vv = vb[(long)j * VALUE_DIM + d];
 #pragma unroll
-                for (int r = 0; r < R_; ++r) o[r] += sc[r][j] * vv;
+                for (int r = 0; r < R_; ++r) o[r] += pb[r][j] * vv;
             }
 #pragma unroll
             for (int r = 0; r < R_; ++r) acc[rb + r][d] = o[r];
@@ -470,17 +577,18 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
     for (int r = 0; r < G_ * R_; ++r) {
         const int i = i0 + r;
         if (i >= N) break;
+        const float l = clattn_hsum16(vload16(0, lv[r]));
         __global float *op = out + ((long)bh * N + i) * VALUE_DIM;
         /* l == 0 only when nothing was visible (the row max contributes
-         * exp(0) = 1); a NaN l falls through and propagates. */
-        if (l[r] == 0.0f) {
+         * 2^0 = 1); a NaN l falls through and propagates. */
+        if (l == 0.0f) {
             for (int d = 0; d < VALUE_DIM; ++d) op[d] = 0.0f;
         } else {
-            const float inv = 1.0f / l[r];
+            const float inv = 1.0f / l;
             for (int d = 0; d < VALUE_DIM; ++d) op[d] = acc[r][d] * inv;
         }
 #if HAS_LSE
-        lse[(long)bh * N + i] = (l[r] == 0.0f) ? -INFINITY : m[r] + log(l[r]);
+        lse[(long)bh * N + i] = (l == 0.0f) ? -INFINITY : CLATTN_LSE(m[r], l);
 #endif
     }
 }
