@@ -202,7 +202,7 @@ typedef struct clattn_ctx_params {
      * the same results; this exists to test and tune them anywhere. */
     const char *attention_kernel;
     /* true (the default): on devices where clattn has measured better CLBlast
-     * GEMM parameters than CLBlast's database (CPU devices, POCL), apply
+     * GEMM parameters than CLBlast's database (POCL's CPU devices), apply
      * them. false leaves CLBlast's own choice (for comparisons). CLBlast
      * keeps such parameters per device for the whole process. */
     bool gemm_tuning;
