@@ -125,6 +125,14 @@ static bool read_lines(FILE *f, text_list *l)
     return ok && !ferror(f);
 }
 
+static void free_texts(text_list *l)
+{
+    for (int32_t i = 0; i < l->count; i++)
+        free(l->items[i]);
+    free(l->items);
+    memset(l, 0, sizeof *l);
+}
+
 /* ---- progress ------------------------------------------------------------------ */
 
 typedef struct progress {
@@ -299,6 +307,7 @@ int main(int argc, char **argv)
             fclose(f);
         if (!ok) {
             fprintf(stderr, "clattn-embed: cannot read %s\n", file ? file : "standard input");
+            free_texts(&texts);
             return 1;
         }
     }
@@ -311,6 +320,7 @@ int main(int argc, char **argv)
                 "  Fetch all-MiniLM-L6-v2 with: tools/fetch-model\n"
                 "  or pass --model DIR (or set CLATTN_MODEL) for another folder.\n",
                 model);
+        free_texts(&texts);
         return 1;
     }
 
@@ -319,12 +329,16 @@ int main(int argc, char **argv)
     clattn_ctx *ctx = NULL;
     clattn_embedder *e = NULL;
     clattn_status st = clattn_ctx_create(&cp, &ctx);
-    if (st != CLATTN_OK)
+    if (st != CLATTN_OK) {
+        free_texts(&texts);
         return fail("creating the context", st);
+    }
     double t0 = now_s();
     if ((st = clattn_embedder_load(ctx, model, &e)) != CLATTN_OK) {
+        int rc = fail(model, st);
         clattn_ctx_destroy(ctx);
-        return fail(model, st);
+        free_texts(&texts);
+        return rc;
     }
     int32_t dim = clattn_embedder_dim(e);
     clattn_pooling pooling;
@@ -368,9 +382,7 @@ int main(int argc, char **argv)
             print_json(model, out, texts.count, dim, strcmp(format, "json+") == 0);
     }
     free(out);
-    for (int32_t i = 0; i < texts.count; i++)
-        free(texts.items[i]);
-    free(texts.items);
+    free_texts(&texts);
     clattn_embedder_destroy(e);
     clattn_ctx_destroy(ctx);
     return rc;
