@@ -972,6 +972,126 @@ CLATTN_API int32_t clattn_tokenizer_vocab_size(const clattn_tokenizer *tok);
  * 0 when it has none, or for NULL. */
 CLATTN_API int32_t clattn_tokenizer_max_length(const clattn_tokenizer *tok);
 
+/* ======================================================================== */
+/* Sentence embeddings (BERT-family models)                                  */
+/* ======================================================================== */
+
+/* A sentence-embedding model: a Hugging Face BERT folder, as
+ * sentence-transformers saves it (all-MiniLM-L6-v2, bge-small, e5-small,
+ * ...), with its tokenizer, pooling and normalisation. Texts in, one float
+ * vector per text out, equal to SentenceTransformer(dir).encode(texts)
+ * (checked in tests/test_embed.c to cosine >= 0.9999).
+ *
+ *     clattn_embedder *e;
+ *     if (clattn_embedder_load(ctx, "models/all-MiniLM-L6-v2", &e) != CLATTN_OK)
+ *         return fprintf(stderr, "%s\n", clattn_last_error()), 1;
+ *     const char *texts[2] = {"A man is eating food.", "Someone is having a meal."};
+ *     float *out = malloc(2 * (size_t)clattn_embedder_dim(e) * sizeof *out);
+ *     clattn_embedder_embed(e, texts, 2, out, NULL);   // out: [2, 384]
+ *     ...
+ *     clattn_embedder_destroy(e);                      // before clattn_ctx_destroy
+ *
+ * What one call does: tokenizes every text ([CLS] ... [SEP], truncated to
+ * max_length tokens), sorts the texts by token count and cuts them into
+ * batches of batch_size, each padded only to its longest text; runs the
+ * encoder (embeddings word + position + token type 0, LayerNorm, then
+ * post-norm layers whose attention masks the padded keys); pools each
+ * text's valid tokens (mean, [CLS] or max); L2-normalises when asked; and
+ * writes the rows in the caller's order. Dropout is not applied. */
+
+/* How token vectors become one vector. Values are only ever appended. */
+typedef enum clattn_pooling {
+    CLATTN_POOLING_DEFAULT = 0,    /* the folder's choice (1_Pooling/config.json) */
+    CLATTN_POOLING_MEAN = 1,       /* mean over the text's tokens, [CLS] and [SEP] included */
+    CLATTN_POOLING_CLS = 2,        /* the [CLS] token's vector */
+    CLATTN_POOLING_MAX = 3         /* elementwise maximum over the text's tokens */
+} clattn_pooling;
+
+/* Called after each batch with the number of texts done so far and the
+ * total; from the calling thread. */
+typedef void (*clattn_progress_fn)(void *user, int32_t done, int32_t total);
+
+typedef struct clattn_embed_params {
+    int32_t batch_size;            /* texts per forward pass, >= 1 (default 32) */
+    clattn_pooling pooling;        /* DEFAULT: the folder's */
+    int32_t normalize;             /* -1: the folder's (a Normalize module in
+                                      modules.json), 0: no, 1: L2-normalise */
+    int32_t max_length;            /* tokens per text including [CLS] and [SEP];
+                                      0: the folder's max_seq_length; at most
+                                      max_position_embeddings */
+    clattn_progress_fn progress;   /* optional */
+    void *progress_user;
+} clattn_embed_params;
+
+/* batch_size 32, pooling DEFAULT, normalize -1, max_length 0, no progress. */
+CLATTN_API clattn_embed_params clattn_embed_params_default(void);
+
+typedef struct clattn_embedder clattn_embedder;
+
+/* Loads a model folder for ctx (which must outlive the embedder):
+ *   config.json         model_type "bert"; hidden_size, num_hidden_layers,
+ *                       num_attention_heads, intermediate_size, hidden_act
+ *                       ("gelu", "gelu_new" / "gelu_pytorch_tanh": the tanh
+ *                       form, "relu"), layer_norm_eps, max_position_embeddings,
+ *                       type_vocab_size, vocab_size; position_embedding_type
+ *                       must be "absolute"; is_decoder and
+ *                       add_cross_attention must be false. Other keys
+ *                       (dropout, architectures, ...) are ignored.
+ *   model.safetensors   BERT's tensors, with or without the "bert." prefix:
+ *                       embeddings.{word,position,token_type}_embeddings.weight,
+ *                       embeddings.LayerNorm.{weight,bias},
+ *                       encoder.layer.{i}.attention.self.{query,key,value}.*,
+ *                       .attention.output.dense.*, .attention.output.LayerNorm.*,
+ *                       .intermediate.dense.*, .output.dense.*, .output.LayerNorm.*
+ *                       (pooler.* and any other tensor ignored); F32/F16/BF16/F64.
+ *   tokenizer.json or vocab.txt (+ tokenizer_config.json): clattn_tokenizer_load.
+ *   modules.json        optional (sentence-transformers): a Transformer, a
+ *                       Pooling module (its path holds config.json with
+ *                       pooling_mode_mean_tokens / _cls_token / _max_tokens:
+ *                       exactly one true), optionally a Normalize module;
+ *                       any other module (Dense, ...) is refused. Without
+ *                       it: mean pooling, no normalisation.
+ *   sentence_bert_config.json  optional: max_seq_length (default: the
+ *                       smaller of the tokenizer's limit and
+ *                       max_position_embeddings).
+ * Errors, each naming the file (and the key or tensor): CLATTN_ERR_IO (a
+ * required file is missing or unreadable), CLATTN_ERR_FORMAT (malformed
+ * JSON, a wrong type, a missing tensor or one of another shape, with the
+ * expected shape), CLATTN_ERR_UNSUPPORTED (another model type, activation,
+ * position embedding type, pooling mode or module), CLATTN_ERR_INVALID_ARG,
+ * CLATTN_ERR_OUT_OF_MEMORY, and the device's errors. *out is NULL on
+ * failure. Weights are uploaded once (all-MiniLM-L6-v2: 90 MB on the
+ * device). Destroy with clattn_embedder_destroy. Thread safety: as its
+ * context (one thread at a time). */
+CLATTN_API clattn_status clattn_embedder_load(clattn_ctx *ctx, const char *dir,
+                                              clattn_embedder **out);
+
+/* Frees the embedder (its tokenizer included). NULL is a no-op. */
+CLATTN_API void clattn_embedder_destroy(clattn_embedder *e);
+
+/* Length of the vectors (hidden_size: 384 for all-MiniLM-L6-v2); 0 for NULL. */
+CLATTN_API int32_t clattn_embedder_dim(const clattn_embedder *e);
+
+/* The tokenizer the embedder uses (owned by it; valid until
+ * clattn_embedder_destroy), e.g. to look at a text's tokens. */
+CLATTN_API const clattn_tokenizer *clattn_embedder_tokenizer(const clattn_embedder *e);
+
+/* The folder's defaults: pooling (MEAN, CLS or MAX), whether it normalises,
+ * and max_length (tokens per text). Any pointer may be NULL. */
+CLATTN_API void clattn_embedder_defaults(const clattn_embedder *e, clattn_pooling *pooling,
+                                         bool *normalize, int32_t *max_length);
+
+/* Embeds texts[0..n) (NUL-terminated UTF-8; "" is a valid text) into
+ * out[n * dim], row i for text i. p may be NULL for the defaults. Blocking:
+ * the vectors are in out on return.
+ * Errors: CLATTN_ERR_INVALID_ARG (NULL e, texts, a NULL text, or out with
+ * n > 0; n < 0; batch_size < 1; pooling or normalize out of range;
+ * max_length < 0, below 2 or over max_position_embeddings),
+ * CLATTN_ERR_OUT_OF_MEMORY, device errors; out is then partly written. */
+CLATTN_API clattn_status clattn_embedder_embed(clattn_embedder *e, const char *const *texts,
+                                               int32_t n, float *out,
+                                               const clattn_embed_params *p);
+
 #ifdef __cplusplus
 }
 #endif

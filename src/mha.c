@@ -87,10 +87,10 @@ clattn_status clattn__mha_init(clattn_ctx *ctx, clattn__param_set *set, const ch
     return st;
 }
 
-clattn_status clattn__self_attention_init(clattn_ctx *ctx, clattn__param_set *set,
-                                          const char *prefix, int64_t in, int64_t a, int64_t v,
-                                          int64_t out, int64_t heads, bool bias,
-                                          clattn__attn_block *blk)
+clattn_status clattn__attn_proj_init(clattn_ctx *ctx, clattn__param_set *set, const char *prefix,
+                                    const clattn__attn_names *names, int64_t in, int64_t a,
+                                    int64_t v, int64_t out, int64_t heads, bool bias,
+                                    clattn__attn_block *blk)
 {
     memset(blk, 0, sizeof *blk);
     v = v > 0 ? v : a;
@@ -109,21 +109,34 @@ clattn_status clattn__self_attention_init(clattn_ctx *ctx, clattn__param_set *se
     blk->qk_dim = a, blk->v_dim = v, blk->out_dim = out;
     blk->heads = heads;
     clattn_status st = CLATTN_OK;
-    blk->w_q = add(ctx, set, prefix, "query.weight", 2, a, in, 0, &st);
-    if (bias)
-        blk->b_q = add(ctx, set, prefix, "query.bias", 1, a, 0, 0, &st);
-    blk->w_k = add(ctx, set, prefix, "key.weight", 2, a, in, 0, &st);
-    if (bias)
-        blk->b_k = add(ctx, set, prefix, "key.bias", 1, a, 0, 0, &st);
-    blk->w_v = add(ctx, set, prefix, "value.weight", 2, v, in, 0, &st);
-    if (bias)
-        blk->b_v = add(ctx, set, prefix, "value.bias", 1, v, 0, 0, &st);
-    if (out > 0) {
-        blk->w_o = add(ctx, set, prefix, "out.weight", 2, out, v, 0, &st);
+    char w[160], b[160];
+    const char *proj[3] = {names->query, names->key, names->value};
+    clattn_tensor **ws[3] = {&blk->w_q, &blk->w_k, &blk->w_v};
+    clattn_tensor **bs[3] = {&blk->b_q, &blk->b_k, &blk->b_v};
+    for (int i = 0; i < 3; i++) {
+        snprintf(w, sizeof w, "%s.weight", proj[i]);
+        snprintf(b, sizeof b, "%s.bias", proj[i]);
+        *ws[i] = add(ctx, set, prefix, w, 2, i == 2 ? v : a, in, 0, &st);
         if (bias)
-            blk->b_o = add(ctx, set, prefix, "out.bias", 1, out, 0, 0, &st);
+            *bs[i] = add(ctx, set, prefix, b, 1, i == 2 ? v : a, 0, 0, &st);
+    }
+    if (out > 0) {
+        snprintf(w, sizeof w, "%s.weight", names->out);
+        snprintf(b, sizeof b, "%s.bias", names->out);
+        blk->w_o = add(ctx, set, prefix, w, 2, out, v, 0, &st);
+        if (bias)
+            blk->b_o = add(ctx, set, prefix, b, 1, out, 0, 0, &st);
     }
     return st;
+}
+
+clattn_status clattn__self_attention_init(clattn_ctx *ctx, clattn__param_set *set,
+                                          const char *prefix, int64_t in, int64_t a, int64_t v,
+                                          int64_t out, int64_t heads, bool bias,
+                                          clattn__attn_block *blk)
+{
+    static const clattn__attn_names names = {"query", "key", "value", "out"};
+    return clattn__attn_proj_init(ctx, set, prefix, &names, in, a, v, out, heads, bias, blk);
 }
 
 static clattn_status copy_rows(clattn_ctx *ctx, const clattn_tensor *src, size_t first,
@@ -403,7 +416,7 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
     pr.wl = -1;
     pr.wr = kernel_causal ? 0 : -1;
     pr.q = q.mem, pr.k = k.mem, pr.v = v.mem, pr.out = heads_out.mem;
-    st = clattn__sdpa_aux_buffers(ctx, NULL, NULL, &pr);
+    st = clattn__sdpa_aux_buffers(ctx, call->kv_len, NULL, &pr);
     if (st == CLATTN_OK)
         st = clattn__sdpa_run(ctx, &pr, false, CLATTN_SDPA_AUTO);
     if (st == CLATTN_OK && call->weights && call->average_weights) {

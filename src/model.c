@@ -14,20 +14,13 @@
 
 /* ---- loading parameters ------------------------------------------------------- */
 
-clattn_status clattn_module_load(clattn_module *m, const clattn_weights *w, const char *prefix)
+clattn_status clattn__params_load(clattn_ctx *ctx, const clattn__param_set *set,
+                                  const clattn_weights *w, const char *prefix, bool strict)
 {
-    clattn__clear_thread_error();
-    if (!m || !w)
-        return clattn__fail(m ? m->ctx : NULL, CLATTN_ERR_INVALID_ARG,
-                            "module_load: module and weights must not be NULL");
-    if (!prefix)
-        prefix = "";
-    clattn_ctx *ctx = m->ctx;
-    size_t plen = strlen(prefix);
     char full[300], s1[96], s2[96];
     clattn_status st = CLATTN_OK;
-    for (int32_t i = 0; i < m->params.count && st == CLATTN_OK; i++) {
-        clattn__param *p = &m->params.items[i];
+    for (int32_t i = 0; i < set->count && st == CLATTN_OK; i++) {
+        const clattn__param *p = &set->items[i];
         snprintf(full, sizeof full, "%s%s", prefix, p->name);
         clattn_weight_info info;
         if (clattn_weights_find(w, full, &info) != CLATTN_OK)
@@ -53,21 +46,32 @@ clattn_status clattn_module_load(clattn_module *m, const clattn_weights *w, cons
         if (st != CLATTN_OK)
             return clattn__fail(ctx, st, "%s", clattn_last_error());
     }
-    /* Strict, like load_state_dict: with no prefix the file must hold
-     * exactly this module's parameters. */
-    if (plen == 0) {
+    if (strict) {
         int32_t n = clattn_weights_count(w);
         for (int32_t i = 0; i < n; i++) {
             clattn_weight_info info;
             if (clattn_weights_info_at(w, i, &info) == CLATTN_OK &&
-                !clattn__params_find(&m->params, info.name))
+                !clattn__params_find(set, info.name))
                 return clattn__fail(ctx, CLATTN_ERR_FORMAT,
                                     "weights: unexpected tensor '%s' (not a parameter of this "
                                     "module; %d expected)",
-                                    info.name, m->params.count);
+                                    info.name, set->count);
         }
     }
     return CLATTN_OK;
+}
+
+clattn_status clattn_module_load(clattn_module *m, const clattn_weights *w, const char *prefix)
+{
+    clattn__clear_thread_error();
+    if (!m || !w)
+        return clattn__fail(m ? m->ctx : NULL, CLATTN_ERR_INVALID_ARG,
+                            "module_load: module and weights must not be NULL");
+    if (!prefix)
+        prefix = "";
+    /* Strict, like load_state_dict: with no prefix the file must hold
+     * exactly this module's parameters. */
+    return clattn__params_load(m->ctx, &m->params, w, prefix, prefix[0] == '\0');
 }
 
 /* ---- config.json ------------------------------------------------------------------ */

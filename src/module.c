@@ -220,9 +220,13 @@ static clattn_status forward_decoder(clattn_module *m, const clattn_forward_args
                                      const clattn_tensor *memory, clattn_tensor *x,
                                      int32_t first, int32_t count)
 {
-    clattn__layer_call call = {&a->tgt_mask, &a->tgt_key_padding_mask, a->tgt_is_causal,
-                               memory, &a->memory_mask, &a->memory_key_padding_mask,
-                               a->memory_is_causal};
+    clattn__layer_call call = {.self_mask = &a->tgt_mask,
+                               .self_kpm = &a->tgt_key_padding_mask,
+                               .self_causal = a->tgt_is_causal,
+                               .memory = memory,
+                               .memory_mask = &a->memory_mask,
+                               .memory_kpm = &a->memory_key_padding_mask,
+                               .memory_causal = a->memory_is_causal};
     clattn_status st = copy_into(m->ctx, a->tgt, x);
     return st == CLATTN_OK ? run_stack(m, first, count, &call, &m->dec_norm, x) : st;
 }
@@ -242,7 +246,7 @@ clattn_status clattn_module_forward(clattn_module *m, const clattn_forward_args 
         bool self = c->kind == CLATTN_MODULE_SELF_ATTENTION;
         clattn__attn_call call = {a->query, self ? a->query : a->key, self ? a->query : a->value,
                                   &a->attn_mask, &a->key_padding_mask, a->is_causal,
-                                  a->attn_weights, a->average_attn_weights};
+                                  a->attn_weights, a->average_attn_weights, NULL};
         if (!a->query || (!self && (!a->key || !a->value)))
             return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: query%s must be given", what,
                                 self ? "" : ", key and value");

@@ -28,6 +28,14 @@ clattn_tensor *clattn__params_add(clattn_ctx *ctx, clattn__param_set *set, const
 clattn__param *clattn__params_find(const clattn__param_set *set, const char *name);
 void clattn__params_free(clattn__param_set *set);
 
+/* ---- model.c -------------------------------------------------------------- */
+
+/* Loads every parameter of set from w, named prefix + its name: a missing
+ * tensor or another shape is CLATTN_ERR_FORMAT naming it and the expected
+ * shape; strict also refuses tensors of w that are no parameter. */
+clattn_status clattn__params_load(clattn_ctx *ctx, const clattn__param_set *set,
+                                  const clattn_weights *w, const char *prefix, bool strict);
+
 /* ---- masks.c ------------------------------------------------------------- */
 
 /* What one attention call masks, PyTorch style, before conversion. */
@@ -72,6 +80,21 @@ clattn_status clattn__mha_init(clattn_ctx *ctx, clattn__param_set *set, const ch
                                int64_t e, int64_t heads, int64_t kdim, int64_t vdim, bool bias,
                                bool add_bias_kv, bool add_zero_attn, clattn__attn_block *blk);
 
+/* Names of the four projections of a block with separate q/k/v Linear
+ * layers, relative to the block's prefix: "query", "key", "value", "out"
+ * (the tutorial block) or "self.query", ..., "output.dense" (BERT). */
+typedef struct clattn__attn_names {
+    const char *query, *key, *value, *out;
+} clattn__attn_names;
+
+/* Adds a block with separate projections named by names under prefix:
+ * query/key [a, in], value [v, in] (v 0: a), output [out, v] when out > 0;
+ * and their biases when bias. */
+clattn_status clattn__attn_proj_init(clattn_ctx *ctx, clattn__param_set *set, const char *prefix,
+                                    const clattn__attn_names *names, int64_t in, int64_t a,
+                                    int64_t v, int64_t out, int64_t heads, bool bias,
+                                    clattn__attn_block *blk);
+
 /* Adds the tutorial self-attention block's parameters under prefix. */
 clattn_status clattn__self_attention_init(clattn_ctx *ctx, clattn__param_set *set,
                                           const char *prefix, int64_t in, int64_t a, int64_t v,
@@ -91,6 +114,10 @@ typedef struct clattn__attn_call {
     bool causal;
     clattn_tensor *weights;
     bool average_weights;
+    /* Host [B] key counts: keys from kv_len[b] on are masked (the
+     * attention kernel's own key padding, no bias materialised); padded
+     * query rows are computed like any other. NULL: all keys valid. */
+    const int32_t *kv_len;
 } clattn__attn_call;
 
 clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *blk,
@@ -128,6 +155,7 @@ typedef struct clattn__layer_call {
     const clattn_tensor *memory;
     const clattn_mask *memory_mask, *memory_kpm;
     bool memory_causal;
+    const int32_t *self_kv_len;         /* host [B] or NULL, see clattn__attn_call */
 } clattn__layer_call;
 
 clattn_status clattn__layer_forward(clattn_ctx *ctx, clattn__layer *layer,

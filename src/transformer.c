@@ -120,7 +120,7 @@ static clattn_status self_attention(clattn_ctx *ctx, clattn__layer *layer,
 {
     (void)ff;
     clattn__attn_call ac = {in, in, in, call->self_mask, call->self_kpm, call->self_causal,
-                            NULL, false};
+                            NULL, false, call->self_kv_len};
     return clattn__attn_block_forward(ctx, &layer->self_attn, &ac, out);
 }
 
@@ -130,7 +130,7 @@ static clattn_status cross_attention(clattn_ctx *ctx, clattn__layer *layer,
 {
     (void)ff;
     clattn__attn_call ac = {in, call->memory, call->memory, call->memory_mask, call->memory_kpm,
-                            call->memory_causal, NULL, false};
+                            call->memory_causal, NULL, false, NULL};
     return clattn__attn_block_forward(ctx, &layer->cross_attn, &ac, out);
 }
 

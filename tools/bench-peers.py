@@ -3,12 +3,19 @@
 prints the ratios, all measured in one run.
 
     tools/bench-peers.py attention [clattn-bench options...]
+    tools/bench-peers.py embed [clattn-bench options...]
 
 Runs `clattn-bench attention --json` (same options), then times the same
 shapes with numpy (float32 matmuls through its BLAS, usually OpenBLAS) and,
 when torch is importable, with torch.nn.functional.scaled_dot_product_attention
 on the CPU. Also times numpy SGEMM at n = 2048, the reference point of the
 issue's target "fused attention >= 0.75x OpenBLAS SGEMM".
+
+`embed` runs `clattn-bench embed --json`, then encodes the same texts (made
+by the same generator) with sentence-transformers on the CPU (PyTorch,
+float32, the same batch size, best of the same number of runs) and prints
+sentences/second for both and the ratio. The model folder is
+$CLATTN_MODEL, else models/all-MiniLM-L6-v2.
 
 FLOPs are counted as clattn-bench does: 2 (D + Dv) per visible (query, key)
 pair (4 N M D for D = Dv without masks)."""
@@ -72,7 +79,59 @@ def numpy_attention(q, k, v, ok):
     return np.matmul(s, v)
 
 
+WORDS = ("the quick brown fox jumps over lazy dog a man is eating food in park while "
+         "children play with ball near river city market opens early every morning people "
+         "buy fresh bread and fruit from local farmers who travel long way to sell their "
+         "goods music plays softly on radio").split()
+
+
+def bench_texts(count, words, seed):
+    """The texts of clattn-bench embed (same LCG, same word list)."""
+    x, out = seed, []
+    for _ in range(count):
+        ws = []
+        for _ in range(words):
+            x = (x * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+            ws.append(WORDS[(x >> 33) % len(WORDS)])
+        out.append(" ".join(ws))
+    return out
+
+
+def embed(args):
+    print(f"running {BENCH} embed --json {' '.join(args)}", file=sys.stderr)
+    res = json.loads(subprocess.run([BENCH, "embed", "--json", *args], check=True,
+                                    capture_output=True, text=True).stdout)
+    import torch
+    from sentence_transformers import SentenceTransformer
+    model_dir = os.environ.get("CLATTN_MODEL") or os.path.join(HERE, "..", "models",
+                                                               "all-MiniLM-L6-v2")
+    model = SentenceTransformer(model_dir, device="cpu")
+    batch = res["batch"]
+    reps = 3
+    if "--reps" in args:
+        reps = int(args[args.index("--reps") + 1])
+    print(f"device: {res['platform']} / {res['device']}")
+    print(f"peer: sentence-transformers on PyTorch {torch.__version__} CPU, "
+          f"{torch.get_num_threads()} threads; batch {batch}, best of {reps} runs")
+    print("set    texts  tokens   clattn/s  torch/s   clattn/torch")
+    for s in res["sets"]:
+        texts = bench_texts(s["texts"], s["words"], s["seed"])
+        with torch.inference_mode():
+            model.encode(texts, batch_size=batch)  # warm-up
+            best = float("inf")
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                model.encode(texts, batch_size=batch)
+                best = min(best, time.perf_counter() - t0)
+        peer = s["texts"] / best
+        print(f"{s['name']:<6s} {s['texts']:5d} {s['mean_tokens']:7.1f} {s['texts_per_s']:9.1f} "
+              f"{peer:8.1f}   {s['texts_per_s'] / peer:8.2f}x")
+    return 0
+
+
 def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "embed":
+        return embed(sys.argv[2:])
     if len(sys.argv) < 2 or sys.argv[1] != "attention":
         print(__doc__)
         return 2

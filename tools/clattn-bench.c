@@ -4,20 +4,24 @@
  *   clattn-bench attention [--b B --hq H --hkv H --n N --m M --d D --dv DV
  *                           --causal --window L,R --no-unfused] [--json]
  *   clattn-bench gemm [--n N ...] [--no-tuning] [--json]
+ *   clattn-bench embed [--model DIR] [--b BATCH] [--json]
  *
  * Without shape options each runs its default sweep. --device SEL picks the
  * device, --reps R the timed repetitions (default: enough for ~0.5 s). */
+#define _DEFAULT_SOURCE /* readlink */
 #include <clattn.h>
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct options {
-    const char *device;
+    const char *device, *model;
     bool json, no_unfused, no_tuning, causal, shape_given, norm_first;
     int reps;
     int b, hq, hkv, n, m, d, dv, wl, wr;
@@ -400,6 +404,120 @@ static void bench_layer(clattn_ctx *ctx, const options *o)
     clattn_module_destroy(l.m);
 }
 
+/* ---- embed ---------------------------------------------------------------------- */
+
+/* Deterministic texts of words drawn from a fixed list by a 64-bit LCG
+ * (tools/bench-peers.py embed makes the same ones). */
+static const char *const bench_words[] = {
+    "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "a", "man", "is",
+    "eating", "food", "in", "park", "while", "children", "play", "with", "ball", "near",
+    "river", "city", "market", "opens", "early", "every", "morning", "people", "buy",
+    "fresh", "bread", "and", "fruit", "from", "local", "farmers", "who", "travel", "long",
+    "way", "to", "sell", "their", "goods", "music", "plays", "softly", "on", "radio"};
+
+static char **bench_texts(int count, int words, uint64_t seed)
+{
+    int nw = (int)(sizeof bench_words / sizeof *bench_words);
+    char **t = malloc((size_t)count * sizeof *t);
+    uint64_t x = seed;
+    for (int i = 0; i < count; i++) {
+        t[i] = malloc((size_t)words * 16 + 1);
+        size_t len = 0;
+        for (int w = 0; w < words; w++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            len += (size_t)sprintf(t[i] + len, "%s%s", w ? " " : "",
+                                   bench_words[(x >> 33) % (uint64_t)nw]);
+        }
+    }
+    return t;
+}
+
+static const char *bench_model(const options *o)
+{
+    static char buf[4096];
+    const char *env = getenv("CLATTN_MODEL");
+    if (o->model)
+        return o->model;
+    if (env && *env)
+        return env;
+    char exe[1500], up[1600], root[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(up, sizeof up, "%s/../..", exe);
+            if (realpath(up, root) &&
+                snprintf(buf, sizeof buf, "%s/models/all-MiniLM-L6-v2", root) < (int)sizeof buf)
+                return buf;
+        }
+    }
+    return "models/all-MiniLM-L6-v2";
+}
+
+static void bench_embed(clattn_ctx *ctx, const options *o)
+{
+    const char *model = bench_model(o);
+    clattn_embedder *e;
+    clattn_status st = clattn_embedder_load(ctx, model, &e);
+    if (st != CLATTN_OK) {
+        fprintf(stderr, "clattn-bench: %s (run tools/fetch-model, or pass --model DIR)\n", model);
+        die("loading the model", st);
+    }
+    struct { const char *name; int count, words; uint64_t seed; } sets[2] = {
+        {"short", 256, 10, 1}, {"long", 64, 126, 2}};
+    int batch = o->b > 1 ? o->b : 32, reps = o->reps > 0 ? o->reps : 3;
+    clattn_device_info info;
+    clattn_ctx_device_info(ctx, &info);
+    if (o->json)
+        printf("{\"platform\": \"%s\", \"device\": \"%s\", \"batch\": %d, \"sets\": [",
+               info.platform_name, info.device_name, batch);
+    else
+        printf("device: %s / %s\nmodel: %s, batch %d, best of %d runs\n", info.platform_name,
+               info.device_name, model, batch, reps);
+    for (int s = 0; s < 2; s++) {
+        char **texts = bench_texts(sets[s].count, sets[s].words, sets[s].seed);
+        float *out = malloc((size_t)sets[s].count * (size_t)clattn_embedder_dim(e) * sizeof *out);
+        long tokens = 0;
+        int64_t ids[512];
+        for (int i = 0; i < sets[s].count; i++) {
+            int32_t c = 0;
+            clattn_tokenizer_encode(clattn_embedder_tokenizer(e), texts[i], strlen(texts[i]), 0,
+                                    ids, 512, &c);
+            tokens += c;
+        }
+        clattn_embed_params p = clattn_embed_params_default();
+        p.batch_size = batch;
+        double best = 1e30;
+        for (int r = 0; r <= reps; r++) { /* run 0 warms up */
+            double t0 = now_s();
+            if ((st = clattn_embedder_embed(e, (const char *const *)texts, sets[s].count, out,
+                                            &p)) != CLATTN_OK)
+                die("embed", st);
+            double dt = now_s() - t0;
+            if (r > 0 && dt < best)
+                best = dt;
+        }
+        double rate = sets[s].count / best;
+        if (o->json)
+            printf("%s{\"name\": \"%s\", \"texts\": %d, \"words\": %d, \"seed\": %d, "
+                   "\"mean_tokens\": %.1f, \"seconds\": %.4f, \"texts_per_s\": %.2f}",
+                   s ? ", " : "", sets[s].name, sets[s].count, sets[s].words, (int)sets[s].seed,
+                   (double)tokens / sets[s].count, best, rate);
+        else
+            printf("%-5s %3d texts x %5.1f tokens: %8.3f s  %8.1f sentences/s\n", sets[s].name,
+                   sets[s].count, (double)tokens / sets[s].count, best, rate);
+        for (int i = 0; i < sets[s].count; i++)
+            free(texts[i]);
+        free(texts);
+        free(out);
+    }
+    if (o->json)
+        printf("]}\n");
+    clattn_embedder_destroy(e);
+}
+
 /* ---- command line ------------------------------------------------------------ */
 
 static void usage(FILE *f)
@@ -409,6 +527,8 @@ static void usage(FILE *f)
                "       clattn-bench gemm [--n N] [--no-tuning]\n"
                "       clattn-bench layer [--b B] [--n N] [--d-model E] [--nhead H] [--ff F]\n"
                "                          [--norm-first]\n"
+               "       clattn-bench embed [--model DIR] [--b BATCH]   (sentences/s: 256 texts\n"
+               "                          of ~12 tokens, 64 of ~128; all-MiniLM-L6-v2)\n"
                "common: [--json] [--device SEL] [--reps R]\n");
 }
 
@@ -434,6 +554,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--nhead") == 0) target = &o.nhead;
         else if (strcmp(a, "--ff") == 0) target = &o.ff;
         else if (strcmp(a, "--device") == 0 && val) o.device = argv[++i];
+        else if (strcmp(a, "--model") == 0 && val) o.model = argv[++i];
         else if (strcmp(a, "--reps") == 0 && val) o.reps = atoi(argv[++i]);
         else if (strcmp(a, "--window") == 0 && val) {
             if (sscanf(argv[++i], "%d,%d", &o.wl, &o.wr) != 2) {
@@ -480,6 +601,8 @@ int main(int argc, char **argv)
         bench_gemm(ctx, &o);
     else if (strcmp(what, "layer") == 0)
         bench_layer(ctx, &o);
+    else if (strcmp(what, "embed") == 0)
+        bench_embed(ctx, &o);
     else {
         fprintf(stderr, "clattn-bench: unknown benchmark '%s'\n", what);
         usage(stderr);

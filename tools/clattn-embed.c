@@ -1,0 +1,389 @@
+/* clattn-embed - sentence embeddings from the command line: texts in (the
+ * arguments, a file with one text per line, or standard input), one vector
+ * per text out, as text or JSON (with the cosine similarity matrix).
+ *
+ *   clattn-embed [options] [TEXT ...]
+ *
+ * Results go to stdout; progress and messages to stderr (-q silences them).
+ * The model folder is --model, else $CLATTN_MODEL, else
+ * models/all-MiniLM-L6-v2 of the source tree (found from the executable's
+ * path, then from the current directory); tools/fetch-model fetches it. */
+#define _DEFAULT_SOURCE /* readlink */
+#include <clattn.h>
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_MODEL "models/all-MiniLM-L6-v2"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: clattn-embed [options] [TEXT ...]\n"
+            "\n"
+            "Embeds each TEXT (or each line of --file, or of standard input when no text is\n"
+            "given) with a sentence-transformers BERT model and prints the vectors.\n"
+            "  --model DIR           model folder (default: $CLATTN_MODEL, else\n"
+            "                        " DEFAULT_MODEL " of the source tree)\n"
+            "  --file F              one text per line ('-': standard input)\n"
+            "  --pooling P           mean, cls or max (default: the model's)\n"
+            "  --normalize yes|no    L2-normalise (default: the model's)\n"
+            "  --batch N             texts per forward pass (default 32)\n"
+            "  --max-length N        tokens per text, [CLS] and [SEP] included\n"
+            "                        (default: the model's max_seq_length)\n"
+            "  --output-format F     text (default): the first values of each vector;\n"
+            "                        json: {\"model\", \"dim\", \"embeddings\"};\n"
+            "                        json+: json with \"similarity\", the cosine matrix\n"
+            "  --device SEL          device selector (index, platform:device, or name)\n"
+            "  -q                    no progress or messages on stderr\n");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static bool is_dir_with_model(const char *dir)
+{
+    char path[PATH_MAX];
+    struct stat sb;
+    return snprintf(path, sizeof path, "%s/config.json", dir) < (int)sizeof path &&
+           stat(path, &sb) == 0;
+}
+
+/* The default model folder: $CLATTN_MODEL, else next to the source tree of
+ * this executable (build/tools/clattn-embed -> ../../models/...), else
+ * ./models/...; the first candidate is returned when none exists. */
+static const char *default_model(char *buf, size_t size)
+{
+    const char *env = getenv("CLATTN_MODEL");
+    if (env && *env)
+        return env;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            char guess[PATH_MAX + 8], root[PATH_MAX];
+            snprintf(guess, sizeof guess, "%s/../..", exe);
+            if (realpath(guess, root) &&
+                snprintf(buf, size, "%s/%s", root, DEFAULT_MODEL) < (int)size &&
+                is_dir_with_model(buf))
+                return buf;
+        }
+    }
+    return DEFAULT_MODEL;
+}
+
+/* ---- input -------------------------------------------------------------------- */
+
+typedef struct text_list {
+    char **items;
+    int32_t count, cap;
+} text_list;
+
+static bool push(text_list *l, const char *s, size_t len)
+{
+    if (l->count == l->cap) {
+        int32_t cap = l->cap ? l->cap * 2 : 64;
+        char **grown = realloc(l->items, (size_t)cap * sizeof *grown);
+        if (!grown)
+            return false;
+        l->items = grown, l->cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return false;
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    l->items[l->count++] = copy;
+    return true;
+}
+
+static bool read_lines(FILE *f, text_list *l)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    bool ok = true;
+    while (ok && (n = getline(&line, &cap, f)) >= 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            n--;
+        ok = push(l, line, (size_t)n);
+    }
+    free(line);
+    return ok && !ferror(f);
+}
+
+static void free_texts(text_list *l)
+{
+    for (int32_t i = 0; i < l->count; i++)
+        free(l->items[i]);
+    free(l->items);
+    memset(l, 0, sizeof *l);
+}
+
+/* ---- progress ------------------------------------------------------------------ */
+
+typedef struct progress {
+    bool tty;
+    double start;
+    int last_tenth;
+} progress;
+
+static void on_progress(void *user, int32_t done, int32_t total)
+{
+    progress *p = user;
+    double t = now_s() - p->start, rate = t > 0 ? done / t : 0;
+    if (p->tty) {
+        int width = 30, fill = (int)((double)width * done / total);
+        fprintf(stderr, "\r[%.*s%*s] %d/%d texts, %.1f/s", fill,
+                "==============================", width - fill, "", done, total, rate);
+        if (done == total)
+            fputc('\n', stderr);
+    } else {
+        int tenth = (int)(10.0 * done / total);
+        if (tenth > p->last_tenth || done == total)
+            fprintf(stderr, "clattn-embed: %d/%d texts, %.1f/s\n", done, total, rate);
+        p->last_tenth = tenth;
+    }
+}
+
+/* ---- output -------------------------------------------------------------------- */
+
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            printf("\\%c", *c);
+        else if (*c < 0x20)
+            printf("\\u%04x", *c);
+        else
+            putchar(*c);
+    }
+    putchar('"');
+}
+
+static void print_json(const char *model, const float *v, int32_t n, int32_t dim, bool sim)
+{
+    printf("{\n  \"model\": ");
+    json_string(model);
+    printf(",\n  \"dim\": %d,\n  \"embeddings\": [", dim);
+    for (int32_t i = 0; i < n; i++) {
+        printf("%s\n    [", i ? "," : "");
+        for (int32_t d = 0; d < dim; d++)
+            printf("%s%.8g", d ? ", " : "", (double)v[(size_t)i * dim + d]);
+        putchar(']');
+    }
+    printf("%s]", n ? "\n  " : "");
+    if (sim) {
+        printf(",\n  \"similarity\": [");
+        for (int32_t i = 0; i < n; i++) {
+            printf("%s\n    [", i ? "," : "");
+            for (int32_t j = 0; j < n; j++) {
+                double dot = 0, a = 0, b = 0;
+                for (int32_t d = 0; d < dim; d++) {
+                    double x = v[(size_t)i * dim + d], y = v[(size_t)j * dim + d];
+                    dot += x * y, a += x * x, b += y * y;
+                }
+                printf("%s%.6f", j ? ", " : "", a > 0 && b > 0 ? dot / sqrt(a * b) : 0.0);
+            }
+            putchar(']');
+        }
+        printf("%s]", n ? "\n  " : "");
+    }
+    printf("\n}\n");
+}
+
+static void print_text(text_list *l, const float *v, int32_t dim)
+{
+    for (int32_t i = 0; i < l->count; i++) {
+        const float *r = v + (size_t)i * dim;
+        printf("%d\t[", i);
+        for (int32_t d = 0; d < dim && d < 4; d++)
+            printf("%s%.5f", d ? ", " : "", (double)r[d]);
+        printf("%s] (dim %d)\t%.60s%s\n", dim > 4 ? ", ..." : "", dim, l->items[i],
+               strlen(l->items[i]) > 60 ? "..." : "");
+    }
+}
+
+/* ---- main ---------------------------------------------------------------------- */
+
+static int fail(const char *what, clattn_status st)
+{
+    fprintf(stderr, "clattn-embed: %s: %s: %s\n", what, clattn_status_str(st),
+            clattn_last_error());
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *model = NULL, *file = NULL, *device = NULL, *format = "text";
+    clattn_embed_params p = clattn_embed_params_default();
+    bool quiet = false;
+    text_list texts = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        bool takes = strncmp(a, "--", 2) == 0 && strcmp(a, "--help") != 0 && strcmp(a, "--") != 0;
+        if (takes && !val) {
+            fprintf(stderr, "clattn-embed: %s needs a value\n", a);
+            return 2;
+        }
+        char *end = NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "-q") == 0) {
+            quiet = true;
+        } else if (strcmp(a, "--model") == 0) {
+            model = argv[++i];
+        } else if (strcmp(a, "--file") == 0) {
+            file = argv[++i];
+        } else if (strcmp(a, "--device") == 0) {
+            device = argv[++i];
+        } else if (strcmp(a, "--output-format") == 0) {
+            format = argv[++i];
+            if (strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "json+")) {
+                fprintf(stderr, "clattn-embed: --output-format is text, json or json+\n");
+                return 2;
+            }
+        } else if (strcmp(a, "--pooling") == 0) {
+            const char *v = argv[++i];
+            p.pooling = strcmp(v, "mean") == 0  ? CLATTN_POOLING_MEAN
+                        : strcmp(v, "cls") == 0 ? CLATTN_POOLING_CLS
+                        : strcmp(v, "max") == 0 ? CLATTN_POOLING_MAX
+                                                : (clattn_pooling)-1;
+            if ((int)p.pooling < 0) {
+                fprintf(stderr, "clattn-embed: --pooling is mean, cls or max\n");
+                return 2;
+            }
+        } else if (strcmp(a, "--normalize") == 0) {
+            const char *v = argv[++i];
+            p.normalize = strcmp(v, "yes") == 0 ? 1 : strcmp(v, "no") == 0 ? 0 : -2;
+            if (p.normalize < -1) {
+                fprintf(stderr, "clattn-embed: --normalize is yes or no\n");
+                return 2;
+            }
+        } else if (strcmp(a, "--batch") == 0 || strcmp(a, "--max-length") == 0) {
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 1 << 20) {
+                fprintf(stderr, "clattn-embed: %s needs a positive integer\n", a);
+                return 2;
+            }
+            *(a[2] == 'b' ? &p.batch_size : &p.max_length) = (int32_t)v;
+        } else if (strcmp(a, "--") == 0) {
+            for (i++; i < argc; i++)
+                push(&texts, argv[i], strlen(argv[i]));
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "clattn-embed: unknown option %s\n", a);
+            usage(stderr);
+            return 2;
+        } else if (!push(&texts, a, strlen(a))) {
+            fprintf(stderr, "clattn-embed: out of memory\n");
+            return 1;
+        }
+    }
+    if (file || texts.count == 0) {
+        FILE *f = !file || strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
+        if (!f) {
+            perror(file);
+            return 1;
+        }
+        if (!quiet && f == stdin && isatty(0))
+            fprintf(stderr, "clattn-embed: reading texts from standard input, one per line\n");
+        bool ok = read_lines(f, &texts);
+        if (f != stdin)
+            fclose(f);
+        if (!ok) {
+            fprintf(stderr, "clattn-embed: cannot read %s\n", file ? file : "standard input");
+            free_texts(&texts);
+            return 1;
+        }
+    }
+    char found[PATH_MAX];
+    if (!model)
+        model = default_model(found, sizeof found);
+    if (!is_dir_with_model(model)) {
+        fprintf(stderr,
+                "clattn-embed: no model at %s (no config.json).\n"
+                "  Fetch all-MiniLM-L6-v2 with: tools/fetch-model\n"
+                "  or pass --model DIR (or set CLATTN_MODEL) for another folder.\n",
+                model);
+        free_texts(&texts);
+        return 1;
+    }
+
+    clattn_ctx_params cp = clattn_ctx_params_default();
+    cp.device = device;
+    clattn_ctx *ctx = NULL;
+    clattn_embedder *e = NULL;
+    clattn_status st = clattn_ctx_create(&cp, &ctx);
+    if (st != CLATTN_OK) {
+        free_texts(&texts);
+        return fail("creating the context", st);
+    }
+    double t0 = now_s();
+    if ((st = clattn_embedder_load(ctx, model, &e)) != CLATTN_OK) {
+        int rc = fail(model, st);
+        clattn_ctx_destroy(ctx);
+        free_texts(&texts);
+        return rc;
+    }
+    int32_t dim = clattn_embedder_dim(e);
+    clattn_pooling pooling;
+    bool normalize;
+    int32_t max_len;
+    clattn_embedder_defaults(e, &pooling, &normalize, &max_len);
+    if (p.pooling)
+        pooling = p.pooling;
+    if (p.normalize >= 0)
+        normalize = p.normalize == 1;
+    if (!quiet) {
+        clattn_device_info info;
+        clattn_ctx_device_info(ctx, &info);
+        static const char *const names[] = {"", "mean", "cls", "max"};
+        fprintf(stderr,
+                "clattn-embed: %s: dim %d, %s pooling, %snormalised, max %d tokens; "
+                "loaded in %.2f s on %s\n",
+                model, dim, names[pooling], normalize ? "" : "not ",
+                p.max_length ? p.max_length : max_len, now_s() - t0, info.device_name);
+    }
+    float *out = malloc((size_t)(texts.count ? texts.count : 1) * (size_t)dim * sizeof *out);
+    progress prog = {isatty(2) != 0, now_s(), -1};
+    if (!quiet && texts.count > 64) {
+        p.progress = on_progress;
+        p.progress_user = &prog;
+    }
+    t0 = now_s();
+    st = out ? clattn_embedder_embed(e, (const char *const *)texts.items, texts.count, out, &p)
+             : CLATTN_ERR_OUT_OF_MEMORY;
+    double secs = now_s() - t0;
+    int rc = 0;
+    if (st != CLATTN_OK) {
+        rc = fail("embedding", st);
+    } else {
+        if (!quiet)
+            fprintf(stderr, "clattn-embed: %d texts in %.3f s (%.1f texts/s)\n", texts.count,
+                    secs, secs > 0 ? texts.count / secs : 0.0);
+        if (strcmp(format, "text") == 0)
+            print_text(&texts, out, dim);
+        else
+            print_json(model, out, texts.count, dim, strcmp(format, "json+") == 0);
+    }
+    free(out);
+    free_texts(&texts);
+    clattn_embedder_destroy(e);
+    clattn_ctx_destroy(ctx);
+    return rc;
+}
