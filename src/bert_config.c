@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,15 +58,13 @@ static int64_t get_int(reader *r, json_t *obj, const char *key, int64_t def, int
     json_t *v = json_object_get(obj, key);
     if (!v || json_is_null(v))
         return def;
-    double d = json_is_integer(v) ? (double)json_integer_value(v)
-               : json_is_real(v)  ? json_real_value(v)
-                                  : NAN;
-    if (!(d == floor(d)))
+    int64_t x;
+    if (!clattn__json_integral(v, &x))
         failf(r, CLATTN_ERR_FORMAT, key, "must be an integer");
-    else if (d < (double)lo || d > (double)hi)
+    else if (x < lo || x > hi)
         failf(r, CLATTN_ERR_FORMAT, key, "is out of range");
     else
-        return (int64_t)d;
+        return x;
     return def;
 }
 

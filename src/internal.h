@@ -312,6 +312,10 @@ bool clattn__same_shape(const clattn_tensor *a, const clattn_tensor *b);
  * readers refuse settings they do not know rather than ignore them. */
 const char *clattn__json_unknown_key(json_t *obj, const char *const *allowed);
 
+/* true with *out set when v is an integer, or a real with an integral value
+ * (JSON writers may emit 64.0 for 64); false for anything else. */
+bool clattn__json_integral(const json_t *v, int64_t *out);
+
 /* ---- small helpers ----------------------------------------------------- */
 
 /* Formats a shape as "[2, 3, 4]" ("[]" for ndim 0) into buf (always

@@ -2,6 +2,7 @@
  * input (config.json, tokenizer.json, ...). */
 #include "internal.h"
 
+#include <math.h>
 #include <string.h>
 
 const char *clattn__json_unknown_key(json_t *obj, const char *const *allowed)
@@ -18,4 +19,19 @@ const char *clattn__json_unknown_key(json_t *obj, const char *const *allowed)
             return key;
     }
     return NULL;
+}
+
+bool clattn__json_integral(const json_t *v, int64_t *out)
+{
+    if (json_is_integer(v)) {
+        *out = (int64_t)json_integer_value(v);
+        return true;
+    }
+    /* JSON writers may emit 64.0 for 64: accept integral reals that fit. */
+    double d = json_is_real(v) ? json_real_value(v) : NAN;
+    if (d == floor(d) && fabs(d) < 9.0e18) {
+        *out = (int64_t)d;
+        return true;
+    }
+    return false;
 }

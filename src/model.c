@@ -7,7 +7,6 @@
 #include "module_internal.h"
 
 #include <jansson.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,16 +97,13 @@ static int64_t get_int(reader *r, json_t *obj, const char *key, int64_t def, int
     json_t *v = json_object_get(obj, key);
     if (!v || json_is_null(v))
         return def;
-    /* JSON writers may emit 64.0 for 64: accept integral reals. */
-    double d = json_is_integer(v) ? (double)json_integer_value(v)
-               : json_is_real(v)  ? json_real_value(v)
-                                  : NAN;
-    if (!json_is_integer(v) && !(json_is_real(v) && d == floor(d)))
+    int64_t x;
+    if (!clattn__json_integral(v, &x))
         fail(r, CLATTN_ERR_FORMAT, "'%s' must be an integer%s", key, "");
-    else if (d < (double)lo || d > (double)hi)
+    else if (x < lo || x > hi)
         fail(r, CLATTN_ERR_FORMAT, "'%s' is out of range%s", key, "");
     else
-        return json_is_integer(v) ? (int64_t)json_integer_value(v) : (int64_t)d;
+        return x;
     return def;
 }
 
