@@ -10,7 +10,8 @@
  * Files are untrusted input: tokenizer.json (or vocab.txt with
  * tokenizer_config.json) is checked key by key, and anything clattn would
  * not reproduce exactly is refused by name rather than approximated. The
- * character-level half lives in tokenizer_unicode.c. */
+ * character-level half lives in tokenizer_unicode.c, encoding in
+ * tokenizer_encode.c; this file loads the files. */
 #include "tokenizer_internal.h"
 
 #include <errno.h>
@@ -23,43 +24,13 @@
 /* The tokenizer                                                            */
 /* ======================================================================== */
 
-typedef struct vocab_slot {
-    char *token;   /* NULL: empty slot */
-    size_t len;
-    int32_t id;
-} vocab_slot;
-
-/* A token matched on the raw text before normalization ([CLS], [SEP], ...). */
-typedef struct added_token {
-    uint32_t *cps;
-    size_t n;
-    int32_t id;
-    char *content;
-} added_token;
-
-struct clattn_tokenizer {
-    vocab_slot *slots;          /* open addressing, power-of-two size */
-    size_t n_slots;
-    int32_t n_vocab;            /* model vocabulary entries */
-    int32_t vocab_size;         /* plus added tokens outside it */
-    int32_t unk_id;
-    char *prefix;               /* continuing_subword_prefix, "##" */
-    size_t prefix_len;
-    int32_t max_chars;          /* max_input_chars_per_word */
-    clattn__bert_norm norm;
-    added_token *added;
-    int32_t n_added;
-    int32_t pre[8], n_pre;      /* template ids before the sequence */
-    int32_t post[8], n_post;    /* and after it */
-    int32_t max_length;         /* default truncation; 0: none */
-};
 
 static uint64_t hash_bytes(const char *s, size_t len)
 {
     return clattn__hash64(s, len, 0);
 }
 
-static const vocab_slot *vocab_find(const clattn_tokenizer *t, const char *s, size_t len)
+const vocab_slot *clattn__vocab_find(const clattn_tokenizer *t, const char *s, size_t len)
 {
     if (!t->n_slots)
         return NULL;
@@ -203,7 +174,7 @@ static bool lookup_id(const clattn_tokenizer *t, const char *s, int32_t *id)
             *id = t->added[i].id;
             return true;
         }
-    const vocab_slot *v = vocab_find(t, s, strlen(s));
+    const vocab_slot *v = clattn__vocab_find(t, s, strlen(s));
     if (v)
         *id = v->id;
     return v != NULL;
@@ -256,7 +227,7 @@ static void finish(loader *l, const char *unk)
     clattn_tokenizer *t = l->t;
     if (l->st != CLATTN_OK)
         return;
-    const vocab_slot *u = vocab_find(t, unk, strlen(unk));
+    const vocab_slot *u = clattn__vocab_find(t, unk, strlen(unk));
     if (!u) {
         fail(l, CLATTN_ERR_FORMAT, "the vocabulary has no unk token '%s'", unk);
         return;
@@ -264,7 +235,7 @@ static void finish(loader *l, const char *unk)
     t->unk_id = u->id;
     t->vocab_size = t->n_vocab;
     for (int32_t i = 0; i < t->n_added; i++)
-        if (!vocab_find(t, t->added[i].content, strlen(t->added[i].content)))
+        if (!clattn__vocab_find(t, t->added[i].content, strlen(t->added[i].content)))
             t->vocab_size++;
 }
 
@@ -668,7 +639,7 @@ static void load_vocab_txt(loader *l, const char *vocab_path, const char *config
             dup = dup || strcmp(t->added[k].content, spec[i]) == 0;
         if (dup)
             continue;
-        if (i == 0 && !vocab_find(t, spec[i], strlen(spec[i])))
+        if (i == 0 && !clattn__vocab_find(t, spec[i], strlen(spec[i])))
             break;              /* finish() reports the missing unk token */
         if (!lookup_id(t, spec[i], &id))
             id = next++;
@@ -758,198 +729,3 @@ int32_t clattn_tokenizer_max_length(const clattn_tokenizer *t)
     return t ? t->max_length : 0;
 }
 
-/* ======================================================================== */
-/* Encoding                                                                 */
-/* ======================================================================== */
-
-typedef struct idvec {
-    int64_t *data;
-    size_t len, cap;
-} idvec;
-
-static bool id_push(idvec *v, int64_t id)
-{
-    if (v->len == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 256;
-        int64_t *p = realloc(v->data, cap * sizeof *p);
-        if (!p)
-            return false;
-        v->data = p;
-        v->cap = cap;
-    }
-    v->data[v->len++] = id;
-    return true;
-}
-
-/* Scratch of one encode call. */
-typedef struct encoder {
-    const clattn_tokenizer *t;
-    idvec ids;
-    clattn__u32vec norm;
-    char *buf;                  /* prefix + the word in UTF-8 */
-    size_t *offs;               /* byte offset of each char of the word */
-    size_t buf_cap;
-} encoder;
-
-/* WordPiece on one word (n code points): greedy longest match first; a
- * word with a piece that matches nothing, or longer than max_chars, is one
- * unk token. */
-static bool wordpiece(encoder *e, const uint32_t *w, size_t n)
-{
-    const clattn_tokenizer *t = e->t;
-    if (n > (size_t)t->max_chars)
-        return id_push(&e->ids, t->unk_id);
-    size_t need = 4 * n;
-    if (need > e->buf_cap) {
-        char *b = realloc(e->buf, 2 * need + t->prefix_len);
-        if (b)
-            e->buf = b;
-        size_t *o = realloc(e->offs, (n + 1) * sizeof *o);
-        if (o)
-            e->offs = o;
-        if (!b || !o)
-            return false;
-        e->buf_cap = need;
-    }
-    /* buf: the word in UTF-8, then room for prefix + piece. */
-    char *word = e->buf, *key = e->buf + need;
-    size_t bytes = 0;
-    for (size_t i = 0; i < n; i++) {
-        e->offs[i] = bytes;
-        bytes += clattn__utf8_encode(w[i], word + bytes);
-    }
-    e->offs[n] = bytes;
-    memcpy(key, t->prefix, t->prefix_len);
-    size_t first = e->ids.len;
-    for (size_t start = 0; start < n;) {
-        const vocab_slot *hit = NULL;
-        size_t end = n;
-        for (; end > start && !hit; end--) {
-            size_t len = e->offs[end] - e->offs[start];
-            if (start == 0) {
-                hit = vocab_find(t, word, len);
-            } else {
-                memcpy(key + t->prefix_len, word + e->offs[start], len);
-                hit = vocab_find(t, key, t->prefix_len + len);
-            }
-        }
-        if (!hit) {
-            e->ids.len = first;
-            return id_push(&e->ids, t->unk_id);
-        }
-        if (!id_push(&e->ids, hit->id))
-            return false;
-        start = end + 1;        /* the loop decremented end past the match */
-    }
-    return true;
-}
-
-/* Normalizes and pre-tokenizes one stretch of text between added tokens. */
-static bool encode_segment(encoder *e, const uint32_t *s, size_t n)
-{
-    e->norm.len = 0;
-    if (!clattn__bert_normalize(&e->t->norm, s, n, &e->norm))
-        return false;
-    const uint32_t *c = e->norm.data;
-    size_t m = e->norm.len, word = 0;
-    for (size_t i = 0; i <= m; i++) {
-        bool end = i == m;
-        bool ws = !end && clattn__is_bert_whitespace(c[i]);
-        bool punct = !end && !ws && clattn__is_bert_punct(c[i]);
-        if (end || ws || punct) {
-            if (i > word && !wordpiece(e, c + word, i - word))
-                return false;
-            if (punct && !wordpiece(e, c + i, 1))
-                return false;
-            word = i + 1;
-        }
-    }
-    return true;
-}
-
-/* The longest added token matching at s[0..n) (leftmost-longest, as the
- * crate's Aho-Corasick matcher); NULL when none. */
-static const added_token *match_added(const clattn_tokenizer *t, const uint32_t *s, size_t n)
-{
-    const added_token *best = NULL;
-    for (int32_t k = 0; k < t->n_added; k++) {
-        const added_token *a = &t->added[k];
-        if (a->n <= n && (!best || a->n > best->n) && memcmp(a->cps, s, a->n * sizeof *s) == 0)
-            best = a;
-    }
-    return best;
-}
-
-clattn_status clattn_tokenizer_encode(const clattn_tokenizer *t, const char *utf8, size_t len,
-                                      int32_t max_len, int64_t *ids, int32_t capacity,
-                                      int32_t *count)
-{
-    clattn__clear_thread_error();
-    if (!t || !count || (!utf8 && len > 0) || capacity < 0 || (!ids && capacity > 0))
-        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG,
-                            "tokenizer_encode: tokenizer, count and (for len > 0) utf8 must not "
-                            "be NULL; ids may be NULL only with capacity 0");
-    if (max_len < 0)
-        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG,
-                            "tokenizer_encode: max_len %d is negative", (int)max_len);
-    int32_t limit = max_len > 0 ? max_len : t->max_length;
-    int32_t specials = t->n_pre + t->n_post;
-    if (limit > 0 && limit < specials)
-        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG,
-                            "tokenizer_encode: max_len %d cannot hold the %d special tokens",
-                            (int)limit, (int)specials);
-    if (len > SIZE_MAX / sizeof(uint32_t) - 1)
-        return clattn__fail(NULL, CLATTN_ERR_OUT_OF_MEMORY, "tokenizer_encode: text too long");
-    uint32_t *cps = malloc((len + 1) * sizeof *cps);
-    encoder e = {.t = t};
-    bool ok = cps != NULL;
-    size_t n = ok ? clattn__utf8_decode((const unsigned char *)utf8, len, cps) : 0;
-    size_t seg = 0;
-    for (size_t i = 0; ok && i < n;) {
-        const added_token *a = t->n_added ? match_added(t, cps + i, n - i) : NULL;
-        if (!a) {
-            i++;
-            continue;
-        }
-        ok = encode_segment(&e, cps + seg, i - seg) && id_push(&e.ids, a->id);
-        i += a->n;
-        seg = i;
-    }
-    if (ok)
-        ok = encode_segment(&e, cps + seg, n - seg);
-    free(cps);
-    free(e.norm.data);
-    free(e.buf);
-    free(e.offs);
-    if (!ok) {
-        free(e.ids.data);
-        return clattn__fail(NULL, CLATTN_ERR_OUT_OF_MEMORY, "tokenizer_encode: out of host memory");
-    }
-    size_t pieces = e.ids.len;
-    if (limit > 0 && pieces > (size_t)(limit - specials))
-        pieces = (size_t)(limit - specials);
-    if (pieces > (size_t)(INT32_MAX - specials)) {
-        free(e.ids.data);
-        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG,
-                            "tokenizer_encode: %zu tokens do not fit an int32_t count", pieces);
-    }
-    int32_t total = (int32_t)pieces + specials;
-    if (ids && total > capacity) {
-        free(e.ids.data);
-        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG,
-                            "tokenizer_encode: %d ids do not fit capacity %d", (int)total,
-                            (int)capacity);
-    }
-    if (ids) {
-        int32_t k = 0;
-        for (int32_t i = 0; i < t->n_pre; i++)
-            ids[k++] = t->pre[i];
-        for (size_t i = 0; i < pieces; i++)
-            ids[k++] = e.ids.data[i];
-        for (int32_t i = 0; i < t->n_post; i++)
-            ids[k++] = t->post[i];
-    }
-    *count = total;
-    free(e.ids.data);
-    return CLATTN_OK;
-}

@@ -1,4 +1,5 @@
-/* tokenizer_internal.h - what tokenizer.c and tokenizer_unicode.c share;
+/* tokenizer_internal.h - what tokenizer.c, tokenizer_encode.c and
+ * tokenizer_unicode.c share;
  * also reached by tests/test_tokenizer.c (static library). */
 #ifndef CLATTN_TOKENIZER_INTERNAL_H
 #define CLATTN_TOKENIZER_INTERNAL_H
@@ -42,5 +43,41 @@ bool clattn__is_bert_whitespace(uint32_t c);
 bool clattn__is_bert_punct(uint32_t c);
 bool clattn__is_bert_punct_raw(uint32_t c);  /* utf8proc only (tests) */
 bool clattn__is_bert_cjk(uint32_t c);
+
+/* ---- the loaded tokenizer (tokenizer.c loads, tokenizer_encode.c uses) -- */
+
+typedef struct vocab_slot {
+    char *token;   /* NULL: empty slot */
+    size_t len;
+    int32_t id;
+} vocab_slot;
+
+/* A token matched on the raw text before normalization ([CLS], [SEP], ...). */
+typedef struct added_token {
+    uint32_t *cps;
+    size_t n;
+    int32_t id;
+    char *content;
+} added_token;
+
+struct clattn_tokenizer {
+    vocab_slot *slots;          /* open addressing, power-of-two size */
+    size_t n_slots;
+    int32_t n_vocab;            /* model vocabulary entries */
+    int32_t vocab_size;         /* plus added tokens outside it */
+    int32_t unk_id;
+    char *prefix;               /* continuing_subword_prefix, "##" */
+    size_t prefix_len;
+    int32_t max_chars;          /* max_input_chars_per_word */
+    clattn__bert_norm norm;
+    added_token *added;
+    int32_t n_added;
+    int32_t pre[8], n_pre;      /* template ids before the sequence */
+    int32_t post[8], n_post;    /* and after it */
+    int32_t max_length;         /* default truncation; 0: none */
+};
+
+/* The vocabulary entry for the token s[0..len), or NULL. */
+const vocab_slot *clattn__vocab_find(const clattn_tokenizer *t, const char *s, size_t len);
 
 #endif
