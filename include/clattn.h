@@ -262,6 +262,8 @@ typedef struct clattn_build_stats {
     char cache_dir[512];           /* "" when disabled */
 } clattn_build_stats;
 
+/* Copies the context's statistics so far into *stats. Errors:
+ * CLATTN_ERR_INVALID_ARG for NULL arguments. */
 CLATTN_API clattn_status clattn_ctx_build_stats(const clattn_ctx *ctx, clattn_build_stats *stats);
 
 /* ======================================================================== */
@@ -457,6 +459,7 @@ typedef struct clattn_classic_params {
     clattn_tensor *weights;  /* optional output [B, N, M] */
 } clattn_classic_params;
 
+/* Every field NULL: all keys valid, no weights output. */
 CLATTN_API clattn_classic_params clattn_classic_params_default(void);
 
 /* Additive: score(q, k) = w . tanh(W_q q + W_k k), with w_q [A, Dq],
