@@ -14,17 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-typedef struct reader {
-    clattn_ctx *ctx;
-    const char *file;
-    clattn_status st;
-} reader;
-
-static void failf(reader *r, clattn_status st, const char *key, const char *what)
-{
-    if (r->st == CLATTN_OK)
-        r->st = clattn__fail(r->ctx, st, "%s: '%s' %s", r->file, key, what);
-}
+typedef clattn__json_reader reader;
 
 /* Parses path into *out; a missing file is *out = NULL when optional, else
  * CLATTN_ERR_IO. */
@@ -52,45 +42,9 @@ static clattn_status load_json(clattn_ctx *ctx, const char *path, bool optional,
     return CLATTN_OK;
 }
 
-static int64_t get_int(reader *r, json_t *obj, const char *key, int64_t def, int64_t lo,
-                       int64_t hi)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
-        return def;
-    int64_t x;
-    if (!clattn__json_integral(v, &x))
-        failf(r, CLATTN_ERR_FORMAT, key, "must be an integer");
-    else if (x < lo || x > hi)
-        failf(r, CLATTN_ERR_FORMAT, key, "is out of range");
-    else
-        return x;
-    return def;
-}
-
-static bool get_bool(reader *r, json_t *obj, const char *key, bool def)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
-        return def;
-    if (!json_is_boolean(v))
-        failf(r, CLATTN_ERR_FORMAT, key, "must be true or false");
-    return json_is_boolean(v) ? json_is_true(v) : def;
-}
-
-static const char *get_str(reader *r, json_t *obj, const char *key, const char *def)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
-        return def;
-    if (!json_is_string(v))
-        failf(r, CLATTN_ERR_FORMAT, key, "must be a string");
-    return json_is_string(v) ? json_string_value(v) : def;
-}
-
 static void read_model(reader *r, json_t *root, clattn__bert_config *c)
 {
-    const char *type = get_str(r, root, "model_type", NULL);
+    const char *type = clattn__json_get_string(r, root, "model_type", NULL);
     if (r->st == CLATTN_OK && (!type || strcmp(type, "bert") != 0)) {
         r->st = clattn__fail(r->ctx, CLATTN_ERR_UNSUPPORTED,
                              "%s: 'model_type' is %s%s%s; clattn reads BERT models (\"bert\")",
@@ -99,22 +53,22 @@ static void read_model(reader *r, json_t *root, clattn__bert_config *c)
         return;
     }
     /* BertConfig's defaults for what the file leaves out. */
-    c->hidden = get_int(r, root, "hidden_size", 768, 1, 1 << 16);
-    c->layers = get_int(r, root, "num_hidden_layers", 12, 1, 1024);
-    c->heads = get_int(r, root, "num_attention_heads", 12, 1, 1 << 12);
-    c->intermediate = get_int(r, root, "intermediate_size", 3072, 1, 1 << 20);
-    c->max_pos = get_int(r, root, "max_position_embeddings", 512, 2, 1 << 20);
-    c->type_vocab = get_int(r, root, "type_vocab_size", 2, 1, 1 << 16);
-    c->vocab = get_int(r, root, "vocab_size", 30522, 1, 1 << 24);
+    c->hidden = clattn__json_get_int(r, root, "hidden_size", 768, 1, 1 << 16);
+    c->layers = clattn__json_get_int(r, root, "num_hidden_layers", 12, 1, 1024);
+    c->heads = clattn__json_get_int(r, root, "num_attention_heads", 12, 1, 1 << 12);
+    c->intermediate = clattn__json_get_int(r, root, "intermediate_size", 3072, 1, 1 << 20);
+    c->max_pos = clattn__json_get_int(r, root, "max_position_embeddings", 512, 2, 1 << 20);
+    c->type_vocab = clattn__json_get_int(r, root, "type_vocab_size", 2, 1, 1 << 16);
+    c->vocab = clattn__json_get_int(r, root, "vocab_size", 30522, 1, 1 << 24);
     json_t *eps = json_object_get(root, "layer_norm_eps");
     c->eps = 1e-12f;
     if (eps && !json_is_number(eps))
-        failf(r, CLATTN_ERR_FORMAT, "layer_norm_eps", "must be a number");
+        clattn__json_fail_key(r, CLATTN_ERR_FORMAT, "layer_norm_eps", "must be a number");
     else if (eps && !(json_number_value(eps) >= 0 && json_number_value(eps) < 1))
-        failf(r, CLATTN_ERR_FORMAT, "layer_norm_eps", "must be in [0, 1)");
+        clattn__json_fail_key(r, CLATTN_ERR_FORMAT, "layer_norm_eps", "must be in [0, 1)");
     else if (eps)
         c->eps = (float)json_number_value(eps);
-    const char *act = get_str(r, root, "hidden_act", "gelu");
+    const char *act = clattn__json_get_string(r, root, "hidden_act", "gelu");
     if (r->st != CLATTN_OK)
         return;
     if (strcmp(act, "gelu") == 0)
@@ -128,15 +82,15 @@ static void read_model(reader *r, json_t *root, clattn__bert_config *c)
                              "%s: 'hidden_act' \"%s\" is not supported (gelu, gelu_new, "
                              "gelu_pytorch_tanh, relu)",
                              r->file, act);
-    const char *pos = get_str(r, root, "position_embedding_type", "absolute");
+    const char *pos = clattn__json_get_string(r, root, "position_embedding_type", "absolute");
     if (r->st == CLATTN_OK && strcmp(pos, "absolute") != 0)
         r->st = clattn__fail(r->ctx, CLATTN_ERR_UNSUPPORTED,
                              "%s: 'position_embedding_type' \"%s\" is not supported (absolute)",
                              r->file, pos);
-    if (get_bool(r, root, "is_decoder", false))
-        failf(r, CLATTN_ERR_UNSUPPORTED, "is_decoder", "is true: clattn embeds with encoders");
-    if (get_bool(r, root, "add_cross_attention", false))
-        failf(r, CLATTN_ERR_UNSUPPORTED, "add_cross_attention", "is true: not supported");
+    if (clattn__json_get_bool(r, root, "is_decoder", false))
+        clattn__json_fail_key(r, CLATTN_ERR_UNSUPPORTED, "is_decoder", "is true: clattn embeds with encoders");
+    if (clattn__json_get_bool(r, root, "add_cross_attention", false))
+        clattn__json_fail_key(r, CLATTN_ERR_UNSUPPORTED, "add_cross_attention", "is true: not supported");
     if (r->st == CLATTN_OK && c->hidden % c->heads != 0)
         r->st = clattn__fail(r->ctx, CLATTN_ERR_FORMAT,
                              "%s: 'hidden_size' %lld is not divisible by "
@@ -150,16 +104,16 @@ static void read_pooling(reader *r, json_t *root, clattn__bert_config *c)
                                               "pooling_mode_weightedmean_tokens",
                                               "pooling_mode_lasttoken", NULL};
     int count = 0;
-    if (get_bool(r, root, "pooling_mode_mean_tokens", false))
+    if (clattn__json_get_bool(r, root, "pooling_mode_mean_tokens", false))
         c->pooling = CLATTN_POOLING_MEAN, count++;
-    if (get_bool(r, root, "pooling_mode_cls_token", false))
+    if (clattn__json_get_bool(r, root, "pooling_mode_cls_token", false))
         c->pooling = CLATTN_POOLING_CLS, count++;
-    if (get_bool(r, root, "pooling_mode_max_tokens", false))
+    if (clattn__json_get_bool(r, root, "pooling_mode_max_tokens", false))
         c->pooling = CLATTN_POOLING_MAX, count++;
     for (const char *const *u = unsupported; *u; u++)
-        if (get_bool(r, root, *u, false))
-            failf(r, CLATTN_ERR_UNSUPPORTED, *u, "is true: not supported (mean, cls, max)");
-    const char *mode = get_str(r, root, "pooling_mode", NULL);
+        if (clattn__json_get_bool(r, root, *u, false))
+            clattn__json_fail_key(r, CLATTN_ERR_UNSUPPORTED, *u, "is true: not supported (mean, cls, max)");
+    const char *mode = clattn__json_get_string(r, root, "pooling_mode", NULL);
     if (mode && count == 0) { /* newer files may name the mode instead */
         if (strcmp(mode, "mean") == 0)
             c->pooling = CLATTN_POOLING_MEAN, count++;
@@ -168,7 +122,7 @@ static void read_pooling(reader *r, json_t *root, clattn__bert_config *c)
         else if (strcmp(mode, "max") == 0)
             c->pooling = CLATTN_POOLING_MAX, count++;
     }
-    int64_t dim = get_int(r, root, "word_embedding_dimension", c->hidden, 1, 1 << 16);
+    int64_t dim = clattn__json_get_int(r, root, "word_embedding_dimension", c->hidden, 1, 1 << 16);
     if (r->st != CLATTN_OK)
         return;
     if (count != 1)
@@ -188,7 +142,7 @@ static void read_pooling(reader *r, json_t *root, clattn__bert_config *c)
 static void read_modules(reader *r, json_t *root, clattn__bert_config *c, const char **pool_path)
 {
     if (!json_is_array(root)) {
-        failf(r, CLATTN_ERR_FORMAT, "(top level)", "must be an array of modules");
+        clattn__json_fail_key(r, CLATTN_ERR_FORMAT, "(top level)", "must be an array of modules");
         return;
     }
     size_t i;
@@ -196,8 +150,8 @@ static void read_modules(reader *r, json_t *root, clattn__bert_config *c, const 
     bool transformer = false;
     json_array_foreach(root, i, m)
     {
-        const char *type = json_is_object(m) ? get_str(r, m, "type", NULL) : NULL;
-        const char *path = json_is_object(m) ? get_str(r, m, "path", "") : NULL;
+        const char *type = json_is_object(m) ? clattn__json_get_string(r, m, "type", NULL) : NULL;
+        const char *path = json_is_object(m) ? clattn__json_get_string(r, m, "path", "") : NULL;
         if (r->st != CLATTN_OK)
             return;
         if (!type || !path) {
@@ -256,9 +210,9 @@ clattn_status clattn__bert_read_config(clattn_ctx *ctx, const char *dir, clattn_
         st = load_json(ctx, paths[f], f == 1 || f == 3, &roots[f]);
         if (st != CLATTN_OK || !roots[f])
             continue;
-        reader r = {ctx, paths[f], CLATTN_OK};
+        reader r = {ctx, paths[f], "", CLATTN_OK};
         if (f != 1 && !json_is_object(roots[f]))
-            failf(&r, CLATTN_ERR_FORMAT, "(top level)", "must be an object");
+            clattn__json_fail_key(&r, CLATTN_ERR_FORMAT, "(top level)", "must be an object");
         else if (f == 0)
             read_model(&r, roots[0], c);
         else if (f == 1)
@@ -266,8 +220,8 @@ clattn_status clattn__bert_read_config(clattn_ctx *ctx, const char *dir, clattn_
         else if (f == 2)
             read_pooling(&r, roots[2], c);
         else
-            c->max_seq_length = (int32_t)get_int(&r, roots[3], "max_seq_length", 0, 2,
-                                                 c->max_pos);
+            c->max_seq_length = (int32_t)clattn__json_get_int(&r, roots[3], "max_seq_length",
+                                                              0, 2, c->max_pos);
         st = r.st;
     }
     for (int f = 0; f < 4; f++) {

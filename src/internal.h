@@ -316,6 +316,27 @@ const char *clattn__json_unknown_key(json_t *obj, const char *const *allowed);
  * (JSON writers may emit 64.0 for 64); false for anything else. */
 bool clattn__json_integral(const json_t *v, int64_t *out);
 
+/* Typed reading of a JSON config file's settings. The first failure is
+ * kept in st (later ones are dropped, so a parser can read every key and
+ * check once); messages read "FILE: WHERE'key' what". A missing or null key
+ * gives the default without failing. */
+typedef struct clattn__json_reader {
+    clattn_ctx *ctx;           /* may be NULL */
+    const char *file;          /* named in every message */
+    const char *where;         /* "" or a prefix such as "encoder_layer."; NULL = "" */
+    clattn_status st;
+} clattn__json_reader;
+
+void clattn__json_fail_key(clattn__json_reader *r, clattn_status st, const char *key,
+                           const char *what);
+/* An integer (or integral real) in [lo, hi]. */
+int64_t clattn__json_get_int(clattn__json_reader *r, json_t *obj, const char *key, int64_t def,
+                             int64_t lo, int64_t hi);
+bool clattn__json_get_bool(clattn__json_reader *r, json_t *obj, const char *key, bool def);
+double clattn__json_get_real(clattn__json_reader *r, json_t *obj, const char *key, double def);
+const char *clattn__json_get_string(clattn__json_reader *r, json_t *obj, const char *key,
+                                    const char *def);
+
 /* ---- small helpers ----------------------------------------------------- */
 
 /* Formats a shape as "[2, 3, 4]" ("[]" for ndim 0) into buf (always

@@ -75,12 +75,7 @@ clattn_status clattn_module_load(clattn_module *m, const clattn_weights *w, cons
 
 /* ---- config.json ------------------------------------------------------------------ */
 
-typedef struct reader {
-    clattn_ctx *ctx;
-    const char *file;          /* for messages */
-    const char *where;         /* "" or "encoder_layer." */
-    clattn_status st;
-} reader;
+typedef clattn__json_reader reader;
 
 static void fail(reader *r, clattn_status st, const char *fmt, const char *key, const char *what)
 {
@@ -89,46 +84,6 @@ static void fail(reader *r, clattn_status st, const char *fmt, const char *key, 
     char msg[300];
     snprintf(msg, sizeof msg, fmt, key, what);
     r->st = clattn__fail(r->ctx, st, "%s: %s%s", r->file, r->where, msg);
-}
-
-static int64_t get_int(reader *r, json_t *obj, const char *key, int64_t def, int64_t lo,
-                       int64_t hi)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
-        return def;
-    int64_t x;
-    if (!clattn__json_integral(v, &x))
-        fail(r, CLATTN_ERR_FORMAT, "'%s' must be an integer%s", key, "");
-    else if (x < lo || x > hi)
-        fail(r, CLATTN_ERR_FORMAT, "'%s' is out of range%s", key, "");
-    else
-        return x;
-    return def;
-}
-
-static bool get_bool(reader *r, json_t *obj, const char *key, bool def)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
-        return def;
-    if (!json_is_boolean(v)) {
-        fail(r, CLATTN_ERR_FORMAT, "'%s' must be true or false%s", key, "");
-        return def;
-    }
-    return json_is_true(v);
-}
-
-static double get_real(reader *r, json_t *obj, const char *key, double def)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
-        return def;
-    if (!json_is_number(v)) {
-        fail(r, CLATTN_ERR_FORMAT, "'%s' must be a number%s", key, "");
-        return def;
-    }
-    return json_number_value(v);
 }
 
 static clattn_activation get_activation(reader *r, json_t *obj)
@@ -175,14 +130,14 @@ static void read_layer(reader *r, json_t *obj, clattn_module_config *c)
                                        "norm_first",      "bias",       NULL};
     check_keys(r, obj, keys);
     read_dtype(r, obj);
-    c->d_model = get_int(r, obj, "d_model", 0, 1, 1 << 20);
-    c->nhead = get_int(r, obj, "nhead", 0, 1, 1 << 16);
-    c->dim_feedforward = get_int(r, obj, "dim_feedforward", 2048, 1, 1 << 24);
+    c->d_model = clattn__json_get_int(r, obj, "d_model", 0, 1, 1 << 20);
+    c->nhead = clattn__json_get_int(r, obj, "nhead", 0, 1, 1 << 16);
+    c->dim_feedforward = clattn__json_get_int(r, obj, "dim_feedforward", 2048, 1, 1 << 24);
     c->activation = get_activation(r, obj);
-    c->layer_norm_eps = (float)get_real(r, obj, "layer_norm_eps", 1e-5);
-    c->norm_first = get_bool(r, obj, "norm_first", false);
-    c->bias = get_bool(r, obj, "bias", true);
-    c->batch_first = get_bool(r, obj, "batch_first", false);
+    c->layer_norm_eps = (float)clattn__json_get_real(r, obj, "layer_norm_eps", 1e-5);
+    c->norm_first = clattn__json_get_bool(r, obj, "norm_first", false);
+    c->bias = clattn__json_get_bool(r, obj, "bias", true);
+    c->batch_first = clattn__json_get_bool(r, obj, "batch_first", false);
 }
 
 static void read_stack(reader *r, json_t *obj, const char *layer_key, const char *layer_module,
@@ -191,8 +146,8 @@ static void read_stack(reader *r, json_t *obj, const char *layer_key, const char
     const char *const keys[] = {COMMON_KEYS, "num_layers", "norm", layer_key,
                                 "enable_nested_tensor", "mask_check", NULL};
     check_keys(r, obj, keys);
-    c->num_layers = (int32_t)get_int(r, obj, "num_layers", 0, 1, 4096);
-    c->final_norm = get_bool(r, obj, "norm", false);
+    c->num_layers = (int32_t)clattn__json_get_int(r, obj, "num_layers", 0, 1, 4096);
+    c->final_norm = clattn__json_get_bool(r, obj, "norm", false);
     json_t *layer = json_object_get(obj, layer_key);
     if (!json_is_object(layer)) {
         fail(r, CLATTN_ERR_FORMAT, "'%s' must be an object with the layer's arguments%s",
@@ -233,27 +188,27 @@ static clattn_status parse_config(clattn_ctx *ctx, const char *file, json_t *roo
         *c = clattn_module_config_default(CLATTN_MODULE_MHA);
         check_keys(&r, root, keys);
         read_dtype(&r, root);
-        c->d_model = get_int(&r, root, "embed_dim", 0, 1, 1 << 20);
-        c->nhead = get_int(&r, root, "num_heads", 0, 1, 1 << 16);
-        c->bias = get_bool(&r, root, "bias", true);
-        c->add_bias_kv = get_bool(&r, root, "add_bias_kv", false);
-        c->add_zero_attn = get_bool(&r, root, "add_zero_attn", false);
-        c->kdim = get_int(&r, root, "kdim", 0, 0, 1 << 20);
-        c->vdim = get_int(&r, root, "vdim", 0, 0, 1 << 20);
-        c->batch_first = get_bool(&r, root, "batch_first", false);
+        c->d_model = clattn__json_get_int(&r, root, "embed_dim", 0, 1, 1 << 20);
+        c->nhead = clattn__json_get_int(&r, root, "num_heads", 0, 1, 1 << 16);
+        c->bias = clattn__json_get_bool(&r, root, "bias", true);
+        c->add_bias_kv = clattn__json_get_bool(&r, root, "add_bias_kv", false);
+        c->add_zero_attn = clattn__json_get_bool(&r, root, "add_zero_attn", false);
+        c->kdim = clattn__json_get_int(&r, root, "kdim", 0, 0, 1 << 20);
+        c->vdim = clattn__json_get_int(&r, root, "vdim", 0, 0, 1 << 20);
+        c->batch_first = clattn__json_get_bool(&r, root, "batch_first", false);
     } else if (strcmp(module, "clattn.SelfAttention") == 0) {
         static const char *const keys[] = {COMMON_KEYS, "in_dim", "attn_dim", "value_dim",
                                            "out_dim", "num_heads", "bias", NULL};
         *c = clattn_module_config_default(CLATTN_MODULE_SELF_ATTENTION);
         check_keys(&r, root, keys);
         read_dtype(&r, root);
-        c->d_model = get_int(&r, root, "in_dim", 0, 1, 1 << 20);
-        c->attn_dim = get_int(&r, root, "attn_dim", 0, 1, 1 << 20);
-        c->value_dim = get_int(&r, root, "value_dim", 0, 0, 1 << 20);
-        c->out_dim = get_int(&r, root, "out_dim", 0, 0, 1 << 20);
-        c->nhead = get_int(&r, root, "num_heads", 1, 1, 1 << 16);
-        c->bias = get_bool(&r, root, "bias", true);
-        c->batch_first = get_bool(&r, root, "batch_first", true);
+        c->d_model = clattn__json_get_int(&r, root, "in_dim", 0, 1, 1 << 20);
+        c->attn_dim = clattn__json_get_int(&r, root, "attn_dim", 0, 1, 1 << 20);
+        c->value_dim = clattn__json_get_int(&r, root, "value_dim", 0, 0, 1 << 20);
+        c->out_dim = clattn__json_get_int(&r, root, "out_dim", 0, 0, 1 << 20);
+        c->nhead = clattn__json_get_int(&r, root, "num_heads", 1, 1, 1 << 16);
+        c->bias = clattn__json_get_bool(&r, root, "bias", true);
+        c->batch_first = clattn__json_get_bool(&r, root, "batch_first", true);
     } else if (strcmp(module, "torch.nn.TransformerEncoderLayer") == 0) {
         *c = clattn_module_config_default(CLATTN_MODULE_ENCODER_LAYER);
         read_layer(&r, root, c);
@@ -274,16 +229,16 @@ static clattn_status parse_config(clattn_ctx *ctx, const char *file, json_t *roo
         *c = clattn_module_config_default(CLATTN_MODULE_TRANSFORMER);
         check_keys(&r, root, keys);
         read_dtype(&r, root);
-        c->d_model = get_int(&r, root, "d_model", 512, 1, 1 << 20);
-        c->nhead = get_int(&r, root, "nhead", 8, 1, 1 << 16);
-        c->num_encoder_layers = (int32_t)get_int(&r, root, "num_encoder_layers", 6, 1, 2048);
-        c->num_decoder_layers = (int32_t)get_int(&r, root, "num_decoder_layers", 6, 1, 2048);
-        c->dim_feedforward = get_int(&r, root, "dim_feedforward", 2048, 1, 1 << 24);
+        c->d_model = clattn__json_get_int(&r, root, "d_model", 512, 1, 1 << 20);
+        c->nhead = clattn__json_get_int(&r, root, "nhead", 8, 1, 1 << 16);
+        c->num_encoder_layers = (int32_t)clattn__json_get_int(&r, root, "num_encoder_layers", 6, 1, 2048);
+        c->num_decoder_layers = (int32_t)clattn__json_get_int(&r, root, "num_decoder_layers", 6, 1, 2048);
+        c->dim_feedforward = clattn__json_get_int(&r, root, "dim_feedforward", 2048, 1, 1 << 24);
         c->activation = get_activation(&r, root);
-        c->layer_norm_eps = (float)get_real(&r, root, "layer_norm_eps", 1e-5);
-        c->norm_first = get_bool(&r, root, "norm_first", false);
-        c->bias = get_bool(&r, root, "bias", true);
-        c->batch_first = get_bool(&r, root, "batch_first", false);
+        c->layer_norm_eps = (float)clattn__json_get_real(&r, root, "layer_norm_eps", 1e-5);
+        c->norm_first = clattn__json_get_bool(&r, root, "norm_first", false);
+        c->bias = clattn__json_get_bool(&r, root, "bias", true);
+        c->batch_first = clattn__json_get_bool(&r, root, "batch_first", false);
     } else {
         return clattn__fail(ctx, CLATTN_ERR_UNSUPPORTED,
                             "%s: module '%s' is not supported (torch.nn.MultiheadAttention, "
