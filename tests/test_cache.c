@@ -74,15 +74,6 @@ static void truncate_half(const char *path)
         fprintf(stderr, "truncate failed\n");
 }
 
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-}
-
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/clattn-test-cache-XXXXXX");
@@ -143,7 +134,7 @@ int main(void)
     clattn_ctx_destroy(f);
     char blocker[300];
     snprintf(blocker, sizeof blocker, "%s/blocker", tmpdir);
-    write_file(blocker, "not a directory");
+    test_write_text(blocker, "not a directory");
     char under_file[320];
     snprintf(under_file, sizeof under_file, "%s/sub", blocker);
     clattn_ctx *g = make_ctx(under_file, NULL, CLATTN_OK);
@@ -159,9 +150,9 @@ int main(void)
     CHECK(strstr(clattn_last_error(), "common.cl") != NULL, "message: %s", clattn_last_error());
     clattn_ctx_destroy(h);
     snprintf(path, sizeof path, "%s/common.cl", kdir);
-    write_file(path, "/* empty common */\n");
+    test_write_text(path, "/* empty common */\n");
     snprintf(path, sizeof path, "%s/elementwise.cl", kdir);
-    write_file(path, "__kernel void fill_f32(__global float *x) { x[0] = undeclared_name; }\n");
+    test_write_text(path, "__kernel void fill_f32(__global float *x) { x[0] = undeclared_name; }\n");
     clattn_ctx *k = make_ctx("off", kdir, CLATTN_ERR_BUILD);
     CHECK(strstr(clattn_last_error(), "undeclared_name") != NULL &&
               strstr(clattn_last_error(), "elementwise.cl") != NULL,

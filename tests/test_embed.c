@@ -73,33 +73,6 @@ static const char *join(const char *a, const char *b)
     return buf[k];
 }
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        perror(path);
-        exit(1);
-    }
-    fputs(text, f);
-    fclose(f);
-}
-
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (fread(s, 1, (size_t)n, f) != (size_t)n)
-        n = 0;
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 /* ---- bad folders ------------------------------------------------------------ */
 
 static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.json",
@@ -129,8 +102,8 @@ static const char *make_folder(const char *tmp, const char *model, const char *n
                 perror(*f);
                 exit(1);
             }
-    char *pool = read_text(join(real, "1_Pooling/config.json"));
-    write_text(join(dir, "1_Pooling/config.json"), pool ? pool : "");
+    char *pool = test_read_text(join(real, "1_Pooling/config.json"));
+    test_write_text(join(dir, "1_Pooling/config.json"), pool ? pool : "");
     free(pool);
     return dir;
 }
@@ -138,7 +111,7 @@ static const char *make_folder(const char *tmp, const char *model, const char *n
 /* Replaces "from" by "to" in the folder's file (made a real file). */
 static void edit(const char *dir, const char *file, const char *from, const char *to)
 {
-    char *s = read_text(join(dir, file));
+    char *s = test_read_text(join(dir, file));
     char *at = s ? strstr(s, from) : NULL;
     if (!at) {
         fprintf(stderr, "edit: \"%s\" not in %s\n", from, file);
@@ -148,7 +121,7 @@ static void edit(const char *dir, const char *file, const char *from, const char
     char *out = malloc(n);
     snprintf(out, n, "%.*s%s%s", (int)(at - s), s, to, at + strlen(from));
     unlink(join(dir, file));
-    write_text(join(dir, file), out);
+    test_write_text(join(dir, file), out);
     free(out);
     free(s);
 }

@@ -112,15 +112,6 @@ static void run_fixture(clattn_ctx *ctx, const char *root, const char *name)
     clattn_module_destroy(m);
 }
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-}
-
 /* Bad folders: each error names the file and the offending key. */
 static void bad_folders(clattn_ctx *ctx, const char *root)
 {
@@ -163,7 +154,7 @@ static void bad_folders(clattn_ctx *ctx, const char *root)
          CLATTN_ERR_UNSUPPORTED, "dtype"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        write_text(cfg, bad[i].json);
+        test_write_text(cfg, bad[i].json);
         CHECK_STATUS(clattn_model_load(ctx, tmp, &m), bad[i].want);
         CHECK(strstr(clattn_last_error(), bad[i].needle) != NULL &&
                   strstr(clattn_last_error(), "config.json") != NULL,
@@ -174,17 +165,17 @@ static void bad_folders(clattn_ctx *ctx, const char *root)
     /* A good config with another module's weights: a clear mismatch. */
     snprintf(cmd, sizeof cmd, "cp '%s/mha_self/model.safetensors' '%s/'", root, tmp);
     CHECK(system(cmd) == 0, "copy fixture");
-    write_text(cfg, "{\"module\": \"torch.nn.MultiheadAttention\", \"embed_dim\": 16, "
+    test_write_text(cfg, "{\"module\": \"torch.nn.MultiheadAttention\", \"embed_dim\": 16, "
                     "\"num_heads\": 4}");
     CHECK_STATUS(clattn_model_load(ctx, tmp, &m), CLATTN_ERR_FORMAT);
     CHECK(strstr(clattn_last_error(), "in_proj_weight") != NULL &&
               strstr(clattn_last_error(), "[48, 16]") != NULL,
           "message should name the tensor and expected shape: %s", clattn_last_error());
-    write_text(cfg, "{\"module\": \"torch.nn.MultiheadAttention\", \"embed_dim\": 32, "
+    test_write_text(cfg, "{\"module\": \"torch.nn.MultiheadAttention\", \"embed_dim\": 32, "
                     "\"num_heads\": 4, \"add_bias_kv\": true}");
     CHECK_STATUS(clattn_model_load(ctx, tmp, &m), CLATTN_ERR_FORMAT);
     CHECK(strstr(clattn_last_error(), "bias_k") != NULL, "message: %s", clattn_last_error());
-    write_text(cfg, "{\"module\": \"torch.nn.MultiheadAttention\", \"embed_dim\": 32, "
+    test_write_text(cfg, "{\"module\": \"torch.nn.MultiheadAttention\", \"embed_dim\": 32, "
                     "\"num_heads\": 4, \"bias\": false}");
     CHECK_STATUS(clattn_model_load(ctx, tmp, &m), CLATTN_ERR_FORMAT);
     CHECK(strstr(clattn_last_error(), "unexpected tensor") != NULL, "message: %s",

@@ -86,33 +86,6 @@ static const char *path_in(const char *dir, const char *name)
     return buf[k];
 }
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        perror(path);
-        exit(1);
-    }
-    fputs(text, f);
-    fclose(f);
-}
-
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (fread(s, 1, (size_t)n, f) != (size_t)n)
-        n = 0;
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 static size_t unhex(const char *hex, unsigned char *out)
 {
     size_t n = strlen(hex) / 2;
@@ -238,15 +211,15 @@ static void test_model(const char *fixtures, const char *model)
     clattn_tokenizer_destroy(tok);
 
     /* The vocab.txt path on the same model. */
-    char *vocab = read_text(path_in(model, "vocab.txt"));
-    char *config = read_text(path_in(model, "tokenizer_config.json"));
+    char *vocab = test_read_text(path_in(model, "vocab.txt"));
+    char *config = test_read_text(path_in(model, "tokenizer_config.json"));
     CHECK(vocab && config, "model vocab.txt / tokenizer_config.json unreadable");
     if (vocab && config) {
         char d[1024];
         snprintf(d, sizeof d, "%s/minilm_vocab", tmp);
         mkdir(d, 0700);
-        write_text(path_in(d, "vocab.txt"), vocab);
-        write_text(path_in(d, "tokenizer_config.json"), config);
+        test_write_text(path_in(d, "vocab.txt"), vocab);
+        test_write_text(path_in(d, "tokenizer_config.json"), config);
         tok = NULL;
         CHECK_OK(clattn_tokenizer_load(d, &tok));
         if (tok)
@@ -309,7 +282,7 @@ static void bad_json(const char *what, const char *body, clattn_status status, c
     mkdir(d, 0700);
     char text[4096];
     snprintf(text, sizeof text, "%s%s", TINY_JSON_HEAD, body);
-    write_text(path_in(d, "tokenizer.json"), text);
+    test_write_text(path_in(d, "tokenizer.json"), text);
     expect_bad(what, d, status, "bad/tokenizer.json", fact);
     unlink(path_in(d, "tokenizer.json"));
 }
@@ -362,16 +335,16 @@ static void test_bad_files(void)
     /* vocab.txt without [UNK], and a config naming another tokenizer. */
     snprintf(d, sizeof d, "%s/vocab", tmp);
     mkdir(d, 0700);
-    write_text(path_in(d, "vocab.txt"), "[PAD]\n[CLS]\n[SEP]\nhello\n");
+    test_write_text(path_in(d, "vocab.txt"), "[PAD]\n[CLS]\n[SEP]\nhello\n");
     expect_bad("vocab.txt without [UNK]", d, CLATTN_ERR_FORMAT, "vocab/vocab.txt",
                "no unk token");
-    write_text(path_in(d, "vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n");
-    write_text(path_in(d, "tokenizer_config.json"), "{\"tokenizer_class\": \"XLNetTokenizer\"}");
+    test_write_text(path_in(d, "vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n");
+    test_write_text(path_in(d, "tokenizer_config.json"), "{\"tokenizer_class\": \"XLNetTokenizer\"}");
     expect_bad("other tokenizer_class", d, CLATTN_ERR_UNSUPPORTED,
                "vocab/tokenizer_config.json", "XLNetTokenizer");
-    write_text(path_in(d, "tokenizer_config.json"), "{\"do_lower_case\": tru");
+    test_write_text(path_in(d, "tokenizer_config.json"), "{\"do_lower_case\": tru");
     expect_bad("malformed config", d, CLATTN_ERR_FORMAT, "vocab/tokenizer_config.json", "line");
-    write_text(path_in(d, "tokenizer_config.json"), "{\"do_lower_case\": false}");
+    test_write_text(path_in(d, "tokenizer_config.json"), "{\"do_lower_case\": false}");
     clattn_tokenizer *tok = NULL;
     CHECK_OK(clattn_tokenizer_load(d, &tok));
     if (tok) {

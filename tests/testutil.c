@@ -94,6 +94,32 @@ clattn_tensor *test_tensor(clattn_ctx *ctx, int32_t ndim, const int64_t *shape,
     return t;
 }
 
+void test_write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
+}
+
+char *test_read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *s = NULL;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (s = malloc((size_t)n + 1)) != NULL) {
+        if (fread(s, 1, (size_t)n, f) != (size_t)n)
+            n = 0;
+        s[n] = '\0';
+    }
+    fclose(f);
+    return s;
+}
+
 int test_summary(const char *name)
 {
     printf("%s: %d checks, %d failed\n", name, test_checks, test_failures);

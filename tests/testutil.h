@@ -58,6 +58,13 @@ bool test_close(const char *what, const float *got, const double *ref, size_t n,
 clattn_tensor *test_tensor(clattn_ctx *ctx, int32_t ndim, const int64_t *shape,
                            const float *data);
 
+/* Writes text to path; a test that cannot write its own setup files stops
+ * there (exit 1), rather than failing later on a misleading check. */
+void test_write_text(const char *path, const char *text);
+
+/* The whole file as a NUL-terminated malloc'd string, or NULL. */
+char *test_read_text(const char *path);
+
 /* Prints "N checks, N failed" and returns the exit code. */
 int test_summary(const char *name);
 
