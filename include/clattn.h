@@ -310,6 +310,17 @@ CLATTN_API size_t clattn_tensor_numel(const clattn_tensor *t);
 /* The tensor's buffer (owned by the tensor), for use with raw OpenCL. */
 CLATTN_API cl_mem clattn_tensor_cl_mem(const clattn_tensor *t);
 
+/* A new handle on t's data with another shape of the same element count
+ * (e.g. [B, N, E] seen as [B * N, E]): writes through either are seen by
+ * both. The data lives until both handles are destroyed. Errors:
+ * CLATTN_ERR_INVALID_ARG (element counts differ, bad shape). */
+CLATTN_API clattn_status clattn_tensor_view(const clattn_tensor *t, int32_t ndim,
+                                            const int64_t *shape, clattn_tensor **out);
+
+/* dst = src elementwise (same element count; the shapes may differ).
+ * Non-blocking. */
+CLATTN_API clattn_status clattn_tensor_copy(const clattn_tensor *src, clattn_tensor *dst);
+
 /* ======================================================================== */
 /* Matrix products                                                          */
 /* ======================================================================== */
@@ -1094,6 +1105,326 @@ CLATTN_API void clattn_embedder_defaults(const clattn_embedder *e, clattn_poolin
 CLATTN_API clattn_status clattn_embedder_embed(clattn_embedder *e, const char *const *texts,
                                                int32_t n, float *out,
                                                const clattn_embed_params *p);
+
+/* ======================================================================== */
+/* Training: backward passes                                                */
+/* ======================================================================== */
+
+/* The training API is explicit: each forward op above has a backward op
+ * that takes what the forward took (its inputs, and its output where that
+ * is cheaper) plus dy, the gradient of the loss with respect to the
+ * forward's output, and writes the gradients with respect to the inputs
+ * and parameters. Modules (below) keep what their backward needs
+ * themselves. An optimiser then updates parameters from their gradients.
+ *
+ * Rules for this section, on top of the Layers rules:
+ * - Every gradient output may be NULL: it is then not computed.
+ * - Gradient outputs have the shape of what they are the gradient of.
+ * - Parameter gradients (dw, db, dgamma, dbeta, dtable) are overwritten,
+ *   or added to when accumulate is true (PyTorch's .grad accumulation,
+ *   e.g. for a weight used twice). Input gradients (dx) are overwritten.
+ * - float32 throughout; everything runs on the device, non-blocking.
+ *
+ * One step of y = linear(x) -> act -> loss, by hand:
+ *
+ *     clattn_linear(ctx, x, w, b, CLATTN_ACT_NONE, z);        // z [R, out]
+ *     clattn_activation_apply(ctx, z, CLATTN_ACT_GELU, y);    // y [R, out]
+ *     clattn_mse_loss(ctx, y, target, &loss, dy);             // dy [R, out]
+ *     clattn_activation_backward(ctx, z, CLATTN_ACT_GELU, dy, dz);
+ *     clattn_linear_backward(ctx, x, w, dz, NULL, dw, db, false);
+ *     clattn_optimizer_step(opt);                             // w -= ...
+ *
+ * Residual connections y = a + b pass dy unchanged to both a and b; two
+ * gradient streams meeting at a tensor are summed with clattn_add. */
+
+/* Gradients of y = x W^T + b (clattn_linear with CLATTN_ACT_NONE; put
+ * clattn_activation_backward in front for a fused activation).
+ *   x: [..., in]   w: [out, in]   dy: [..., out] (same leading dims as x)
+ *   dx: [..., in] = dy W         dw: [out, in] = dy^T x (summed over rows)
+ *   db: [out] = dy summed over rows
+ * The products run on CLBlast. dx must not alias x, w or dy. */
+CLATTN_API clattn_status clattn_linear_backward(clattn_ctx *ctx, const clattn_tensor *x,
+                                                const clattn_tensor *w, const clattn_tensor *dy,
+                                                clattn_tensor *dx, clattn_tensor *dw,
+                                                clattn_tensor *db, bool accumulate);
+
+/* dx = dy * act'(x) elementwise, x being the activation's input (the
+ * pre-activation). x, dy, dx: the same shape; dx may be dy (in place).
+ * CLATTN_ACT_NONE copies dy. ReLU's derivative at 0 is 0 (PyTorch's). */
+CLATTN_API clattn_status clattn_activation_backward(clattn_ctx *ctx, const clattn_tensor *x,
+                                                    clattn_activation act,
+                                                    const clattn_tensor *dy, clattn_tensor *dx);
+
+/* Gradients of clattn_layer_norm(x, gamma, beta, eps) -> y. The mean and
+ * variance are recomputed from x.
+ *   x, dy, dx: [..., E]   gamma: [E] or NULL (as in the forward)
+ *   dgamma: [E] (only with gamma)   dbeta: [E]
+ * dx may be dy (in place). */
+CLATTN_API clattn_status clattn_layer_norm_backward(clattn_ctx *ctx, const clattn_tensor *x,
+                                                    const clattn_tensor *gamma, float eps,
+                                                    const clattn_tensor *dy, clattn_tensor *dx,
+                                                    clattn_tensor *dgamma, clattn_tensor *dbeta,
+                                                    bool accumulate);
+
+/* Gradient of y = softmax(x) over the last dimension, from y:
+ *   dx = y * (dy - sum(dy * y)) per row.
+ * y, dy, dx: [..., N]; dx may be dy (in place). */
+CLATTN_API clattn_status clattn_softmax_backward(clattn_ctx *ctx, const clattn_tensor *y,
+                                                 const clattn_tensor *dy, clattn_tensor *dx);
+
+/* Gradient of clattn_embedding(table, ids, count) -> y with respect to the
+ * table: dtable[v, :] = sum of dy[i, :] over the i with ids[i] == v; rows
+ * of ids not used get 0 (or keep their value when accumulating). Summed in
+ * a fixed order, so the result is the same on every run.
+ *   ids: host int64[count], each in 0 .. V-1 (checked)
+ *   dy: count * E elements     dtable: [V, E] */
+CLATTN_API clattn_status clattn_embedding_backward(clattn_ctx *ctx, const int64_t *ids,
+                                                   size_t count, const clattn_tensor *dy,
+                                                   clattn_tensor *dtable, bool accumulate);
+
+/* Inverted dropout, as nn.Dropout in training mode: y = x * keep / (1 - p)
+ * with keep drawn for every element from a counter-based generator
+ * (Philox4x32-10), so a (seed, offset) pair always gives the same mask on
+ * every device and needs no state:
+ *   element i (flattened) is dropped iff
+ *   philox4x32_10(counter = {lo(i + offset), hi(i + offset), 0, 0},
+ *                 key = {lo(seed), hi(seed)})[0] < p * 2^32
+ * (the first of the four 32-bit outputs). Use a new offset (e.g. the
+ * number of elements drawn so far) or seed for every call that needs a new
+ * mask. p in [0, 1]; p = 0 copies, p = 1 gives zeros. x, y: the same shape;
+ * y may be x (in place). */
+CLATTN_API clattn_status clattn_dropout(clattn_ctx *ctx, const clattn_tensor *x, float p,
+                                        uint64_t seed, uint64_t offset, clattn_tensor *y);
+
+/* Backward of clattn_dropout with the same p, seed and offset: dx = dy *
+ * keep / (1 - p) (the same mask). dy, dx: the same shape; dx may be dy. */
+CLATTN_API clattn_status clattn_dropout_backward(clattn_ctx *ctx, const clattn_tensor *dy,
+                                                 float p, uint64_t seed, uint64_t offset,
+                                                 clattn_tensor *dx);
+
+/* Mean over the sequence: y[b, :] = mean of x[b, n, :] over n (pooling for
+ * a sequence-level head). x: [B, N, E]   y: [B, E]. */
+CLATTN_API clattn_status clattn_sequence_mean(clattn_ctx *ctx, const clattn_tensor *x,
+                                              clattn_tensor *y);
+
+/* Backward of clattn_sequence_mean: dx[b, n, :] = dy[b, :] / N.
+ * dy: [B, E]   dx: [B, N, E]. */
+CLATTN_API clattn_status clattn_sequence_mean_backward(clattn_ctx *ctx, const clattn_tensor *dy,
+                                                       clattn_tensor *dx);
+
+/* Gradients of clattn_sdpa, written by clattn_sdpa_backward. */
+typedef struct clattn_sdpa_grads {
+    clattn_tensor *dq;      /* [B, Hq, N, D] or NULL */
+    clattn_tensor *dk;      /* [B, Hkv, M, D] or NULL; summed over the query
+                               heads sharing a kv head (GQA, MQA) */
+    clattn_tensor *dv;      /* [B, Hkv, M, Dv] or NULL; likewise */
+    clattn_tensor *dbias;   /* the shape of p->bias (summed over its broadcast
+                               dimensions) or NULL; -inf entries get 0 */
+} clattn_sdpa_grads;
+
+/* Fused, flash-style backward of out = clattn_sdpa(q, k, v, p).
+ *   q, k, v, p: exactly as given to the forward (p->weights and p->lse are
+ *               ignored here);
+ *   out: [B, Hq, N, Dv] the forward's output;
+ *   lse: [B, Hq, N] the log-sum-exp the forward wrote through p->lse;
+ *   dout: [B, Hq, N, Dv] the gradient of the loss with respect to out.
+ * The probabilities are recomputed block by block from q, k and lse; no
+ * N x M matrix is stored (except the dbias output itself). Every option of
+ * the forward is supported (both scores, causal, windows, kv_len, bias,
+ * mask_mod, GQA/MQA) except score_mod, whose derivative clattn cannot know:
+ * CLATTN_ERR_UNSUPPORTED. Rows with no visible key get zero gradients.
+ * Gradients are overwritten. None may alias an input. */
+CLATTN_API clattn_status clattn_sdpa_backward(clattn_ctx *ctx, const clattn_tensor *q,
+                                              const clattn_tensor *k, const clattn_tensor *v,
+                                              const clattn_tensor *out, const clattn_tensor *lse,
+                                              const clattn_tensor *dout,
+                                              const clattn_sdpa_params *p,
+                                              const clattn_sdpa_grads *grads);
+
+/* ======================================================================== */
+/* Training: losses                                                         */
+/* ======================================================================== */
+
+/* Losses reduce to a mean, as PyTorch's default reduction='mean'. Each
+ * writes the loss to *loss (when loss is not NULL: a blocking read of one
+ * float) and its gradient with respect to the prediction into dpred /
+ * dlogits (when not NULL, overwritten). */
+
+/* Mean squared error: mean((pred - target)^2) over all elements.
+ * pred, target, dpred: the same shape; dpred = 2 (pred - target) / numel. */
+CLATTN_API clattn_status clattn_mse_loss(clattn_ctx *ctx, const clattn_tensor *pred,
+                                         const clattn_tensor *target, float *loss,
+                                         clattn_tensor *dpred);
+
+/* Cross-entropy of logits against class indices, as
+ * nn.CrossEntropyLoss(ignore_index=ignore_index):
+ *   loss = mean over rows r with targets[r] != ignore_index of
+ *          logsumexp(logits[r, :]) - logits[r, targets[r]]
+ *   logits, dlogits: [..., C] (rows = the leading dims flattened)
+ *   targets: host int64[rows], each in 0 .. C-1 or ignore_index (checked)
+ * dlogits = (softmax(logits) - onehot(target)) / valid rows, 0 on ignored
+ * rows. When every row is ignored the loss is 0 and dlogits 0 (PyTorch
+ * gives NaN). Pass -100, PyTorch's default, when nothing is ignored. */
+CLATTN_API clattn_status clattn_cross_entropy_loss(clattn_ctx *ctx, const clattn_tensor *logits,
+                                                   const int64_t *targets, int64_t ignore_index,
+                                                   float *loss, clattn_tensor *dlogits);
+
+/* ======================================================================== */
+/* Training: optimisers and checkpoints                                     */
+/* ======================================================================== */
+
+/* A trainable parameter: its name (the state_dict name), value and
+ * gradient tensors (the same shape, borrowed). */
+typedef struct clattn_param_ref {
+    const char *name;
+    clattn_tensor *value;
+    clattn_tensor *grad;
+} clattn_param_ref;
+
+typedef enum clattn_optimizer_kind {
+    CLATTN_OPTIM_SGD = 0,      /* torch.optim.SGD */
+    CLATTN_OPTIM_ADAM = 1,     /* torch.optim.Adam (weight decay added to the gradient) */
+    CLATTN_OPTIM_ADAMW = 2     /* torch.optim.AdamW (decoupled weight decay) */
+} clattn_optimizer_kind;
+
+/* Hyper-parameters, named and defaulted as PyTorch's. The learning rate of
+ * step t (t = 0, 1, ... counts the steps taken before it) is
+ *   lr * (t + 1) / warmup_steps                          for t < warmup_steps,
+ *   min_lr + (lr - min_lr) * (1 + cos(pi * u)) / 2       after, when
+ *       total_steps > 0, with u = min(1, (t - warmup_steps) /
+ *       max(1, total_steps - warmup_steps)) (cosine decay),
+ *   lr                                                   otherwise. */
+typedef struct clattn_optimizer_params {
+    clattn_optimizer_kind kind;
+    float lr;                  /* base learning rate (> 0) */
+    float weight_decay;        /* >= 0; SGD/Adam: L2 (grad += wd * w), AdamW: decoupled */
+    float momentum;            /* SGD, >= 0 */
+    float dampening;           /* SGD */
+    bool nesterov;             /* SGD; needs momentum > 0 and dampening 0 */
+    float beta1, beta2;        /* Adam/AdamW, in [0, 1) */
+    float eps;                 /* Adam/AdamW, > 0 */
+    float max_grad_norm;       /* > 0: clip the global L2 norm of all gradients
+                                  to this before each step (clip_grad_norm_); 0: off */
+    int64_t warmup_steps;      /* >= 0; 0: no warm-up */
+    int64_t total_steps;       /* > 0: cosine decay until this step; 0: constant */
+    float min_lr;              /* the cosine schedule's floor */
+} clattn_optimizer_params;
+
+/* PyTorch's defaults for kind: SGD lr 1e-3 (PyTorch has no default),
+ * momentum 0; Adam lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0;
+ * AdamW the same with weight_decay 1e-2. No clipping, no schedule. */
+CLATTN_API clattn_optimizer_params clattn_optimizer_params_default(clattn_optimizer_kind kind);
+
+typedef struct clattn_optimizer clattn_optimizer;
+
+/* Creates an optimiser over params[0..count) (names copied, tensors
+ * borrowed: they must outlive it). Moment and momentum buffers are
+ * allocated on the device, zeroed. Errors: CLATTN_ERR_INVALID_ARG (a
+ * hyper-parameter out of range, naming it; a NULL or mismatched tensor;
+ * duplicate names), CLATTN_ERR_OUT_OF_MEMORY. */
+CLATTN_API clattn_status clattn_optimizer_create(clattn_ctx *ctx, const clattn_optimizer_params *p,
+                                                 int32_t count, const clattn_param_ref *params,
+                                                 clattn_optimizer **out);
+CLATTN_API void clattn_optimizer_destroy(clattn_optimizer *opt);
+
+/* One update of every parameter from its gradient: clipping (if set),
+ * the scheduled learning rate, then the update rule, exactly as PyTorch's
+ * step(). A non-finite gradient norm is CLATTN_ERR_INVALID_ARG and leaves
+ * every parameter unchanged (clipping reads the norm, a blocking read;
+ * without clipping the step does not check). */
+CLATTN_API clattn_status clattn_optimizer_step(clattn_optimizer *opt);
+
+/* Sets every gradient to zero (optimizer.zero_grad(set_to_none=False)). */
+CLATTN_API clattn_status clattn_optimizer_zero_grad(clattn_optimizer *opt);
+
+/* Steps taken so far; the learning rate the next step will use; the global
+ * gradient norm measured by the last step (before clipping; -1 if the last
+ * step did not measure it). */
+CLATTN_API int64_t clattn_optimizer_steps(const clattn_optimizer *opt);
+CLATTN_API float clattn_optimizer_lr(const clattn_optimizer *opt);
+CLATTN_API float clattn_optimizer_last_grad_norm(const clattn_optimizer *opt);
+
+/* Global L2 norm of the gradients of params[0..count) into *norm
+ * (blocking), and, when max_norm > 0, scales them by max_norm / (norm +
+ * 1e-6) if the norm is larger, as torch.nn.utils.clip_grad_norm_. */
+CLATTN_API clattn_status clattn_clip_grad_norm(clattn_ctx *ctx, int32_t count,
+                                               const clattn_param_ref *params, float max_norm,
+                                               float *norm);
+
+/* Saves the parameters (values, under their names: a PyTorch state_dict
+ * that load_state_dict takes) and, with opt, the optimiser's state as
+ * "optimizer.<name>.exp_avg", ".exp_avg_sq" (Adam/AdamW) or
+ * ".momentum_buffer" (SGD) tensors plus the step count and
+ * hyper-parameters in the metadata, to a safetensors file (written to a
+ * temporary file and renamed). Blocking. */
+CLATTN_API clattn_status clattn_checkpoint_save(const char *path, int32_t count,
+                                                const clattn_param_ref *params,
+                                                const clattn_optimizer *opt);
+
+/* Loads what clattn_checkpoint_save wrote (or a PyTorch state_dict saved
+ * with safetensors, without optimiser state): every parameter must be in
+ * the file with its shape (CLATTN_ERR_FORMAT naming it otherwise); with
+ * opt, its state and step count too (the file must hold them). Blocking;
+ * on failure values may be partly loaded. */
+CLATTN_API clattn_status clattn_checkpoint_load(const char *path, int32_t count,
+                                                const clattn_param_ref *params,
+                                                clattn_optimizer *opt);
+
+/* ======================================================================== */
+/* Training: modules                                                        */
+/* ======================================================================== */
+
+/* MHA, SELF_ATTENTION, ENCODER_LAYER, DECODER_LAYER, ENCODER and DECODER
+ * modules train: clattn_module_train_forward computes what
+ * clattn_module_forward does and keeps the activations its backward needs
+ * (one saved forward at a time, replaced by the next); then
+ * clattn_module_backward takes the output gradient, adds the parameter
+ * gradients into the module's gradient tensors and writes the input
+ * gradients. Attention runs the fused forward and backward kernels, so
+ * nothing N x M is kept unless attention weights are requested.
+ * TRANSFORMER is CLATTN_ERR_UNSUPPORTED (train its encoder and decoder as
+ * two modules). Training uses no dropout. */
+
+CLATTN_API clattn_status clattn_module_train_forward(clattn_module *m,
+                                                     const clattn_forward_args *a,
+                                                     clattn_tensor *out);
+
+/* Input gradients, by the forward's argument names (each NULL: not wanted):
+ *   MHA: dquery, dkey, dvalue (dkey and dvalue may be the same tensor when
+ *        key and value were, and then receive the sum);
+ *   SELF_ATTENTION, ENCODER_LAYER, ENCODER: dsrc (SELF_ATTENTION: of query);
+ *   DECODER_LAYER, DECODER: dtgt, dmemory. */
+typedef struct clattn_backward_args {
+    const clattn_tensor *dout;     /* [shape of out] */
+    clattn_tensor *dquery, *dkey, *dvalue;
+    clattn_tensor *dsrc, *dtgt, *dmemory;
+} clattn_backward_args;
+
+/* Backward of the last clattn_module_train_forward: parameter gradients
+ * are added to the module's gradients (zero them with
+ * clattn_module_zero_grad between steps). CLATTN_ERR_INVALID_ARG when no
+ * forward was saved or dout has the wrong shape. The saved activations
+ * stay, so a second backward adds the same gradients again. */
+CLATTN_API clattn_status clattn_module_backward(clattn_module *m, const clattn_backward_args *a);
+
+/* Every field NULL. */
+CLATTN_API clattn_backward_args clattn_backward_args_default(void);
+
+/* The gradient of parameter name (the shape of the parameter, owned by the
+ * module, zero when first asked for), NULL for an unknown name. */
+CLATTN_API clattn_tensor *clattn_module_grad(clattn_module *m, const char *name);
+
+/* Sets every gradient of the module to zero. */
+CLATTN_API clattn_status clattn_module_zero_grad(clattn_module *m);
+
+/* Fills refs[0..min(count, cap)) with the module's parameters (name, value,
+ * gradient; gradients allocated on first use) and returns count (the
+ * number of parameters, as clattn_module_param_count), or -1 on an
+ * allocation failure (message in clattn_ctx_last_error). refs may be NULL
+ * with cap 0 to ask for the count. Names and tensors stay valid until the
+ * module is destroyed. */
+CLATTN_API int32_t clattn_module_param_refs(clattn_module *m, clattn_param_ref *refs,
+                                            int32_t cap);
 
 #ifdef __cplusplus
 }

@@ -213,3 +213,62 @@ int32_t clattn_tensor_shape(const clattn_tensor *t, int64_t *shape)
 size_t clattn_tensor_numel(const clattn_tensor *t) { return t ? t->numel : 0; }
 
 cl_mem clattn_tensor_cl_mem(const clattn_tensor *t) { return t ? t->mem : NULL; }
+
+clattn_status clattn_tensor_view(const clattn_tensor *t, int32_t ndim, const int64_t *shape,
+                                 clattn_tensor **out)
+{
+    clattn__clear_thread_error();
+    if (!t || !shape || !out)
+        return clattn__fail(t ? t->ctx : NULL, CLATTN_ERR_INVALID_ARG,
+                            "tensor_view: t, shape and out must not be NULL");
+    *out = NULL;
+    char from[128], to[128];
+    clattn__shape_str(t->shape, t->ndim, from, sizeof from);
+    if (ndim < 1 || ndim > CLATTN_MAX_DIMS)
+        return clattn__fail(t->ctx, CLATTN_ERR_INVALID_ARG,
+                            "tensor_view of %s: ndim %d out of range 1..%d", from, ndim,
+                            CLATTN_MAX_DIMS);
+    clattn__shape_str(shape, ndim, to, sizeof to);
+    /* Counted with an overflow check: a huge shape must not wrap to numel. */
+    size_t numel = 1;
+    for (int32_t i = 0; i < ndim; i++) {
+        if (shape[i] < 1 || (uint64_t)shape[i] > t->numel / numel)
+            return clattn__fail(t->ctx, CLATTN_ERR_INVALID_ARG,
+                                "tensor_view: %s is not a shape of the %zu elements of %s", to,
+                                t->numel, from);
+        numel *= (size_t)shape[i];
+    }
+    if (numel != t->numel)
+        return clattn__fail(t->ctx, CLATTN_ERR_INVALID_ARG,
+                            "tensor_view: %s has %zu elements, %s has %zu", to, numel, from,
+                            t->numel);
+    clattn_tensor *v = calloc(1, sizeof *v);
+    if (!v)
+        return clattn__fail(t->ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+    *v = clattn__tensor_view(t->ctx, t->mem, ndim, shape);
+    /* The view holds its own reference, so either handle may go first. */
+    clRetainMemObject(t->mem);
+    *out = v;
+    return CLATTN_OK;
+}
+
+clattn_status clattn_tensor_copy(const clattn_tensor *src, clattn_tensor *dst)
+{
+    clattn__clear_thread_error();
+    if (!src || !dst)
+        return clattn__fail(src ? src->ctx : dst ? dst->ctx : NULL, CLATTN_ERR_INVALID_ARG,
+                            "tensor_copy: src and dst must not be NULL");
+    if (src->ctx != dst->ctx || src->numel != dst->numel) {
+        char a[128], b[128];
+        return clattn__fail(dst->ctx, CLATTN_ERR_INVALID_ARG,
+                            "tensor_copy: src %s and dst %s must have the same element count "
+                            "and context",
+                            clattn__shape_str(src->shape, src->ndim, a, sizeof a),
+                            clattn__shape_str(dst->shape, dst->ndim, b, sizeof b));
+    }
+    if (src->mem == dst->mem)
+        return CLATTN_OK;
+    cl_int err = clEnqueueCopyBuffer(dst->ctx->queue, src->mem, dst->mem, 0, 0,
+                                     src->numel * sizeof(float), 0, NULL, NULL);
+    return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(dst->ctx, err, "clEnqueueCopyBuffer");
+}

@@ -79,6 +79,40 @@ int main(void)
               strstr(clattn_ctx_last_error(ctx), limit) != NULL,
           "message should name the limit %s: %s", limit, clattn_last_error());
 
+    /* Views share the data and outlive the tensor they view; copies. */
+    {
+        float in[24], out[24];
+        for (int i = 0; i < 24; i++)
+            in[i] = (float)i * 0.5f - 3.0f;
+        int64_t s3[3] = {2, 3, 4}, s2[2] = {6, 4}, wrong[2] = {5, 5}, zero[2] = {0, 24};
+        clattn_tensor *base = test_tensor(ctx, 3, s3, in), *view = NULL, *copy = NULL;
+        CHECK_OK(clattn_tensor_view(base, 2, s2, &view));
+        int64_t got[4];
+        CHECK(clattn_tensor_shape(view, got) == 2 && got[0] == 6 && got[1] == 4, "view shape");
+        CHECK_STATUS(clattn_tensor_view(base, 2, wrong, &copy), CLATTN_ERR_INVALID_ARG);
+        CHECK(copy == NULL, "failed view must clear out");
+        CHECK_STATUS(clattn_tensor_view(base, 2, zero, &copy), CLATTN_ERR_INVALID_ARG);
+        CHECK_STATUS(clattn_tensor_view(base, 5, s3, &copy), CLATTN_ERR_INVALID_ARG);
+        float patch[2] = {100.0f, 200.0f};
+        CHECK_OK(clattn_tensor_write_range(view, 5, 2, patch));
+        CHECK_OK(clattn_tensor_read(base, out));
+        CHECK(out[5] == 100.0f && out[6] == 200.0f && out[4] == in[4], "write through view");
+        clattn_tensor_destroy(base); /* the view keeps the data alive */
+        int64_t s1[1] = {24};
+        copy = test_tensor(ctx, 1, s1, NULL);
+        CHECK_OK(clattn_tensor_copy(view, copy));
+        CHECK_OK(clattn_tensor_read(copy, out));
+        in[5] = 100.0f, in[6] = 200.0f;
+        CHECK(memcmp(in, out, sizeof in) == 0, "copy of a view");
+        int64_t s5[1] = {5};
+        clattn_tensor *small = test_tensor(ctx, 1, s5, NULL);
+        CHECK_STATUS(clattn_tensor_copy(view, small), CLATTN_ERR_INVALID_ARG);
+        CHECK_STATUS(clattn_tensor_copy(NULL, small), CLATTN_ERR_INVALID_ARG);
+        clattn_tensor_destroy(small);
+        clattn_tensor_destroy(copy);
+        clattn_tensor_destroy(view);
+    }
+
     CHECK_STATUS(clattn_tensor_read(NULL, NULL), CLATTN_ERR_INVALID_ARG);
     clattn_tensor_destroy(NULL);
     clattn_ctx_destroy(ctx);
