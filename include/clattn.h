@@ -1390,9 +1390,13 @@ CLATTN_API clattn_status clattn_module_train_forward(clattn_module *m,
                                                      clattn_tensor *out);
 
 /* Input gradients, by the forward's argument names (each NULL: not wanted):
- *   MHA: dquery, dkey, dvalue (dkey and dvalue may be the same tensor when
- *        key and value were, and then receive the sum);
- *   SELF_ATTENTION, ENCODER_LAYER, ENCODER: dsrc (SELF_ATTENTION: of query);
+ *   MHA: dquery, dkey, dvalue, each the shape of its input. When query,
+ *        key and value were the same tensor (self-attention), dquery
+ *        receives the whole gradient and dkey, dvalue must be NULL; when
+ *        key and value were, dkey and dvalue may be the same tensor, which
+ *        then receives the sum;
+ *   SELF_ATTENTION: dquery;
+ *   ENCODER_LAYER, ENCODER: dsrc;
  *   DECODER_LAYER, DECODER: dtgt, dmemory. */
 typedef struct clattn_backward_args {
     const clattn_tensor *dout;     /* [shape of out] */

@@ -208,6 +208,11 @@ clattn_status clattn__buffer_reserve(clattn_ctx *ctx, clattn__buffer *buf, size_
                                      const char *what);
 void clattn__buffer_release(clattn__buffer *buf);
 
+/* Grows buf to hold a float tensor of shape and sets *view to it (contents
+ * lost when it grows). */
+clattn_status clattn__workspace(clattn_ctx *ctx, clattn__buffer *buf, int32_t ndim,
+                                const int64_t *shape, const char *what, clattn_tensor *view);
+
 /* Formats a shape as "[2, 3, 4]" into buf (always NUL-terminated). */
 const char *clattn__shape_str(const int64_t *shape, int32_t ndim, char *buf, size_t size);
 

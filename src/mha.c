@@ -181,9 +181,13 @@ void clattn__attn_block_release(clattn__attn_block *blk)
         clattn_tensor_destroy(blk->b_k);
         clattn_tensor_destroy(blk->b_v);
     }
-    clattn__buffer *bufs[] = {&blk->proj,      &blk->proj_k, &blk->proj_v, &blk->q,
-                              &blk->k,         &blk->v,      &blk->heads_out, &blk->merged,
-                              &blk->bias,      &blk->weights};
+    free(blk->saved.kv_len);
+    clattn__buffer *bufs[] = {&blk->proj,     &blk->proj_k,   &blk->proj_v,    &blk->q,
+                              &blk->k,        &blk->v,        &blk->heads_out, &blk->merged,
+                              &blk->bias,     &blk->weights,  &blk->lse,       &blk->d_merged,
+                              &blk->d_heads,  &blk->dq,       &blk->dk,        &blk->dv,
+                              &blk->d_proj,   &blk->d_proj_k, &blk->d_proj_v,  &blk->g_tmp,
+                              &blk->g_tmp2};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         clattn__buffer_release(bufs[i]);
     memset(blk, 0, sizeof *blk);
@@ -191,26 +195,13 @@ void clattn__attn_block_release(clattn__attn_block *blk)
 
 /* ---- forward ---------------------------------------------------------------- */
 
-/* A [rows, cols] float view of a workspace buffer grown to fit. */
-static clattn_status workspace(clattn_ctx *ctx, clattn__buffer *buf, int32_t ndim,
-                               const int64_t *shape, const char *what, clattn_tensor *view)
-{
-    size_t n = 1;
-    for (int32_t i = 0; i < ndim; i++)
-        n *= (size_t)shape[i];
-    clattn_status st = clattn__buffer_reserve(ctx, buf, n * sizeof(float), what);
-    if (st == CLATTN_OK)
-        *view = clattn__tensor_view(ctx, buf->mem, ndim, shape);
-    return st;
-}
-
-static clattn_status split_heads(clattn_ctx *ctx, const clattn_tensor *in, int64_t col0,
+clattn_status clattn__split_heads(clattn_ctx *ctx, const clattn_tensor *in, int64_t col0,
                                  int64_t stride, int64_t b, int64_t heads, int64_t n,
                                  int64_t dh, int extra, const clattn_tensor *bias_row,
                                  clattn__buffer *out, clattn_tensor *view)
 {
     int64_t shape[4] = {b, heads, n + extra, dh};
-    clattn_status st = workspace(ctx, out, 4, shape, "attention heads [B, H, N, Dh]", view);
+    clattn_status st = clattn__workspace(ctx, out, 4, shape, "attention heads [B, H, N, Dh]", view);
     cl_program prog;
     cl_kernel k;
     if (st == CLATTN_OK)
@@ -261,6 +252,40 @@ static clattn_status run_kernel3(clattn_ctx *ctx, const char *name, cl_mem in, c
     return clattn__enqueue(ctx, k, 3, global, NULL, name);
 }
 
+/* Records what clattn__attn_block_backward needs of this forward; the
+ * buffers q, k, v, heads_out, merged and bias keep their contents. */
+static clattn_status save_for_backward(clattn_ctx *ctx, clattn__attn_block *blk,
+                                       const clattn__attn_call *call, int64_t B, int64_t N,
+                                       int64_t M, bool causal, int32_t bias_ndim,
+                                       const int64_t *bias_shape)
+{
+    blk->saved.valid = false;
+    free(blk->saved.kv_len);
+    blk->saved.kv_len = NULL;
+    if (call->kv_len) {
+        blk->saved.kv_len = malloc((size_t)B * sizeof(int32_t));
+        if (!blk->saved.kv_len)
+            return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+        memcpy(blk->saved.kv_len, call->kv_len, (size_t)B * sizeof(int32_t));
+    }
+    clattn_status st = clattn__buffer_reserve(ctx, &blk->lse,
+                                              (size_t)(B * blk->heads * N) * sizeof(float),
+                                              "attention log-sum-exp [B, H, N]");
+    if (st != CLATTN_OK)
+        return st;
+    blk->saved.packed = blk->w_qkv && call->x_q == call->x_k && call->x_k == call->x_v;
+    blk->saved.causal = causal;
+    blk->saved.x_q = *call->x_q;
+    blk->saved.x_k = *call->x_k;
+    blk->saved.x_v = *call->x_v;
+    blk->saved.B = B, blk->saved.N = N, blk->saved.M = M;
+    blk->saved.bias_ndim = bias_ndim;
+    if (bias_ndim)
+        memcpy(blk->saved.bias_shape, bias_shape, 4 * sizeof *bias_shape);
+    blk->saved.valid = true;
+    return CLATTN_OK;
+}
+
 static bool shape3(const clattn_tensor *t, int64_t b, int64_t n, int64_t e)
 {
     return t && t->ndim == 3 && (b < 0 || t->shape[0] == b) && (n < 0 || t->shape[1] == n) &&
@@ -302,16 +327,16 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
     clattn_status st;
     if (blk->w_qkv && xq == xk && xk == xv) {
         int64_t sp[3] = {B, N, 3 * E};
-        st = workspace(ctx, &blk->proj, 3, sp, "packed q/k/v projection [B, N, 3E]", &proj);
+        st = clattn__workspace(ctx, &blk->proj, 3, sp, "packed q/k/v projection [B, N, 3E]", &proj);
         if (st == CLATTN_OK)
             st = clattn_linear(ctx, xq, blk->w_qkv, blk->b_qkv, CLATTN_ACT_NONE, &proj);
         pk = pv = proj;
         if (st == CLATTN_OK)
-            st = split_heads(ctx, &proj, 0, 3 * E, B, H, N, E / H, 0, NULL, &blk->q, &q);
+            st = clattn__split_heads(ctx, &proj, 0, 3 * E, B, H, N, E / H, 0, NULL, &blk->q, &q);
         if (st == CLATTN_OK)
-            st = split_heads(ctx, &proj, E, 3 * E, B, H, N, E / H, extra, blk->bias_k, &blk->k, &k);
+            st = clattn__split_heads(ctx, &proj, E, 3 * E, B, H, N, E / H, extra, blk->bias_k, &blk->k, &k);
         if (st == CLATTN_OK)
-            st = split_heads(ctx, &proj, 2 * E, 3 * E, B, H, N, V / H, extra, blk->bias_v, &blk->v,
+            st = clattn__split_heads(ctx, &proj, 2 * E, 3 * E, B, H, N, V / H, extra, blk->bias_v, &blk->v,
                              &v);
     } else {
         int64_t sq[3] = {B, N, E}, sk[3] = {B, M, E}, sv[3] = {B, M, V};
@@ -320,11 +345,11 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
          * copies this path reads. Device-side copies of 3E^2 floats. */
         st = clattn__attn_block_sync(ctx, blk);
         if (st == CLATTN_OK)
-            st = workspace(ctx, &blk->proj, 3, sq, "query projection [B, N, E]", &proj);
+            st = clattn__workspace(ctx, &blk->proj, 3, sq, "query projection [B, N, E]", &proj);
         if (st == CLATTN_OK)
-            st = workspace(ctx, &blk->proj_k, 3, sk, "key projection [B, M, E]", &pk);
+            st = clattn__workspace(ctx, &blk->proj_k, 3, sk, "key projection [B, M, E]", &pk);
         if (st == CLATTN_OK)
-            st = workspace(ctx, &blk->proj_v, 3, sv, "value projection [B, M, V]", &pv);
+            st = clattn__workspace(ctx, &blk->proj_v, 3, sv, "value projection [B, M, V]", &pv);
         if (st == CLATTN_OK)
             st = clattn_linear(ctx, xq, blk->w_q, blk->b_q, CLATTN_ACT_NONE, &proj);
         if (st == CLATTN_OK)
@@ -332,11 +357,11 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
         if (st == CLATTN_OK)
             st = clattn_linear(ctx, xv, blk->w_v, blk->b_v, CLATTN_ACT_NONE, &pv);
         if (st == CLATTN_OK)
-            st = split_heads(ctx, &proj, 0, E, B, H, N, E / H, 0, NULL, &blk->q, &q);
+            st = clattn__split_heads(ctx, &proj, 0, E, B, H, N, E / H, 0, NULL, &blk->q, &q);
         if (st == CLATTN_OK)
-            st = split_heads(ctx, &pk, 0, E, B, H, M, E / H, extra, blk->bias_k, &blk->k, &k);
+            st = clattn__split_heads(ctx, &pk, 0, E, B, H, M, E / H, extra, blk->bias_k, &blk->k, &k);
         if (st == CLATTN_OK)
-            st = split_heads(ctx, &pv, 0, V, B, H, M, V / H, extra, blk->bias_v, &blk->v, &v);
+            st = clattn__split_heads(ctx, &pv, 0, V, B, H, M, V / H, extra, blk->bias_v, &blk->v, &v);
     }
     if (st != CLATTN_OK)
         return st;
@@ -353,14 +378,14 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
                               call->causal && !kernel_causal, (int)B, (int)H, (int)N, (int)M,
                               extra};
     float *host_bias = NULL;
-    int32_t bnd = 0;
+    int32_t bnd = 0, host_bias_ndim = 0;
     int64_t bshape[4];
     st = clattn__masks_to_bias(ctx, what, &spec, &host_bias, &bnd, bshape);
     if (st != CLATTN_OK)
         return st;
     if (host_bias) {
         clattn_tensor bias;
-        st = workspace(ctx, &blk->bias, 4, bshape, "attention mask bias", &bias);
+        st = clattn__workspace(ctx, &blk->bias, 4, bshape, "attention mask bias", &bias);
         if (st == CLATTN_OK) {
             cl_int err = clEnqueueWriteBuffer(ctx->queue, bias.mem, CL_TRUE, 0,
                                               bias.numel * sizeof(float), host_bias, 0, NULL,
@@ -371,6 +396,7 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
         free(host_bias);
         if (st != CLATTN_OK)
             return st;
+        host_bias_ndim = 4;
         pr.has_bias = true;
         pr.bias = bias.mem;
         pr.bias_sb = bshape[0] == 1 ? 0 : bshape[1] * bshape[2] * bshape[3];
@@ -397,7 +423,7 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
         if (avg) {
             int64_t sw[4] = {B, H, N, Mt};
             clattn_tensor w;
-            st = workspace(ctx, &blk->weights, 4, sw, "per-head attention weights", &w);
+            st = clattn__workspace(ctx, &blk->weights, 4, sw, "per-head attention weights", &w);
             if (st != CLATTN_OK)
                 return st;
             pr.weights = w.mem;
@@ -407,7 +433,7 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
     }
     int64_t so[4] = {B, H, N, V / H};
     clattn_tensor heads_out, merged;
-    st = workspace(ctx, &blk->heads_out, 4, so, "attention output [B, H, N, Dv]", &heads_out);
+    st = clattn__workspace(ctx, &blk->heads_out, 4, so, "attention output [B, H, N, Dv]", &heads_out);
     if (st != CLATTN_OK)
         return st;
     pr.B = (int)B, pr.Hq = pr.Hkv = (int)H, pr.N = (int)N, pr.M = (int)Mt;
@@ -416,6 +442,13 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
     pr.wl = -1;
     pr.wr = kernel_causal ? 0 : -1;
     pr.q = q.mem, pr.k = k.mem, pr.v = v.mem, pr.out = heads_out.mem;
+    if (call->train) {
+        st = save_for_backward(ctx, blk, call, B, N, M, kernel_causal, host_bias_ndim, bshape);
+        if (st != CLATTN_OK)
+            return st;
+        pr.has_lse = true;
+        pr.lse = blk->lse.mem;
+    }
     st = clattn__sdpa_aux_buffers(ctx, call->kv_len, NULL, &pr);
     if (st == CLATTN_OK)
         st = clattn__sdpa_run(ctx, &pr, false, CLATTN_SDPA_AUTO);
@@ -430,7 +463,7 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
     /* Merge heads straight into y when there is no output projection. */
     int64_t sm[3] = {B, N, V};
     if (blk->w_o) {
-        st = workspace(ctx, &blk->merged, 3, sm, "merged heads [B, N, V]", &merged);
+        st = clattn__workspace(ctx, &blk->merged, 3, sm, "merged heads [B, N, V]", &merged);
         if (st != CLATTN_OK)
             return st;
     } else {

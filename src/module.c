@@ -153,6 +153,7 @@ void clattn_module_destroy(clattn_module *m)
     clattn__params_free(&m->params);
     clattn__buffer_release(&m->x);
     clattn__buffer_release(&m->mem);
+    clattn__buffer_release(&m->d_x);
     free(m);
 }
 
@@ -205,20 +206,23 @@ static clattn_status run_stack(clattn_module *m, int32_t first, int32_t count,
 }
 
 static clattn_status forward_encoder(clattn_module *m, const clattn_forward_args *a,
-                                     const clattn_tensor *src, clattn_tensor *x, int32_t count)
+                                     const clattn_tensor *src, clattn_tensor *x, int32_t count,
+                                     bool train)
 {
     clattn__layer_call call;
     memset(&call, 0, sizeof call);
     call.self_mask = &a->src_mask;
     call.self_kpm = &a->src_key_padding_mask;
     call.self_causal = a->is_causal || a->src_is_causal;
+    if (train)
+        return clattn__stack_train_forward(m, 0, count, &call, &m->enc_norm, src, x);
     clattn_status st = copy_into(m->ctx, src, x);
     return st == CLATTN_OK ? run_stack(m, 0, count, &call, &m->enc_norm, x) : st;
 }
 
 static clattn_status forward_decoder(clattn_module *m, const clattn_forward_args *a,
                                      const clattn_tensor *memory, clattn_tensor *x,
-                                     int32_t first, int32_t count)
+                                     int32_t first, int32_t count, bool train)
 {
     clattn__layer_call call = {.self_mask = &a->tgt_mask,
                                .self_kpm = &a->tgt_key_padding_mask,
@@ -227,30 +231,41 @@ static clattn_status forward_decoder(clattn_module *m, const clattn_forward_args
                                .memory_mask = &a->memory_mask,
                                .memory_kpm = &a->memory_key_padding_mask,
                                .memory_causal = a->memory_is_causal};
+    if (train)
+        return clattn__stack_train_forward(m, first, count, &call, &m->dec_norm, a->tgt, x);
     clattn_status st = copy_into(m->ctx, a->tgt, x);
     return st == CLATTN_OK ? run_stack(m, first, count, &call, &m->dec_norm, x) : st;
 }
 
-clattn_status clattn_module_forward(clattn_module *m, const clattn_forward_args *a,
-                                    clattn_tensor *out)
+/* The forward of every kind; train keeps what clattn_module_backward needs. */
+static clattn_status run(clattn_module *m, const clattn_forward_args *a, clattn_tensor *out,
+                         bool train)
 {
     clattn__clear_thread_error();
     if (!m || !a || !out)
         return clattn__fail(m ? m->ctx : NULL, CLATTN_ERR_INVALID_ARG,
                             "module_forward: NULL argument");
+    /* Any forward overwrites the activations a training forward saved. */
+    m->train_saved = false;
     clattn_ctx *ctx = m->ctx;
     const clattn_module_config *c = &m->cfg;
     const char *what = kind_name(c->kind);
     char s1[96], s2[96];
+    if (train && c->kind == CLATTN_MODULE_TRANSFORMER)
+        return clattn__fail(ctx, CLATTN_ERR_UNSUPPORTED,
+                            "Transformer: training runs on its encoder and decoder as two "
+                            "modules, not on the whole nn.Transformer");
     if (c->kind == CLATTN_MODULE_MHA || c->kind == CLATTN_MODULE_SELF_ATTENTION) {
         bool self = c->kind == CLATTN_MODULE_SELF_ATTENTION;
         clattn__attn_call call = {a->query, self ? a->query : a->key, self ? a->query : a->value,
                                   &a->attn_mask, &a->key_padding_mask, a->is_causal,
-                                  a->attn_weights, a->average_attn_weights, NULL};
+                                  a->attn_weights, a->average_attn_weights, NULL, train};
         if (!a->query || (!self && (!a->key || !a->value)))
             return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: query%s must be given", what,
                                 self ? "" : ", key and value");
-        return clattn__attn_block_forward(ctx, &m->attn, &call, out);
+        clattn_status st = clattn__attn_block_forward(ctx, &m->attn, &call, out);
+        m->train_saved = train && st == CLATTN_OK;
+        return st;
     }
     int64_t e = c->d_model;
     bool has_encoder = c->kind == CLATTN_MODULE_ENCODER_LAYER ||
@@ -284,19 +299,34 @@ clattn_status clattn_module_forward(clattn_module *m, const clattn_forward_args 
         a->src->shape[0] != a->tgt->shape[0])
         return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: src and tgt batch sizes differ",
                             what);
-    if (!has_decoder)
-        return forward_encoder(m, a, a->src, out, m->n_layers);
-    if (!has_encoder)
-        return forward_decoder(m, a, a->memory, out, 0, m->n_layers);
+    clattn_status st;
+    if (!has_decoder || !has_encoder) {
+        st = has_decoder ? forward_decoder(m, a, a->memory, out, 0, m->n_layers, train)
+                         : forward_encoder(m, a, a->src, out, m->n_layers, train);
+        m->train_saved = train && st == CLATTN_OK;
+        return st;
+    }
 
     /* Transformer: encode src into the memory workspace, then decode. */
-    clattn_status st = clattn__buffer_reserve(ctx, &m->mem, a->src->numel * sizeof(float),
-                                              "encoder memory [B, S, E]");
+    st = clattn__buffer_reserve(ctx, &m->mem, a->src->numel * sizeof(float),
+                                "encoder memory [B, S, E]");
     if (st != CLATTN_OK)
         return st;
     clattn_tensor memory = clattn__tensor_view(ctx, m->mem.mem, 3, a->src->shape);
-    st = forward_encoder(m, a, a->src, &memory, m->n_encoder_layers);
+    st = forward_encoder(m, a, a->src, &memory, m->n_encoder_layers, false);
     return st == CLATTN_OK ? forward_decoder(m, a, &memory, out, m->n_encoder_layers,
-                                             m->n_layers - m->n_encoder_layers)
+                                             m->n_layers - m->n_encoder_layers, false)
                            : st;
+}
+
+clattn_status clattn_module_forward(clattn_module *m, const clattn_forward_args *a,
+                                    clattn_tensor *out)
+{
+    return run(m, a, out, false);
+}
+
+clattn_status clattn_module_train_forward(clattn_module *m, const clattn_forward_args *a,
+                                          clattn_tensor *out)
+{
+    return run(m, a, out, true);
 }

@@ -12,6 +12,7 @@ typedef struct clattn__param {
     int32_t ndim;
     int64_t shape[CLATTN_MAX_DIMS];
     clattn_tensor *value;       /* owned */
+    clattn_tensor *grad;        /* owned; NULL until training asks for it */
 } clattn__param;
 
 typedef struct clattn__param_set {
@@ -26,6 +27,15 @@ clattn_tensor *clattn__params_add(clattn_ctx *ctx, clattn__param_set *set, const
                                   int32_t ndim, const int64_t *shape, float init,
                                   clattn_status *st);
 clattn__param *clattn__params_find(const clattn__param_set *set, const char *name);
+
+/* The gradient tensor of the parameter whose value is value (allocated and
+ * zeroed on first use), or NULL with *st set when value is no parameter of
+ * set or allocation fails. Does nothing when *st is already an error. */
+clattn_tensor *clattn__params_grad(clattn_ctx *ctx, clattn__param_set *set,
+                                   const clattn_tensor *value, clattn_status *st);
+
+/* Allocates (zeroed) every gradient not yet allocated. */
+clattn_status clattn__params_alloc_grads(clattn_ctx *ctx, clattn__param_set *set);
 void clattn__params_free(clattn__param_set *set);
 
 /* ---- model.c -------------------------------------------------------------- */
@@ -73,6 +83,21 @@ typedef struct clattn__attn_block {
     clattn_tensor *w_o, *b_o;       /* [out, V], [out] or NULL */
     /* Workspace, grown on demand. */
     clattn__buffer proj, proj_k, proj_v, q, k, v, heads_out, merged, bias, weights;
+    /* Training: what a forward with call->train saves for the backward
+     * (q, k, v, heads_out and merged above stay as that forward left them). */
+    struct {
+        bool valid;
+        bool packed;                /* one fused q/k/v projection */
+        bool causal;                /* the kernel's own causal mode */
+        clattn_tensor x_q, x_k, x_v; /* the inputs, borrowed: must not change */
+        int64_t B, N, M;            /* M without the extra columns */
+        int32_t bias_ndim;          /* 0: no mask bias (else in bias above) */
+        int64_t bias_shape[4];
+        int32_t *kv_len;            /* host [B] copy, or NULL */
+    } saved;
+    clattn__buffer lse;             /* [B, H, N] */
+    /* Backward workspace. */
+    clattn__buffer d_merged, d_heads, dq, dk, dv, d_proj, d_proj_k, d_proj_v, g_tmp, g_tmp2;
 } clattn__attn_block;
 
 /* Adds an nn.MultiheadAttention's parameters under prefix ("self_attn.") */
@@ -118,12 +143,33 @@ typedef struct clattn__attn_call {
      * attention kernel's own key padding, no bias materialised); padded
      * query rows are computed like any other. NULL: all keys valid. */
     const int32_t *kv_len;
+    bool train;                 /* save what clattn__attn_block_backward needs */
 } clattn__attn_call;
+
+/* view [B, heads, n + extra, dh] (in the workspace out) of the columns
+ * col0 .. col0 + heads * dh of in [B, n, stride]; the extra rows are
+ * bias_row (add_bias_kv, when given) and zeros (add_zero_attn). */
+clattn_status clattn__split_heads(clattn_ctx *ctx, const clattn_tensor *in, int64_t col0,
+                                  int64_t stride, int64_t b, int64_t heads, int64_t n,
+                                  int64_t dh, int extra, const clattn_tensor *bias_row,
+                                  clattn__buffer *out, clattn_tensor *view);
 
 clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *blk,
                                          const clattn__attn_call *call, clattn_tensor *y);
 
 void clattn__attn_block_release(clattn__attn_block *blk);
+
+/* ---- mha_backward.c ----------------------------------------------------------- */
+
+/* Backward of the block's last training forward: parameter gradients are
+ * added into set's gradients; input gradients written to dx_q [B, N, q_in],
+ * dx_k [B, M, k_in], dx_v [B, M, v_in] (each may be NULL; dx_k == dx_v
+ * receives the sum, and in a packed self-attention forward dx_q receives
+ * the whole input gradient and dx_k, dx_v must be NULL). dy: [B, N, out]. */
+clattn_status clattn__attn_block_backward(clattn_ctx *ctx, clattn__attn_block *blk,
+                                          clattn__param_set *set, const clattn_tensor *dy,
+                                          clattn_tensor *dx_q, clattn_tensor *dx_k,
+                                          clattn_tensor *dx_v);
 
 /* ---- transformer.c ------------------------------------------------------------ */
 
@@ -141,6 +187,14 @@ typedef struct clattn__layer {
     clattn_tensor *w1, *b1, *w2, *b2;  /* linear1 [ff, E], linear2 [E, ff] */
     clattn__norm norm1, norm2, norm3;
     clattn__buffer h, ff, tmp;          /* workspace [B, N, E], [B, N, ff], [B, N, E] */
+    /* Training (transformer_train.c): the residual stream at the sub-block
+     * boundaries stream[0..3] [B, N, E], each sub-block's norm input (post-
+     * norm) or normalised input (pre-norm) aux[0..2] [B, N, E], the feed-
+     * forward pre-activation and activation [B, N, ff], and the backward's
+     * workspace. */
+    clattn__buffer stream[4], aux[3], ff_pre, ff_act;
+    clattn__buffer d_a, d_b, d_c, d_ff, d_mem;
+    bool saved;
 } clattn__layer;
 
 clattn_status clattn__layer_init(clattn_ctx *ctx, clattn__param_set *set, const char *prefix,
@@ -161,6 +215,23 @@ typedef struct clattn__layer_call {
 clattn_status clattn__layer_forward(clattn_ctx *ctx, clattn__layer *layer,
                                     const clattn__layer_call *call, clattn_tensor *x);
 
+/* ---- transformer_train.c ------------------------------------------------------ */
+
+/* Training forward: y = layer(x) like clattn__layer_forward (x is not
+ * changed; y may be x), keeping every activation the backward needs. */
+clattn_status clattn__layer_train_forward(clattn_ctx *ctx, clattn__layer *layer,
+                                          const clattn__layer_call *call,
+                                          const clattn_tensor *x, clattn_tensor *y);
+
+/* Backward of the last training forward: dy [B, N, E] -> dx [B, N, E]
+ * (may be dy); parameter gradients added into set; decoder layers add the
+ * memory's gradient into dmemory [B, S, E] when not NULL. */
+clattn_status clattn__layer_backward(clattn_ctx *ctx, clattn__layer *layer,
+                                     clattn__param_set *set, const clattn_tensor *dy,
+                                     clattn_tensor *dx, clattn_tensor *dmemory);
+
+void clattn__layer_train_release(clattn__layer *layer);
+
 /* ---- module.c ---------------------------------------------------------------- */
 
 struct clattn_module {
@@ -173,6 +244,21 @@ struct clattn_module {
     int32_t n_encoder_layers;
     clattn__norm enc_norm, dec_norm;    /* stacks' final norms (weight NULL: none) */
     clattn__buffer x, mem;              /* workspace: running activations */
+    /* Training: the stack's gradient workspace, and whether the last
+     * forward was a training forward (its activations are saved). The
+     * stack's output before its final norm stays in x. */
+    clattn__buffer d_x;
+    bool train_saved;
+    int64_t train_shape[3];             /* the stack's saved input/output shape */
 };
+
+/* ---- module_train.c ----------------------------------------------------------- */
+
+/* Training forward of layers [first, first + count) and the stack's final
+ * norm (norm->weight NULL: none): y = stack(x). */
+clattn_status clattn__stack_train_forward(clattn_module *m, int32_t first, int32_t count,
+                                          const clattn__layer_call *call,
+                                          const clattn__norm *norm, const clattn_tensor *x,
+                                          clattn_tensor *y);
 
 #endif

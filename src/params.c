@@ -1,7 +1,7 @@
 /* params.c - named parameter sets: the device tensors of a module, keyed
  * by their PyTorch state_dict names ("layers.0.self_attn.in_proj_weight"),
- * with the shape each must have. Loading, setting from the host, listing
- * and (later) gradients and checkpoints all go through this one table. */
+ * with the shape each must have. Loading, setting from the host, listing,
+ * gradients and checkpoints all go through this one table. */
 #include "module_internal.h"
 
 #include <stdio.h>
@@ -51,10 +51,49 @@ clattn__param *clattn__params_find(const clattn__param_set *set, const char *nam
     return NULL;
 }
 
+static clattn_status ensure_grad(clattn_ctx *ctx, clattn__param *p)
+{
+    if (p->grad)
+        return CLATTN_OK;
+    clattn_status st = clattn_tensor_create(ctx, p->ndim, p->shape, &p->grad);
+    if (st == CLATTN_OK)
+        st = clattn_tensor_fill(p->grad, 0.0f);
+    if (st != CLATTN_OK) {
+        clattn_tensor_destroy(p->grad);
+        p->grad = NULL;
+    }
+    return st;
+}
+
+clattn_tensor *clattn__params_grad(clattn_ctx *ctx, clattn__param_set *set,
+                                   const clattn_tensor *value, clattn_status *st)
+{
+    if (*st != CLATTN_OK)
+        return NULL;
+    for (int32_t i = 0; i < set->count; i++) {
+        if (set->items[i].value != value)
+            continue;
+        *st = ensure_grad(ctx, &set->items[i]);
+        return *st == CLATTN_OK ? set->items[i].grad : NULL;
+    }
+    *st = clattn__fail(ctx, CLATTN_ERR_INTERNAL, "gradient asked for a tensor that is no parameter");
+    return NULL;
+}
+
+clattn_status clattn__params_alloc_grads(clattn_ctx *ctx, clattn__param_set *set)
+{
+    clattn_status st = CLATTN_OK;
+    for (int32_t i = 0; i < set->count && st == CLATTN_OK; i++)
+        st = ensure_grad(ctx, &set->items[i]);
+    return st;
+}
+
 void clattn__params_free(clattn__param_set *set)
 {
-    for (int32_t i = 0; i < set->count; i++)
+    for (int32_t i = 0; i < set->count; i++) {
         clattn_tensor_destroy(set->items[i].value);
+        clattn_tensor_destroy(set->items[i].grad);
+    }
     free(set->items);
     memset(set, 0, sizeof *set);
 }

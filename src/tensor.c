@@ -60,6 +60,18 @@ void clattn__buffer_release(clattn__buffer *buf)
     buf->bytes = 0;
 }
 
+clattn_status clattn__workspace(clattn_ctx *ctx, clattn__buffer *buf, int32_t ndim,
+                                const int64_t *shape, const char *what, clattn_tensor *view)
+{
+    size_t n = 1;
+    for (int32_t i = 0; i < ndim; i++)
+        n *= (size_t)shape[i];
+    clattn_status st = clattn__buffer_reserve(ctx, buf, n * sizeof(float), what);
+    if (st == CLATTN_OK)
+        *view = clattn__tensor_view(ctx, buf->mem, ndim, shape);
+    return st;
+}
+
 clattn_status clattn__scratch(clattn_ctx *ctx, int slot, size_t bytes, const char *what,
                               cl_mem *out)
 {

@@ -96,6 +96,7 @@ void clattn__layer_release(clattn__layer *layer)
     clattn__buffer_release(&layer->h);
     clattn__buffer_release(&layer->ff);
     clattn__buffer_release(&layer->tmp);
+    clattn__layer_train_release(layer);
 }
 
 static clattn_status view(clattn_ctx *ctx, clattn__buffer *buf, int64_t b, int64_t n, int64_t e,
@@ -120,7 +121,7 @@ static clattn_status self_attention(clattn_ctx *ctx, clattn__layer *layer,
 {
     (void)ff;
     clattn__attn_call ac = {in, in, in, call->self_mask, call->self_kpm, call->self_causal,
-                            NULL, false, call->self_kv_len};
+                            NULL, false, call->self_kv_len, false};
     return clattn__attn_block_forward(ctx, &layer->self_attn, &ac, out);
 }
 
@@ -130,7 +131,7 @@ static clattn_status cross_attention(clattn_ctx *ctx, clattn__layer *layer,
 {
     (void)ff;
     clattn__attn_call ac = {in, call->memory, call->memory, call->memory_mask, call->memory_kpm,
-                            call->memory_causal, NULL, false, NULL};
+                            call->memory_causal, NULL, false, NULL, false};
     return clattn__attn_block_forward(ctx, &layer->cross_attn, &ac, out);
 }
 
