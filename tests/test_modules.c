@@ -1,6 +1,8 @@
 /* test_modules.c - every module fixture made by tests/fixtures/
  * make_fixtures.py (PyTorch, float64 reference outputs) loaded as a model
- * folder and run through clattn, outputs and attention weights compared;
+ * folder and run through clattn, outputs and attention weights compared,
+ * then (every module but nn.Transformer) trained: training forward and
+ * backward, every parameter and input gradient against PyTorch autograd;
  * then bad model folders and a bad config each give the right status.
  *
  * Tolerance: atol 1e-4 + rtol 1e-4. The references are float64 PyTorch
@@ -15,6 +17,13 @@
 #include "testutil.h"
 
 #include <jansson.h>
+
+/* Gradients: float64 PyTorch autograd on the same float32 weights, inputs
+ * and output gradient. clattn's float32 backward sums over the batch and
+ * sequence (up to ~30 terms of O(1)) in GEMMs and reductions, so its
+ * error grows a little over the forward's: atol 2e-4 + rtol 1e-3. */
+#define GRAD_ATOL 2e-4
+#define GRAD_RTOL 1e-3
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +66,122 @@ static void compare_npy(const char *dir, const char *name, const char *file, con
         free(r);
     }
     npy_free(&ref);
+}
+
+/* Compares a device tensor with the float reference named ref_name in w. */
+static void compare_grad(const char *dir, const clattn_weights *w, const char *ref_name,
+                         const clattn_tensor *got_t, double scale)
+{
+    size_t n = clattn_tensor_numel(got_t);
+    float *got = malloc(n * sizeof *got), *ref = malloc(n * sizeof *ref);
+    double *ref64 = malloc(n * sizeof *ref64);
+    clattn_weight_info info;
+    CHECK_OK(clattn_tensor_read(got_t, got));
+    clattn_status st = clattn_weights_find(w, ref_name, &info);
+    CHECK(st == CLATTN_OK, "%s: no reference %s", dir, ref_name);
+    if (st == CLATTN_OK) {
+        CHECK_OK(clattn_weights_read_f32(w, ref_name, ref, n));
+        for (size_t i = 0; i < n; i++)
+            ref64[i] = scale * ref[i];
+        char what[600];
+        snprintf(what, sizeof what, "%s: %s", dir, ref_name);
+        test_close(what, got, ref64, n, GRAD_ATOL, GRAD_RTOL);
+    }
+    free(got);
+    free(ref);
+    free(ref64);
+}
+
+/* The input tensors of a forward and the names of their gradients. */
+static const clattn_tensor *input_of(const forward_inputs *fi, const char *name)
+{
+    const clattn_forward_args *a = &fi->args;
+    if (!strcmp(name, "query")) return a->query;
+    if (!strcmp(name, "key")) return a->key;
+    if (!strcmp(name, "value")) return a->value;
+    if (!strcmp(name, "src")) return a->src;
+    if (!strcmp(name, "tgt")) return a->tgt;
+    if (!strcmp(name, "memory")) return a->memory;
+    return NULL;
+}
+
+static clattn_tensor **grad_slot(clattn_backward_args *b, const char *name)
+{
+    if (!strcmp(name, "query")) return &b->dquery;
+    if (!strcmp(name, "key")) return &b->dkey;
+    if (!strcmp(name, "value")) return &b->dvalue;
+    if (!strcmp(name, "src")) return &b->dsrc;
+    if (!strcmp(name, "tgt")) return &b->dtgt;
+    return &b->dmemory;
+}
+
+/* After a training forward: the backward of PyTorch's dout, every
+ * parameter and input gradient against PyTorch's; then a second backward
+ * doubles the parameter gradients (accumulation) and zero_grad clears
+ * them. */
+static void check_grads(clattn_ctx *ctx, clattn_module *m, const forward_inputs *fi,
+                        const char *dir, json_t *grads)
+{
+    static const char *const names[] = {"query", "key", "value", "src", "tgt", "memory"};
+    char path[600], err[512];
+    snprintf(path, sizeof path, "%s/%s", dir, json_string_value(json_object_get(grads, "dout")));
+    npy_array dn;
+    if (!npy_read(path, &dn, err, sizeof err)) {
+        CHECK(false, "%s", err);
+        return;
+    }
+    clattn_tensor *dout = test_tensor(ctx, dn.ndim, dn.shape, (const float *)dn.data);
+    npy_free(&dn);
+    clattn_weights *w = NULL;
+    snprintf(path, sizeof path, "%s/%s", dir, json_string_value(json_object_get(grads, "grads")));
+    CHECK_OK(clattn_weights_open(path, &w));
+    clattn_backward_args b = clattn_backward_args_default();
+    b.dout = dout;
+    clattn_tensor *dins[6] = {NULL};
+    for (int i = 0; i < 6; i++) {
+        const clattn_tensor *in = input_of(fi, names[i]);
+        if (!in)
+            continue;
+        int64_t shape[4];
+        int32_t nd = clattn_tensor_shape(in, shape);
+        dins[i] = test_tensor(ctx, nd, shape, NULL);
+        *grad_slot(&b, names[i]) = dins[i];
+    }
+    CHECK_OK(clattn_module_zero_grad(m));
+    CHECK_OK(clattn_module_backward(m, &b));
+    int32_t np = clattn_module_param_count(m);
+    char ref[200];
+    for (int32_t i = 0; w && i < np; i++) {
+        const char *pn = clattn_module_param_name(m, i);
+        snprintf(ref, sizeof ref, "param.%s", pn);
+        compare_grad(dir, w, ref, clattn_module_grad(m, pn), 1.0);
+    }
+    for (int i = 0; w && i < 6; i++) {
+        if (!dins[i])
+            continue;
+        snprintf(ref, sizeof ref, "input.%s", names[i]);
+        compare_grad(dir, w, ref, dins[i], 1.0);
+    }
+    /* Accumulation and zeroing, on the first parameter. */
+    CHECK_OK(clattn_module_backward(m, &b));
+    const char *p0 = clattn_module_param_name(m, 0);
+    snprintf(ref, sizeof ref, "param.%s", p0);
+    if (w)
+        compare_grad(dir, w, ref, clattn_module_grad(m, p0), 2.0);
+    CHECK_OK(clattn_module_zero_grad(m));
+    clattn_tensor *g0 = clattn_module_grad(m, p0);
+    size_t n0 = clattn_tensor_numel(g0);
+    float *h = malloc(n0 * sizeof *h);
+    CHECK_OK(clattn_tensor_read(g0, h));
+    bool zero = true;
+    for (size_t i = 0; i < n0; i++)
+        zero = zero && h[i] == 0.0f;
+    CHECK(zero, "%s: zero_grad left a non-zero gradient", dir);
+    free(h);
+    for (int i = 0; i < 6; i++)
+        clattn_tensor_destroy(dins[i]);
+    clattn_tensor_destroy(dout);
+    clattn_weights_close(w);
 }
 
 static void run_fixture(clattn_ctx *ctx, const char *root, const char *name)
@@ -104,6 +229,18 @@ static void run_fixture(clattn_ctx *ctx, const char *root, const char *name)
             else if (strcmp(key, "attn_weights") == 0)
                 compare_npy(dir, key, file, w, wnd, wshape);
         }
+    }
+    json_t *grads = json_object_get(c, "grads");
+    if (ok && grads) {
+        /* Training: the same forward, kept, then the backward. */
+        free(out);
+        free(w);
+        out = w = NULL;
+        fi.train = true;
+        ok = forward_inputs_run(&fi, m, &out, &ond, oshape, &w, &wnd, wshape, err, sizeof err);
+        CHECK(ok, "%s: training forward: %s", name, err);
+        if (ok)
+            check_grads(ctx, m, &fi, dir, grads);
     }
     free(out);
     free(w);

@@ -233,7 +233,7 @@ bool forward_inputs_run(forward_inputs *fi, clattn_module *m, float **out, int32
         a->attn_weights = w;
     }
     if (st == CLATTN_OK)
-        st = clattn_module_forward(m, a, y);
+        st = fi->train ? clattn_module_train_forward(m, a, y) : clattn_module_forward(m, a, y);
     if (st == CLATTN_OK) {
         *out = read_back(y, !c->batch_first, out_shape);
         *out_ndim = 3;

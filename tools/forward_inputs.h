@@ -16,6 +16,7 @@ typedef struct forward_inputs {
     clattn_module_config cfg;
     clattn_forward_args args;
     bool need_weights;
+    bool train;                                 /* run clattn_module_train_forward */
     clattn_tensor *tensors[FORWARD_MAX_INPUTS]; /* owned device inputs */
     int n_tensors;
     npy_array arrays[FORWARD_MAX_INPUTS];       /* owned mask data */
@@ -39,7 +40,7 @@ bool forward_inputs_add(forward_inputs *fi, const char *name, npy_array *arr, ch
 bool forward_inputs_flag(forward_inputs *fi, const char *name, bool value, char *err,
                          size_t err_size);
 
-/* Runs the module. Writes the output (in the model's own layout) to
+/* Runs the module (its training forward when fi->train). Writes the output (in the model's own layout) to
  * *out/out_shape (malloc'd) and, when need_weights, the attention weights. */
 bool forward_inputs_run(forward_inputs *fi, clattn_module *m, float **out, int32_t *out_ndim,
                         int64_t *out_shape, float **weights, int32_t *w_ndim,
