@@ -1,0 +1,321 @@
+/* clattn-train - trains one of two small attention models on generated
+ * data, on any OpenCL device:
+ *
+ *   clattn-train regression   one attention head regressing a softmax-
+ *                             weighted average (MSE, Adam lr 1e-3, input 10,
+ *                             hidden 5, batch 32)
+ *   clattn-train classifier   a 2-layer transformer encoder finding the
+ *                             position of the largest of 10 values
+ *                             (cross-entropy; chance accuracy is 10%)
+ *
+ * A progress bar on stderr, a loss line per epoch on stdout (or JSON lines
+ * with --json), held-out loss (and accuracy) on batches never trained on,
+ * a checkpoint (safetensors, PyTorch state_dict names plus the Adam state)
+ * at the end, and --plot FILE.png with the loss curves. */
+#include "plot_png.h"
+#include "train_models.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: clattn-train regression|classifier [options]\n"
+            "\n"
+            "Trains a small attention model on generated data and reports its loss.\n"
+            "  --epochs N          epochs (default 10)\n"
+            "  --steps N           Adam steps per epoch (default 100)\n"
+            "  --batch N           batch size (default 32)\n"
+            "  --lr X              learning rate (default 1e-3)\n"
+            "  --warmup N          linear warm-up steps, then cosine decay to 0 over\n"
+            "                      the run (default 0: constant learning rate)\n"
+            "  --clip X            clip the gradients' global norm to X (default off)\n"
+            "  --seed N            seed of the data and the initial weights (default 1)\n"
+            "  --heldout N         held-out batches evaluated after each epoch (default 20)\n"
+            "  --init FILE         start from this checkpoint (safetensors) instead\n"
+            "  --checkpoint FILE   write the trained weights and Adam state here\n"
+            "                      (default: clattn-train-TASK.safetensors)\n"
+            "  --plot FILE         draw the loss curves into a PNG file\n"
+            "  --json              one JSON object per epoch on stdout\n"
+            "  --device SEL        device selector (index, platform:device, or name)\n"
+            "  -q                  no progress bar\n");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+typedef struct options {
+    train_task task;
+    long epochs, steps, batch, warmup, heldout;
+    double lr, clip;
+    unsigned long long seed;
+    const char *init, *checkpoint, *plot, *device;
+    bool json, quiet;
+} options;
+
+static bool parse_long(const char *s, long lo, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int parse(int argc, char **argv, options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->epochs = 10, o->steps = 100, o->batch = 32, o->heldout = 20;
+    o->lr = 1e-3, o->seed = 1;
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 1;
+    }
+    if (!strcmp(argv[1], "regression"))
+        o->task = TRAIN_REGRESSION;
+    else if (!strcmp(argv[1], "classifier"))
+        o->task = TRAIN_CLASSIFIER;
+    else {
+        fprintf(stderr, "clattn-train: unknown model '%s' (regression or classifier)\n", argv[1]);
+        return 2;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true, takes = true;
+        char *end = NULL;
+        if (!strcmp(a, "--epochs")) ok = v && parse_long(v, 1, &o->epochs);
+        else if (!strcmp(a, "--steps")) ok = v && parse_long(v, 1, &o->steps);
+        else if (!strcmp(a, "--batch")) ok = v && parse_long(v, 1, &o->batch) && o->batch <= 65536;
+        else if (!strcmp(a, "--warmup")) ok = v && parse_long(v, 0, &o->warmup);
+        else if (!strcmp(a, "--heldout")) ok = v && parse_long(v, 1, &o->heldout);
+        else if (!strcmp(a, "--lr")) ok = v && (o->lr = strtod(v, &end), *end == '\0' && o->lr > 0.0 && isfinite(o->lr));
+        else if (!strcmp(a, "--clip")) ok = v && (o->clip = strtod(v, &end), *end == '\0' && o->clip > 0.0 && isfinite(o->clip));
+        else if (!strcmp(a, "--seed")) ok = v && (o->seed = strtoull(v, &end, 10), *v != '-' && *end == '\0');
+        else if (!strcmp(a, "--init")) o->init = v, ok = v != NULL;
+        else if (!strcmp(a, "--checkpoint")) o->checkpoint = v, ok = v != NULL;
+        else if (!strcmp(a, "--plot")) o->plot = v, ok = v != NULL;
+        else if (!strcmp(a, "--device")) o->device = v, ok = v != NULL;
+        else if (!strcmp(a, "--json")) o->json = true, takes = false;
+        else if (!strcmp(a, "-q")) o->quiet = true, takes = false;
+        else {
+            fprintf(stderr, "clattn-train: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "clattn-train: %s needs a valid value%s%s\n", a, v ? ", not " : "",
+                    v ? v : "");
+            return 2;
+        }
+        i += takes;
+    }
+    return 0;
+}
+
+static void progress(const options *o, long epoch, long step, double loss)
+{
+    if (o->quiet)
+        return;
+    int width = 30, done = (int)(width * step / o->steps);
+    char bar[32];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < done ? '#' : '.';
+    bar[width] = '\0';
+    fprintf(stderr, "\r[%s] epoch %ld/%ld step %ld/%ld loss %.6f ", bar, epoch, o->epochs, step,
+            o->steps, loss);
+    fflush(stderr);
+}
+
+/* Mean loss (and accuracy) over the held-out batches. */
+static clattn_status evaluate(train_model *m, const train_config *c, float *const *hx,
+                              float *const *hy, int64_t *const *hc, long n, double *loss,
+                              double *accuracy)
+{
+    double sum = 0.0;
+    long correct = 0;
+    for (long i = 0; i < n; i++) {
+        float l;
+        int32_t ok_rows = 0;
+        clattn_status st = train_model_batch(m, hx[i], hy[i], hc[i], false, &l, &ok_rows);
+        if (st != CLATTN_OK)
+            return st;
+        sum += l;
+        correct += ok_rows;
+    }
+    *loss = sum / (double)n;
+    *accuracy = (double)correct / ((double)n * c->batch);
+    return CLATTN_OK;
+}
+
+static int fail(clattn_ctx *ctx, const char *what, clattn_status st)
+{
+    fprintf(stderr, "\nclattn-train: %s: %s: %s\n", what, clattn_status_str(st),
+            ctx ? clattn_ctx_last_error(ctx) : clattn_last_error());
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    int rc = parse(argc, argv, &o);
+    if (rc)
+        return rc == 1 ? 0 : rc;
+    const char *task_name = o.task == TRAIN_REGRESSION ? "regression" : "classifier";
+    char default_ckpt[64];
+    snprintf(default_ckpt, sizeof default_ckpt, "clattn-train-%s.safetensors", task_name);
+    if (!o.checkpoint)
+        o.checkpoint = default_ckpt;
+
+    clattn_ctx_params cp = clattn_ctx_params_default();
+    cp.device = o.device;
+    clattn_ctx *ctx = NULL;
+    clattn_status st = clattn_ctx_create(&cp, &ctx);
+    if (st != CLATTN_OK)
+        return fail(NULL, "creating the context", st);
+    clattn_device_info dev;
+    clattn_ctx_device_info(ctx, &dev);
+
+    train_config c = train_config_default(o.task);
+    c.batch = (int32_t)o.batch;
+    train_model *m = NULL;
+    st = train_model_create(ctx, &c, &m);
+    if (st != CLATTN_OK)
+        return fail(ctx, "building the model", st);
+    const clattn_param_ref *refs;
+    int32_t n_params = train_model_params(m, &refs);
+    st = o.init ? clattn_checkpoint_load(o.init, n_params, refs, NULL)
+                : train_model_init(m, o.seed);
+    if (st != CLATTN_OK)
+        return fail(ctx, o.init ? o.init : "initialising", st);
+
+    long total = o.epochs * o.steps;
+    clattn_optimizer_params op = clattn_optimizer_params_default(CLATTN_OPTIM_ADAM);
+    op.lr = (float)o.lr;
+    op.max_grad_norm = (float)o.clip;
+    if (o.warmup > 0) {
+        op.warmup_steps = o.warmup;
+        op.total_steps = total;
+    }
+    clattn_optimizer *opt = NULL;
+    st = clattn_optimizer_create(ctx, &op, n_params, refs, &opt);
+    if (st != CLATTN_OK)
+        return fail(ctx, "creating the optimiser", st);
+
+    /* Training batches from the seed's stream, held-out ones from another. */
+    size_t nx = (size_t)c.batch * c.seq_len * (o.task == TRAIN_REGRESSION ? c.in_dim : 1);
+    uint64_t train_state = o.seed * 2 + 1, held_state = o.seed * 2 + 0x5eed;
+    float *x = malloc(nx * sizeof *x), *y = malloc((size_t)c.batch * sizeof *y);
+    int64_t *yc = malloc((size_t)c.batch * sizeof *yc);
+    float **hx = calloc((size_t)o.heldout, sizeof *hx), **hy = calloc((size_t)o.heldout, sizeof *hy);
+    int64_t **hc = calloc((size_t)o.heldout, sizeof *hc);
+    double *step_loss = malloc((size_t)total * sizeof *step_loss);
+    double *held_loss = malloc((size_t)o.epochs * sizeof *held_loss);
+    if (!x || !y || !yc || !hx || !hy || !hc || !step_loss || !held_loss) {
+        fprintf(stderr, "clattn-train: out of memory\n");
+        return 1;
+    }
+    for (long i = 0; i < o.heldout; i++) {
+        hx[i] = malloc(nx * sizeof **hx);
+        hy[i] = malloc((size_t)c.batch * sizeof **hy);
+        hc[i] = malloc((size_t)c.batch * sizeof **hc);
+        if (!hx[i] || !hy[i] || !hc[i]) {
+            fprintf(stderr, "clattn-train: out of memory\n");
+            return 1;
+        }
+        train_data_batch(&c, &held_state, hx[i], hy[i], hc[i]);
+    }
+    if (!o.json)
+        printf("clattn-train %s on %s: %d parameters tensors, %ld epochs x %ld steps, batch "
+               "%ld, Adam lr %g\n",
+               task_name, dev.device_name, n_params, o.epochs, o.steps, o.batch, o.lr);
+
+    double t0 = now_s();
+    for (long e = 0; e < o.epochs; e++) {
+        double te = now_s(), sum = 0.0;
+        long correct = 0;
+        for (long s = 0; s < o.steps; s++) {
+            train_data_batch(&c, &train_state, x, y, yc);
+            float loss;
+            int32_t ok_rows = 0;
+            st = clattn_optimizer_zero_grad(opt);
+            if (st == CLATTN_OK)
+                st = train_model_batch(m, x, y, yc, true, &loss, &ok_rows);
+            if (st == CLATTN_OK)
+                st = clattn_optimizer_step(opt);
+            if (st != CLATTN_OK)
+                return fail(ctx, "training step", st);
+            if (!isfinite(loss)) {
+                fprintf(stderr, "\nclattn-train: the loss is %f at epoch %ld step %ld; lower "
+                        "--lr or set --clip\n", loss, e + 1, s + 1);
+                return 1;
+            }
+            step_loss[e * o.steps + s] = loss;
+            sum += loss;
+            correct += ok_rows;
+            progress(&o, e + 1, s + 1, loss);
+        }
+        double hl, hacc;
+        st = evaluate(m, &c, hx, hy, hc, o.heldout, &hl, &hacc);
+        if (st != CLATTN_OK)
+            return fail(ctx, "held-out evaluation", st);
+        held_loss[e] = hl;
+        double secs = now_s() - te, train_loss = sum / (double)o.steps;
+        double train_acc = (double)correct / ((double)o.steps * c.batch);
+        if (!o.quiet)
+            fprintf(stderr, "\r%*s\r", 78, "");
+        if (o.json) {
+            printf("{\"model\": \"%s\", \"epoch\": %ld, \"epochs\": %ld, \"steps\": %ld, "
+                   "\"train_loss\": %.7g, \"heldout_loss\": %.7g",
+                   task_name, e + 1, o.epochs, (e + 1) * o.steps, train_loss, hl);
+            if (o.task == TRAIN_CLASSIFIER)
+                printf(", \"train_accuracy\": %.5f, \"heldout_accuracy\": %.5f", train_acc, hacc);
+            printf(", \"lr\": %.7g, \"seconds\": %.3f}\n", clattn_optimizer_lr(opt), secs);
+        } else {
+            printf("epoch %3ld/%ld  train loss %.6f  held-out loss %.6f", e + 1, o.epochs,
+                   train_loss, hl);
+            if (o.task == TRAIN_CLASSIFIER)
+                printf("  accuracy train %5.1f%% held-out %5.1f%%", 100.0 * train_acc,
+                       100.0 * hacc);
+            printf("  (%.2f s)\n", secs);
+        }
+        fflush(stdout);
+    }
+    double secs = now_s() - t0;
+    st = clattn_checkpoint_save(o.checkpoint, n_params, refs, opt);
+    if (st != CLATTN_OK)
+        return fail(ctx, o.checkpoint, st);
+    if (!o.json)
+        printf("%ld steps in %.2f s (%.1f steps/s); checkpoint: %s\n", total, secs,
+               (double)total / secs, o.checkpoint);
+    if (o.plot) {
+        /* Per-step training loss (light) and per-epoch held-out loss (dark),
+         * on a log axis: losses fall over orders of magnitude. */
+        plot_series series[2] = {{step_loss, (int)total, {120, 160, 230}, 1},
+                                 {held_loss, (int)o.epochs, {200, 40, 40}, 2}};
+        char err[256];
+        if (!plot_png(o.plot, series, 2, true, err, sizeof err)) {
+            fprintf(stderr, "clattn-train: %s\n", err);
+            return 1;
+        }
+        if (!o.json)
+            printf("loss curves: %s (blue: every step, red: held-out per epoch; log scale)\n",
+                   o.plot);
+    }
+    for (long i = 0; i < o.heldout; i++)
+        free(hx[i]), free(hy[i]), free(hc[i]);
+    free(hx), free(hy), free(hc), free(x), free(y), free(yc), free(step_loss), free(held_loss);
+    clattn_optimizer_destroy(opt);
+    train_model_destroy(m);
+    clattn_ctx_destroy(ctx);
+    return 0;
+}
