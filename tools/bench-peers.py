@@ -4,6 +4,7 @@ prints the ratios, all measured in one run.
 
     tools/bench-peers.py attention [clattn-bench options...]
     tools/bench-peers.py embed [clattn-bench options...]
+    tools/bench-peers.py train [clattn-bench options...]
 
 Runs `clattn-bench attention --json` (same options), then times the same
 shapes with numpy (float32 matmuls through its BLAS, usually OpenBLAS) and,
@@ -16,6 +17,13 @@ by the same generator) with sentence-transformers on the CPU (PyTorch,
 float32, the same batch size, best of the same number of runs) and prints
 sentences/second for both and the ratio. The model folder is
 $CLATTN_MODEL, else models/all-MiniLM-L6-v2.
+
+`train` runs `clattn-bench train --json` (the fused attention backward, and
+one training step of clattn-train's encoder classifier), then times the
+same step in PyTorch on the CPU: the model of
+tests/fixtures/make_train_fixtures.py at the sizes clattn-bench reports,
+zero_grad + forward + cross-entropy + backward + Adam step, float32, best
+of the same number of runs, and prints both and the ratio.
 
 FLOPs are counted as clattn-bench does: 2 (D + Dv) per visible (query, key)
 pair (4 N M D for D = Dv without masks)."""
@@ -129,9 +137,48 @@ def embed(args):
     return 0
 
 
+def train(args):
+    print(f"running {BENCH} train --json {' '.join(args)}", file=sys.stderr)
+    res = json.loads(subprocess.run([BENCH, "train", "--json", *args], check=True,
+                                    capture_output=True, text=True).stdout)
+    import torch
+    sys.path.insert(0, os.path.join(HERE, "..", "tests", "fixtures"))
+    from make_train_fixtures import MaxPositionClassifier
+    print(f"device: {res['platform']} / {res['device']}")
+    a = res.get("attention_backward")
+    if a:
+        print(f"attention backward {a['b']}x{a['h']} N={a['n']} M={a['m']} D={a['d']}"
+              f"{' causal' if a.get('causal') else ''}: forward {a['fwd_gflops']:.1f} GFLOP/s, "
+              f"backward {a['bwd_gflops']:.1f} GFLOP/s (2.5x forward FLOPs), "
+              f"ratio {a['bwd_gflops'] / a['fwd_gflops']:.2f}")
+    print(f"peer: PyTorch {torch.__version__} CPU, {torch.get_num_threads()} threads")
+    print("step                       B    N    d  heads   ff layers  clattn ms  torch ms  "
+          "torch/clattn")
+    for c in res["train_steps"]:
+        torch.manual_seed(0)
+        model = MaxPositionClassifier(c["d_model"], c["nhead"], c["dim_ff"], c["layers"])
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        x = torch.rand(c["batch"], c["seq"])
+        y = x.argmax(dim=1)
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def step():
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+
+        peer_ms = timed(step, min_seconds=1.0, max_reps=c.get("reps", 20)) * 1e3
+        print(f"{c['name']:<24s} {c['batch']:4d} {c['seq']:4d} {c['d_model']:4d} "
+              f"{c['nhead']:6d} {c['dim_ff']:4d} {c['layers']:6d} {c['ms']:10.2f} "
+              f"{peer_ms:9.2f}  {peer_ms / c['ms']:8.2f}x")
+    return 0
+
+
 def main():
     if len(sys.argv) >= 2 and sys.argv[1] == "embed":
         return embed(sys.argv[2:])
+    if len(sys.argv) >= 2 and sys.argv[1] == "train":
+        return train(sys.argv[2:])
     if len(sys.argv) < 2 or sys.argv[1] != "attention":
         print(__doc__)
         return 2

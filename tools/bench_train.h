@@ -1,0 +1,13 @@
+/* bench_train.h - clattn-bench's timing of one training step of
+ * clattn-train's models (tools/train_models.h). */
+#ifndef CLATTN_TOOLS_BENCH_TRAIN_H
+#define CLATTN_TOOLS_BENCH_TRAIN_H
+
+#include "train_models.h"
+
+/* Times zero_grad + forward + loss + backward + Adam step on generated
+ * batches: one warm-up step, then the best of reps steps (each finished on
+ * the device) in milliseconds. */
+clattn_status bench_train_step(clattn_ctx *ctx, const train_config *c, int reps, double *best_ms);
+
+#endif
