@@ -1248,10 +1248,17 @@ CLATTN_API clattn_status clattn_sdpa_backward(clattn_ctx *ctx, const clattn_tens
 /* Losses reduce to a mean, as PyTorch's default reduction='mean'. Each
  * writes the loss to *loss (when loss is not NULL: a blocking read of one
  * float) and its gradient with respect to the prediction into dpred /
- * dlogits (when not NULL, overwritten). */
+ * dlogits (when not NULL, overwritten; without loss the call may return
+ * before the device is done). With both NULL only the arguments are
+ * checked. The sums are deterministic (fixed trees over Kahan-compensated
+ * runs, no atomics): the same inputs give the same bits on a device, with
+ * about 1e-6 relative accuracy whatever the size. Errors:
+ * CLATTN_ERR_INVALID_ARG naming the argument and its shape (*loss and the
+ * gradient are untouched then), CLATTN_ERR_OUT_OF_MEMORY. */
 
 /* Mean squared error: mean((pred - target)^2) over all elements.
- * pred, target, dpred: the same shape; dpred = 2 (pred - target) / numel. */
+ * pred, target, dpred: the same shape; dpred = 2 (pred - target) / numel.
+ * dpred may be pred or target (in place). */
 CLATTN_API clattn_status clattn_mse_loss(clattn_ctx *ctx, const clattn_tensor *pred,
                                          const clattn_tensor *target, float *loss,
                                          clattn_tensor *dpred);
@@ -1264,7 +1271,13 @@ CLATTN_API clattn_status clattn_mse_loss(clattn_ctx *ctx, const clattn_tensor *p
  *   targets: host int64[rows], each in 0 .. C-1 or ignore_index (checked)
  * dlogits = (softmax(logits) - onehot(target)) / valid rows, 0 on ignored
  * rows. When every row is ignored the loss is 0 and dlogits 0 (PyTorch
- * gives NaN). Pass -100, PyTorch's default, when nothing is ignored. */
+ * gives NaN). Pass -100, PyTorch's default, when nothing is ignored; as
+ * in PyTorch, an ignore_index inside 0 .. C-1 ignores that class's rows.
+ * Every target is checked before any device work: a bad one is
+ * CLATTN_ERR_INVALID_ARG naming its position and value. targets is read
+ * during the call only (copied to the device, blocking). dlogits may be
+ * logits (in place). Stable for any logits (max subtracted); a row with
+ * NaN or +inf gives NaN. */
 CLATTN_API clattn_status clattn_cross_entropy_loss(clattn_ctx *ctx, const clattn_tensor *logits,
                                                    const int64_t *targets, int64_t ignore_index,
                                                    float *loss, clattn_tensor *dlogits);
@@ -1274,7 +1287,8 @@ CLATTN_API clattn_status clattn_cross_entropy_loss(clattn_ctx *ctx, const clattn
 /* ======================================================================== */
 
 /* A trainable parameter: its name (the state_dict name), value and
- * gradient tensors (the same shape, borrowed). */
+ * gradient tensors (the same shape, borrowed). clattn_clip_grad_norm
+ * reads only grad; the checkpoint functions only name and value. */
 typedef struct clattn_param_ref {
     const char *name;
     clattn_tensor *value;
@@ -1287,7 +1301,8 @@ typedef enum clattn_optimizer_kind {
     CLATTN_OPTIM_ADAMW = 2     /* torch.optim.AdamW (decoupled weight decay) */
 } clattn_optimizer_kind;
 
-/* Hyper-parameters, named and defaulted as PyTorch's. The learning rate of
+/* Hyper-parameters, named and defaulted as PyTorch's; fields the kind
+ * does not use are ignored (and not checked). The learning rate of
  * step t (t = 0, 1, ... counts the steps taken before it) is
  *   lr * (t + 1) / warmup_steps                          for t < warmup_steps,
  *   min_lr + (lr - min_lr) * (1 + cos(pi * u)) / 2       after, when
@@ -1311,17 +1326,26 @@ typedef struct clattn_optimizer_params {
 } clattn_optimizer_params;
 
 /* PyTorch's defaults for kind: SGD lr 1e-3 (PyTorch has no default),
- * momentum 0; Adam lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0;
- * AdamW the same with weight_decay 1e-2. No clipping, no schedule. */
+ * momentum 0, dampening 0, weight_decay 0, no nesterov; Adam lr 1e-3,
+ * betas (0.9, 0.999), eps 1e-8, weight_decay 0; AdamW the same with
+ * weight_decay 1e-2 (every kind gets the betas and eps; SGD ignores
+ * them). No clipping, no schedule (max_grad_norm, warmup_steps,
+ * total_steps and min_lr 0). */
 CLATTN_API clattn_optimizer_params clattn_optimizer_params_default(clattn_optimizer_kind kind);
 
 typedef struct clattn_optimizer clattn_optimizer;
 
-/* Creates an optimiser over params[0..count) (names copied, tensors
- * borrowed: they must outlive it). Moment and momentum buffers are
- * allocated on the device, zeroed. Errors: CLATTN_ERR_INVALID_ARG (a
- * hyper-parameter out of range, naming it; a NULL or mismatched tensor;
- * duplicate names), CLATTN_ERR_OUT_OF_MEMORY. */
+/* Creates an optimiser over params[0..count), count >= 1 (names copied,
+ * tensors borrowed: they must outlive it). Moment and momentum buffers
+ * (the parameters' shapes; none for SGD without momentum) are allocated
+ * on the device, zeroed. Errors: CLATTN_ERR_INVALID_ARG (a hyper-parameter
+ * out of range, naming it: lr > 0, weight_decay >= 0, momentum >= 0,
+ * nesterov with momentum > 0 and dampening 0, betas in [0, 1), eps > 0,
+ * max_grad_norm >= 0, warmup_steps and total_steps >= 0, min_lr >= 0, all
+ * finite; a NULL, empty or duplicate name; a NULL tensor, one of another
+ * context, value and grad of different shapes, or a tensor used twice),
+ * CLATTN_ERR_OUT_OF_MEMORY. *out is NULL on failure. Destroy with
+ * clattn_optimizer_destroy (NULL is a no-op) before the tensors. */
 CLATTN_API clattn_status clattn_optimizer_create(clattn_ctx *ctx, const clattn_optimizer_params *p,
                                                  int32_t count, const clattn_param_ref *params,
                                                  clattn_optimizer **out);
@@ -1329,24 +1353,38 @@ CLATTN_API void clattn_optimizer_destroy(clattn_optimizer *opt);
 
 /* One update of every parameter from its gradient: clipping (if set),
  * the scheduled learning rate, then the update rule, exactly as PyTorch's
- * step(). A non-finite gradient norm is CLATTN_ERR_INVALID_ARG and leaves
- * every parameter unchanged (clipping reads the norm, a blocking read;
- * without clipping the step does not check). */
+ * clip_grad_norm_ + step() + LambdaLR (checked against PyTorch to about
+ * an ulp per step): SGD's momentum buffer starts as the first gradient;
+ * Adam's denominator is sqrt(v) / sqrt(1 - beta2^t) + eps and its step
+ * lr / (1 - beta1^t); AdamW first multiplies w by 1 - lr * weight_decay.
+ * One fused kernel per parameter. Clipping scales the gradient inside
+ * that kernel: unlike clip_grad_norm_, the gradient tensors themselves
+ * are left unchanged. A non-finite gradient norm is
+ * CLATTN_ERR_INVALID_ARG and leaves every parameter, the state and the
+ * step count unchanged (clipping reads the norm, a blocking read; without
+ * clipping the step does not check, and is non-blocking). */
 CLATTN_API clattn_status clattn_optimizer_step(clattn_optimizer *opt);
 
 /* Sets every gradient to zero (optimizer.zero_grad(set_to_none=False)). */
 CLATTN_API clattn_status clattn_optimizer_zero_grad(clattn_optimizer *opt);
 
 /* Steps taken so far; the learning rate the next step will use; the global
- * gradient norm measured by the last step (before clipping; -1 if the last
- * step did not measure it). */
+ * gradient norm measured by the last step (before clipping, also when it
+ * was non-finite and the step refused; -1 if the last step did not measure
+ * it). For NULL: 0, 0 and -1. */
 CLATTN_API int64_t clattn_optimizer_steps(const clattn_optimizer *opt);
 CLATTN_API float clattn_optimizer_lr(const clattn_optimizer *opt);
 CLATTN_API float clattn_optimizer_last_grad_norm(const clattn_optimizer *opt);
 
 /* Global L2 norm of the gradients of params[0..count) into *norm
- * (blocking), and, when max_norm > 0, scales them by max_norm / (norm +
- * 1e-6) if the norm is larger, as torch.nn.utils.clip_grad_norm_. */
+ * (blocking; norm may be NULL), and, when max_norm > 0, scales them by
+ * max_norm / (norm + 1e-6) if that is below 1, as
+ * torch.nn.utils.clip_grad_norm_ (in its float32 arithmetic). Only the
+ * grad fields are read; count 0 gives 0. The sum of squares is
+ * deterministic (per-tensor partial sums on the device, combined in a
+ * fixed order). Errors: CLATTN_ERR_INVALID_ARG for a NULL or shared
+ * gradient, max_norm negative or non-finite, or a non-finite norm (then
+ * nothing is scaled and *norm is untouched). */
 CLATTN_API clattn_status clattn_clip_grad_norm(clattn_ctx *ctx, int32_t count,
                                                const clattn_param_ref *params, float max_norm,
                                                float *norm);
@@ -1354,18 +1392,33 @@ CLATTN_API clattn_status clattn_clip_grad_norm(clattn_ctx *ctx, int32_t count,
 /* Saves the parameters (values, under their names: a PyTorch state_dict
  * that load_state_dict takes) and, with opt, the optimiser's state as
  * "optimizer.<name>.exp_avg", ".exp_avg_sq" (Adam/AdamW) or
- * ".momentum_buffer" (SGD) tensors plus the step count and
- * hyper-parameters in the metadata, to a safetensors file (written to a
- * temporary file and renamed). Blocking. */
+ * ".momentum_buffer" (SGD with momentum) tensors for each of opt's
+ * parameters, plus in the metadata "clattn.optimizer" ("sgd", "adam",
+ * "adamw"), "clattn.step" (a decimal integer) and every hyper-parameter
+ * as "clattn.<field>" (floats printed with 9 digits, so they read back
+ * exactly; "true"/"false"), and "format": "pt", to a safetensors file of
+ * F32 tensors (clattn_weights_write: written to a temporary file and
+ * renamed, so path is never left half-written). Blocking. Errors:
+ * CLATTN_ERR_INVALID_ARG (NULL path, a NULL or empty name or NULL value,
+ * names that repeat), CLATTN_ERR_IO, CLATTN_ERR_OUT_OF_MEMORY. */
 CLATTN_API clattn_status clattn_checkpoint_save(const char *path, int32_t count,
                                                 const clattn_param_ref *params,
                                                 const clattn_optimizer *opt);
 
 /* Loads what clattn_checkpoint_save wrote (or a PyTorch state_dict saved
  * with safetensors, without optimiser state): every parameter must be in
- * the file with its shape (CLATTN_ERR_FORMAT naming it otherwise); with
- * opt, its state and step count too (the file must hold them). Blocking;
- * on failure values may be partly loaded. */
+ * the file with its shape (CLATTN_ERR_FORMAT naming it otherwise;
+ * F16/BF16/F64 are converted, other dtypes are CLATTN_ERR_UNSUPPORTED);
+ * other tensors in the file are ignored. With opt, its state and step
+ * count too: the file must name the same optimiser kind and hold a valid
+ * "clattn.step" and every state tensor of opt's parameters with their
+ * shapes (CLATTN_ERR_FORMAT naming the key or tensor otherwise). The
+ * hyper-parameters stay opt's own (the file's are for reference): create
+ * opt with the same ones to continue a run exactly. The file is untrusted
+ * input (clattn_weights_open checks it; CLATTN_ERR_IO if it cannot be
+ * read). Everything is checked before anything is written, so a bad file
+ * leaves the tensors and opt unchanged; only a device failure during the
+ * copy may leave values partly loaded. Blocking. */
 CLATTN_API clattn_status clattn_checkpoint_load(const char *path, int32_t count,
                                                 const clattn_param_ref *params,
                                                 clattn_optimizer *opt);
