@@ -85,7 +85,7 @@ static char *sdpa_options(const clattn_ctx *ctx, int d, int dv, bool bias)
 /* Source text that defines the user's snippets as the functions the
  * kernels call. Each snippet sits on its own lines so that a trailing
  * // comment in it cannot swallow the closing parenthesis. */
-static char *snippet_prefix(const char *score_mod, const char *mask_mod)
+char *clattn__sdpa_snippet_prefix(const char *score_mod, const char *mask_mod)
 {
     const char *params = "int b, int h, int q_idx, int kv_idx, int n_q, int n_kv, "
                          "__global const float *buf, float p0, float p1, float p2, float p3";
@@ -110,7 +110,8 @@ clattn_status clattn__attention_program(clattn_ctx *ctx, int d, int dv, bool bia
                                         cl_program *out)
 {
     char *options = sdpa_options(ctx, d, dv, bias);
-    char *prefix = (score_mod || mask_mod) ? snippet_prefix(score_mod, mask_mod) : NULL;
+    char *prefix =
+        (score_mod || mask_mod) ? clattn__sdpa_snippet_prefix(score_mod, mask_mod) : NULL;
     clattn_status st;
     if (!options || ((score_mod || mask_mod) && !prefix))
         st = clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
@@ -146,12 +147,13 @@ static bool same_buffer(const clattn_tensor *a, const clattn_tensor *b)
 }
 
 /* Fills the problem's shape from q, k, v, out, or explains what is wrong. */
-static clattn_status check_qkv(clattn_ctx *ctx, const clattn_tensor *q, const clattn_tensor *k,
-                               const clattn_tensor *v, const clattn_tensor *out,
-                               clattn__sdpa_problem *pr)
+static clattn_status check_qkv(clattn_ctx *ctx, const char *fn, const clattn_tensor *q,
+                               const clattn_tensor *k, const clattn_tensor *v,
+                               const clattn_tensor *out, clattn__sdpa_problem *pr)
 {
     if (!q || !k || !v || !out)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "sdpa: q, k, v and out must not be NULL");
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: q, k, v and out must not be NULL",
+                            fn);
     char sq[96], sk[96], sv[96], so[96];
     clattn__shape_str(q->shape, q->ndim, sq, sizeof sq);
     clattn__shape_str(k->shape, k->ndim, sk, sizeof sk);
@@ -159,35 +161,35 @@ static clattn_status check_qkv(clattn_ctx *ctx, const clattn_tensor *q, const cl
     clattn__shape_str(out->shape, out->ndim, so, sizeof so);
     if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4 || out->ndim != 4)
         return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "sdpa: q %s, k %s, v %s and out %s must be 4-D "
-                            "([B, H, N, D] row-major)",
+                            "%s: q %s, k %s, v %s and out %s must be 4-D "
+                            "([B, H, N, D] row-major)", fn,
                             sq, sk, sv, so);
     const int64_t *qs = q->shape, *ks = k->shape, *vs = v->shape, *os = out->shape;
     if (ks[0] != qs[0] || vs[0] != qs[0] || ks[1] != vs[1] || ks[2] != vs[2] || ks[3] != qs[3])
         return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "sdpa: shapes do not fit: q %s [B, Hq, N, D], k %s [B, Hkv, M, D], "
-                            "v %s [B, Hkv, M, Dv]",
+                            "%s: shapes do not fit: q %s [B, Hq, N, D], k %s [B, Hkv, M, D], "
+                            "v %s [B, Hkv, M, Dv]", fn,
                             sq, sk, sv);
     if (qs[1] % ks[1] != 0)
         return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "sdpa: query heads Hq = %lld (q %s) must be a multiple of key/value "
-                            "heads Hkv = %lld (k %s)",
+                            "%s: query heads Hq = %lld (q %s) must be a multiple of key/value "
+                            "heads Hkv = %lld (k %s)", fn,
                             (long long)qs[1], sq, (long long)ks[1], sk);
     if (os[0] != qs[0] || os[1] != qs[1] || os[2] != qs[2] || os[3] != vs[3])
         return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "sdpa: out %s must be [B, Hq, N, Dv] = [%lld, %lld, %lld, %lld]", so,
+                            "%s: out %s must be [B, Hq, N, Dv] = [%lld, %lld, %lld, %lld]", fn, so,
                             (long long)qs[0], (long long)qs[1], (long long)qs[2],
                             (long long)vs[3]);
     if (qs[3] > MAX_HEAD_DIM || vs[3] > MAX_HEAD_DIM)
         return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "sdpa: head sizes D = %lld (q %s) and Dv = %lld (v %s) must be at "
-                            "most %d",
+                            "%s: head sizes D = %lld (q %s) and Dv = %lld (v %s) must be at "
+                            "most %d", fn,
                             (long long)qs[3], sq, (long long)vs[3], sv, MAX_HEAD_DIM);
     /* Kernels index rows with int; keep every extent within that range. */
     if (qs[0] * qs[1] > INT32_MAX || qs[2] > INT32_MAX || ks[2] > INT32_MAX)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "sdpa: q %s or k %s too large", sq, sk);
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: q %s or k %s too large", fn, sq, sk);
     if (same_buffer(out, q) || same_buffer(out, k) || same_buffer(out, v))
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "sdpa: out must not alias q, k or v");
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: out must not alias q, k or v", fn);
     pr->B = (int)qs[0];
     pr->Hq = (int)qs[1];
     pr->Hkv = (int)ks[1];
@@ -203,7 +205,7 @@ static clattn_status check_qkv(clattn_ctx *ctx, const clattn_tensor *q, const cl
 }
 
 /* Strides of a bias broadcastable to [B, Hq, N, M] (aligned right). */
-static clattn_status check_bias(clattn_ctx *ctx, const clattn_tensor *bias,
+static clattn_status check_bias(clattn_ctx *ctx, const char *fn, const clattn_tensor *bias,
                                 clattn__sdpa_problem *pr)
 {
     char sb[96];
@@ -222,9 +224,9 @@ static clattn_status check_bias(clattn_ctx *ctx, const clattn_tensor *bias,
     }
     if (!ok)
         return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "sdpa: bias %s is not broadcastable to [B, Hq, N, M] = "
+                            "%s: bias %s is not broadcastable to [B, Hq, N, M] = "
                             "[%d, %d, %d, %d] (2 to 4 dimensions aligned right, last = M, "
-                            "others full or 1)",
+                            "others full or 1)", fn,
                             sb, pr->B, pr->Hq, pr->N, pr->M);
     pr->has_bias = true;
     pr->bias = bias->mem;
@@ -261,26 +263,26 @@ static clattn_status check_outputs(clattn_ctx *ctx, const clattn_sdpa_params *p,
     return CLATTN_OK;
 }
 
-static clattn_status check_params(clattn_ctx *ctx, const clattn_sdpa_params *p,
+static clattn_status check_params(clattn_ctx *ctx, const char *fn, const clattn_sdpa_params *p,
                                   clattn__sdpa_problem *pr)
 {
     if (p->score != CLATTN_SCORE_DOT && p->score != CLATTN_SCORE_COSINE)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "sdpa: unknown score kind %d",
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: unknown score kind %d", fn,
                             (int)p->score);
     if (p->impl != CLATTN_SDPA_AUTO && p->impl != CLATTN_SDPA_FUSED &&
         p->impl != CLATTN_SDPA_UNFUSED)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "sdpa: unknown impl %d", (int)p->impl);
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: unknown impl %d", fn, (int)p->impl);
     if (!isfinite(p->scale))
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "sdpa: scale %g is not finite",
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: scale %g is not finite", fn,
                             (double)p->scale);
     if (p->window_left < -1 || p->window_right < -1)
         return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "sdpa: window_left %d / window_right %d must be >= 0, or -1 for "
-                            "unlimited",
+                            "%s: window_left %d / window_right %d must be >= 0, or -1 for "
+                            "unlimited", fn,
                             p->window_left, p->window_right);
     if (p->weights && p->impl == CLATTN_SDPA_FUSED)
         return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "sdpa: weights need the unfused path; use impl AUTO or UNFUSED");
+                            "%s: weights need the unfused path; use impl AUTO or UNFUSED", fn);
     for (int i = 0; i < 4; i++)
         pr->p[i] = p->mod_params[i];
     pr->scale = p->scale != 0.0f ? p->scale : (float)(1.0 / sqrt((double)pr->D));
@@ -296,34 +298,48 @@ static clattn_status check_params(clattn_ctx *ctx, const clattn_sdpa_params *p,
     case CLATTN_PRESET_ALIBI:
         if (buf_numel < (size_t)pr->Hq)
             return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                                "sdpa: ALiBi slopes need %d entries (one per query head), "
-                                "mod_buffer has %zu",
+                                "%s: ALiBi slopes need %d entries (one per query head), "
+                                "mod_buffer has %zu", fn,
                                 pr->Hq, buf_numel);
         break;
     case CLATTN_PRESET_SOFTCAP:
         if (!(r > 0) || !isfinite(r))
             return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                                "sdpa: soft-capping needs a cap > 0, got %g", (double)r);
+                                "%s: soft-capping needs a cap > 0, got %g", fn, (double)r);
         break;
     case CLATTN_PRESET_RELPOS:
         if (!(r >= 0 && r <= 1e6f) || buf_numel < (size_t)pr->Hq * (size_t)(2 * (int)r + 1))
             return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                                "sdpa: relative-position table needs [Hq, 2R + 1] = [%d, %d] "
-                                "entries (R = %g), mod_buffer has %zu",
+                                "%s: relative-position table needs [Hq, 2R + 1] = [%d, %d] "
+                                "entries (R = %g), mod_buffer has %zu", fn,
                                 pr->Hq, 2 * (int)r + 1, (double)r, buf_numel);
         break;
     default:
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "sdpa: unknown preset %d",
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: unknown preset %d", fn,
                             (int)p->preset);
     }
     if (p->kv_len) {
         for (int b = 0; b < pr->B; b++)
             if (p->kv_len[b] < 0 || p->kv_len[b] > pr->M)
                 return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                                    "sdpa: kv_len[%d] = %d is outside 0..M (M = %d)", b,
+                                    "%s: kv_len[%d] = %d is outside 0..M (M = %d)", fn, b,
                                     p->kv_len[b], pr->M);
     }
     return CLATTN_OK;
+}
+
+clattn_status clattn__sdpa_check(clattn_ctx *ctx, const char *fn, const clattn_tensor *q,
+                                const clattn_tensor *k, const clattn_tensor *v,
+                                const clattn_tensor *out, const clattn_sdpa_params *p,
+                                clattn__sdpa_problem *pr)
+{
+    memset(pr, 0, sizeof *pr);
+    clattn_status st = check_qkv(ctx, fn, q, k, v, out, pr);
+    if (st == CLATTN_OK)
+        st = check_params(ctx, fn, p, pr);
+    if (st == CLATTN_OK && p->bias)
+        st = check_bias(ctx, fn, p->bias, pr);
+    return st;
 }
 
 /* ---- the two paths ---------------------------------------------------------- */
@@ -562,12 +578,7 @@ clattn_status clattn_sdpa(clattn_ctx *ctx, const clattn_tensor *q, const clattn_
     if (!p)
         p = &defaults;
     clattn__sdpa_problem pr;
-    memset(&pr, 0, sizeof pr);
-    clattn_status st = check_qkv(ctx, q, k, v, out, &pr);
-    if (st == CLATTN_OK)
-        st = check_params(ctx, p, &pr);
-    if (st == CLATTN_OK && p->bias)
-        st = check_bias(ctx, p->bias, &pr);
+    clattn_status st = clattn__sdpa_check(ctx, "sdpa", q, k, v, out, p, &pr);
     if (st == CLATTN_OK)
         st = check_outputs(ctx, p, &pr);
     if (st == CLATTN_OK && (same_buffer(p->weights, q) || same_buffer(p->weights, k) ||

@@ -1,5 +1,6 @@
 /* attention_internal.h - what attention.c shares with the files built on it
- * (presets, classic scores, and later multi-head attention and training). */
+ * (presets, classic scores, multi-head attention and the backward in
+ * attention_backward.c). */
 #ifndef CLATTN_ATTENTION_INTERNAL_H
 #define CLATTN_ATTENTION_INTERNAL_H
 
@@ -24,6 +25,20 @@ typedef struct clattn__sdpa_problem {
     float p[4];                 /* snippet scalars p0..p3 */
     const char *score_mod, *mask_mod;
 } clattn__sdpa_problem;
+
+/* Checks q, k, v, out and the parameters (everything but p->weights and
+ * p->lse) and fills pr (zeroed first) with the shape, scale, window, bias
+ * strides and buffers. fn ("sdpa", "sdpa_backward") starts every message. */
+clattn_status clattn__sdpa_check(clattn_ctx *ctx, const char *fn, const clattn_tensor *q,
+                                const clattn_tensor *k, const clattn_tensor *v,
+                                const clattn_tensor *out, const clattn_sdpa_params *p,
+                                clattn__sdpa_problem *pr);
+
+/* OpenCL C source defining the user's snippets as the functions
+ * clattn_score_mod / clattn_mask_mod (with CLATTN_HAS_SCORE_MOD /
+ * CLATTN_HAS_MASK_MOD), for a program's prefix; either may be NULL.
+ * malloc'd; NULL when out of memory. */
+char *clattn__sdpa_snippet_prefix(const char *score_mod, const char *mask_mod);
 
 /* The attention program specialised for head sizes d, dv, the optional
  * inputs, and the user snippets (built or loaded once per context). */

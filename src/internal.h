@@ -140,6 +140,13 @@ enum {
     CLATTN_SCRATCH_PROJ_Q,    /* classic attention: projected queries */
     CLATTN_SCRATCH_PROJ_K,    /* classic attention: projected keys */
     CLATTN_SCRATCH_IDS,       /* layers: embedding token ids (int64) */
+    CLATTN_SCRATCH_BWD_DL,    /* attention backward: Delta and lse rows */
+    CLATTN_SCRATCH_BWD_QT,    /* attention backward: q in query panels */
+    CLATTN_SCRATCH_BWD_DOT,   /* attention backward: dout in query panels */
+    CLATTN_SCRATCH_BWD_VT,    /* attention backward: v in key panels */
+    CLATTN_SCRATCH_BWD_QNORMS, /* attention backward: |q| per row (cosine) */
+    CLATTN_SCRATCH_BWD_KNORMS, /* attention backward: |k| per row (cosine) */
+    CLATTN_SCRATCH_BWD_DS,    /* attention backward: dS for a broadcast dbias */
     CLATTN_SCRATCH_SLOTS
 };
 

@@ -271,6 +271,8 @@ clattn_status clattn__programs_build_default(clattn_ctx *ctx)
         const char *name = clattn__kernel_sources[i].name;
         if (strcmp(name, "common.cl") == 0)
             continue; /* included in every program, not built alone */
+        if (strcmp(name, "attention_backward.cl") == 0)
+            continue; /* specialised per problem, built on first use */
         cl_program prog;
         /* attention.cl is specialised per head size at run time; its most
          * common form (D = Dv = 64, no options) is built here so a fresh

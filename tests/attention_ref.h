@@ -1,6 +1,7 @@
 /* attention_ref.h - a plain double-precision reference for scaled
- * dot-product attention with every option of clattn_sdpa, written from the
- * definition in clattn.h and independent of the kernels. */
+ * dot-product attention with every option of clattn_sdpa, and for its
+ * gradients (clattn_sdpa_backward), written from the definitions in
+ * clattn.h and independent of the kernels. */
 #ifndef CLATTN_ATTENTION_REF_H
 #define CLATTN_ATTENTION_REF_H
 
@@ -36,5 +37,25 @@ typedef struct ref_problem {
  * Rows with no visible key: out = 0, weights = 0, lse = -inf. */
 void ref_attention(const ref_problem *p, const float *q, const float *k, const float *v,
                    double *out, double *weights, double *lse);
+
+/* Gradients of L = sum(out * dout) with out = ref_attention(p, q, k, v):
+ * P in double, dV = P^T dO, dP = dO V^T, dS = P * (dP - rowsum(P * dP)),
+ * dQ = scale dS K, dK = scale dS^T Q (for cosine scores on the normalised
+ * rows, then through the normalisation x / max(|x|, 1e-12)); dK and dV
+ * summed over the query heads that share a kv head. Each output may be
+ * NULL; dq, dk, dv have the shapes of q, k, v. dbias (p->bias set) has
+ * bias_numel elements, the bias's own layout, and receives dS summed over
+ * its broadcast dimensions (p->bias_sb/sh/sn of 0); -inf entries get 0.
+ * Rows with no visible key contribute nothing. Needs score_mod NONE. */
+void ref_attention_backward(const ref_problem *p, const float *q, const float *k,
+                            const float *v, const float *dout, double *dq, double *dk,
+                            double *dv, double *dbias, size_t bias_numel);
+
+/* Checks ref_attention_backward against central differences of
+ * L = sum(ref_attention(...) * dout) over every element of q, k, v and
+ * the bias (-inf entries skipped), with steps of about h. Returns the
+ * largest |analytic - numeric| / max(1, |analytic|). Tiny shapes only. */
+double ref_backward_fd_error(const ref_problem *p, const float *q, const float *k,
+                             const float *v, const float *dout, size_t bias_numel, double h);
 
 #endif
