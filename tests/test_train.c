@@ -31,7 +31,7 @@ static void read_batch(const clattn_weights *w, const train_config *c, int i, fl
                        float *y_reg, int64_t *y_cls)
 {
     char name[32];
-    size_t nx = (size_t)c->batch * c->seq_len * (c->task == TRAIN_REGRESSION ? c->in_dim : 1);
+    size_t nx = (size_t)c->batch * c->seq_len * c->in_dim;
     snprintf(name, sizeof name, "x.%d", i);
     CHECK_OK(clattn_weights_read_f32(w, name, x, nx));
     snprintf(name, sizeof name, "y.%d", i);
@@ -44,7 +44,7 @@ static void read_batch(const clattn_weights *w, const train_config *c, int i, fl
 static void run_steps(train_model *m, clattn_optimizer *opt, const clattn_weights *batches,
                       const train_config *c, int first, int last, double *got)
 {
-    size_t nx = (size_t)c->batch * c->seq_len * (c->task == TRAIN_REGRESSION ? c->in_dim : 1);
+    size_t nx = (size_t)c->batch * c->seq_len * c->in_dim;
     float *x = malloc(nx * sizeof *x), *y = malloc((size_t)c->batch * sizeof *y);
     int64_t *yc = malloc((size_t)c->batch * sizeof *yc);
     for (int i = first; i < last; i++) {

@@ -143,7 +143,7 @@ def train(args):
                                     capture_output=True, text=True).stdout)
     import torch
     sys.path.insert(0, os.path.join(HERE, "..", "tests", "fixtures"))
-    from make_train_fixtures import MaxPositionClassifier
+    from make_train_fixtures import NearestValueClassifier, classifier_batch
     print(f"device: {res['platform']} / {res['device']}")
     a = res.get("attention_backward")
     if a:
@@ -156,10 +156,9 @@ def train(args):
           "torch/clattn")
     for c in res["train_steps"]:
         torch.manual_seed(0)
-        model = MaxPositionClassifier(c["d_model"], c["nhead"], c["dim_ff"], c["layers"])
+        model = NearestValueClassifier(c["d_model"], c["nhead"], c["dim_ff"], c["layers"])
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        x = torch.rand(c["batch"], c["seq"])
-        y = x.argmax(dim=1)
+        x, y = classifier_batch(torch.Generator().manual_seed(0), c["batch"], c["seq"])
         loss_fn = torch.nn.CrossEntropyLoss()
 
         def step():

@@ -16,7 +16,7 @@ clattn_status bench_train_step(clattn_ctx *ctx, const train_config *c, int reps,
     train_model *m = NULL;
     clattn_optimizer *opt = NULL;
     const clattn_param_ref *refs;
-    size_t nx = (size_t)c->batch * c->seq_len * (c->task == TRAIN_REGRESSION ? c->in_dim : 1);
+    size_t nx = (size_t)c->batch * c->seq_len * c->in_dim;
     float *x = malloc(nx * sizeof *x), *y = malloc((size_t)c->batch * sizeof *y);
     int64_t *yc = malloc((size_t)c->batch * sizeof *yc);
     clattn_status st = x && y && yc ? train_model_create(ctx, c, &m) : CLATTN_ERR_OUT_OF_MEMORY;

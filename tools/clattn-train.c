@@ -4,9 +4,9 @@
  *   clattn-train regression   one attention head regressing a softmax-
  *                             weighted average (MSE, Adam lr 1e-3, input 10,
  *                             hidden 5, batch 32)
- *   clattn-train classifier   a 2-layer transformer encoder finding the
- *                             position of the largest of 10 values
- *                             (cross-entropy; chance accuracy is 10%)
+ *   clattn-train classifier   a 2-layer transformer encoder finding, among
+ *                             9 values, the one nearest a query value
+ *                             (cross-entropy; chance accuracy is 11%)
  *
  * A progress bar on stderr, a loss line per epoch on stdout (or JSON lines
  * with --json), held-out loss (and accuracy) on batches never trained on,
@@ -212,7 +212,7 @@ int main(int argc, char **argv)
         return fail(ctx, "creating the optimiser", st);
 
     /* Training batches from the seed's stream, held-out ones from another. */
-    size_t nx = (size_t)c.batch * c.seq_len * (o.task == TRAIN_REGRESSION ? c.in_dim : 1);
+    size_t nx = (size_t)c.batch * c.seq_len * c.in_dim;
     uint64_t train_state = o.seed * 2 + 1, held_state = o.seed * 2 + 0x5eed;
     float *x = malloc(nx * sizeof *x), *y = malloc((size_t)c.batch * sizeof *y);
     int64_t *yc = malloc((size_t)c.batch * sizeof *yc);
@@ -300,15 +300,25 @@ int main(int argc, char **argv)
     if (o.plot) {
         /* Per-step training loss (light) and per-epoch held-out loss (dark),
          * on a log axis: losses fall over orders of magnitude. */
-        plot_series series[2] = {{step_loss, (int)total, {120, 160, 230}, 1},
-                                 {held_loss, (int)o.epochs, {200, 40, 40}, 2}};
+        double *held_x = malloc((size_t)o.epochs * sizeof *held_x);
+        if (!held_x) {
+            fprintf(stderr, "clattn-train: out of memory\n");
+            return 1;
+        }
+        for (long e = 0; e < o.epochs; e++) /* at the end of their epoch */
+            held_x[e] = (double)(e + 1) / (double)o.epochs;
+        plot_series series[2] = {{step_loss, NULL, (int)total, {120, 160, 230}, 1},
+                                 {held_loss, held_x, (int)o.epochs, {200, 40, 40}, 2}};
         char err[256];
-        if (!plot_png(o.plot, series, 2, true, err, sizeof err)) {
+        bool plotted = plot_png(o.plot, series, 2, true, err, sizeof err);
+        free(held_x);
+        if (!plotted) {
             fprintf(stderr, "clattn-train: %s\n", err);
             return 1;
         }
         if (!o.json)
-            printf("loss curves: %s (blue: every step, red: held-out per epoch; log scale)\n",
+            printf("loss curves: %s (blue: every step, red: held-out after each epoch; log "
+                   "scale, a dark line at each power of ten)\n",
                    o.plot);
     }
     for (long i = 0; i < o.heldout; i++)

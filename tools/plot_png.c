@@ -95,9 +95,10 @@ bool plot_png(const char *path, const plot_series *series, int n_series, bool lo
             double v = series[s].y[i];
             if (!isfinite(v) || (log_y && v <= 0.0))
                 continue;
-            /* x: the series' points spread over the whole width, so a
-             * per-epoch series lines up with a per-step one. */
-            double fx = series[s].n > 1 ? (double)i / (series[s].n - 1) : 0.5;
+            /* x in [0, 1] of the plot's width: given, or spread evenly. */
+            double fx = series[s].x ? fmin(1.0, fmax(0.0, series[s].x[i]))
+                        : series[s].n > 1 ? (double)i / (series[s].n - 1)
+                                          : 0.5;
             int x = LEFT + (int)(fx * pw);
             int y = TOP + (int)((hi - transform(v, log_y)) / (hi - lo) * ph);
             if (px >= 0)

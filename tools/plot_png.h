@@ -8,7 +8,9 @@
 #include <stdint.h>
 
 typedef struct plot_series {
-    const double *y;        /* n values, spread evenly over the x axis */
+    const double *y;        /* n values */
+    const double *x;        /* their places in [0, 1] along the x axis, or
+                               NULL: spread evenly from 0 to 1 */
     int n;
     uint8_t rgb[3];
     int thick;              /* line width in pixels */

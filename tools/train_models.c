@@ -14,14 +14,14 @@ struct train_model {
     clattn_ctx *ctx;
     train_config cfg;
     clattn_module *body;            /* SELF_ATTENTION or ENCODER */
-    /* Own Linear layers: head [1, width] + [1]; classifier's embed [d, 1] + [d]. */
+    /* Own Linear layers: head [1, width] + [1]; classifier's embed [d, 2] + [d]. */
     clattn_tensor *head_w, *head_b, *embed_w, *embed_b;
     clattn_tensor *head_gw, *head_gb, *embed_gw, *embed_gb;
     clattn_param_ref refs[MAX_PARAMS];
     char names[MAX_PARAMS][160];
     int32_t n_refs;
     /* Activations and gradients, sized for the batch:
-     *   x       [B, L, in] or [B, N, 1]
+     *   x       [B, L, in] (classifier: in = 2)
      *   e       [B, N, d]           classifier: embedded positions
      *   body    [B, L, hidden] / [B, N, d]
      *   pooled  [B, hidden]         regression: mean over L
@@ -41,7 +41,8 @@ train_config train_config_default(train_task task)
     if (task == TRAIN_REGRESSION) {
         c.seq_len = 8, c.in_dim = 10, c.hidden = 5;
     } else {
-        c.seq_len = 10, c.d_model = 32, c.nhead = 4, c.dim_ff = 64, c.num_layers = 2;
+        c.seq_len = 10, c.in_dim = 2, c.d_model = 32, c.nhead = 4, c.dim_ff = 64;
+        c.num_layers = 2;
     }
     return c;
 }
@@ -110,7 +111,7 @@ clattn_status train_model_create(clattn_ctx *ctx, const train_config *cfg, train
     }
     clattn_status st = clattn_module_create(ctx, &mc, &m->body);
     if (st == CLATTN_OK && !reg)
-        st = linear(m, "embed", width, 1, &m->embed_w, &m->embed_b, &m->embed_gw, &m->embed_gb,
+        st = linear(m, "embed", width, cfg->in_dim, &m->embed_w, &m->embed_b, &m->embed_gw, &m->embed_gb,
                     st);
     if (st == CLATTN_OK) {
         /* The module's parameters under the model's prefix, in state_dict
@@ -130,7 +131,7 @@ clattn_status train_model_create(clattn_ctx *ctx, const train_config *cfg, train
         free(body);
     }
     st = linear(m, "head", 1, width, &m->head_w, &m->head_b, &m->head_gw, &m->head_gb, st);
-    st = tensor(ctx, 3, B, L, reg ? cfg->in_dim : 1, &m->x, st);
+    st = tensor(ctx, 3, B, L, cfg->in_dim, &m->x, st);
     st = tensor(ctx, 3, B, L, width, &m->body_out, st);
     st = tensor(ctx, 3, B, L, width, &m->d_body, st);
     if (reg) {
@@ -269,13 +270,18 @@ void train_data_batch(const train_config *cfg, uint64_t *state, float *x, float 
         }
         return;
     }
+    /* Per position (value, is-query flag); the target is the position
+     * 1 .. L-1 whose value is nearest the query's (position 0). */
     for (int32_t b = 0; b < B; b++) {
-        int32_t best = 0;
+        float *xb = x + (size_t)b * L * 2;
         for (int32_t l = 0; l < L; l++) {
-            x[b * L + l] = (float)uniform01(state);
-            if (x[b * L + l] > x[b * L + best])
-                best = l;
+            xb[2 * l] = (float)uniform01(state);
+            xb[2 * l + 1] = l == 0 ? 1.0f : 0.0f;
         }
+        int32_t best = 1;
+        for (int32_t l = 2; l < L; l++)
+            if (fabsf(xb[2 * l] - xb[0]) < fabsf(xb[2 * best] - xb[0]))
+                best = l;
         y_cls[b] = best;
     }
 }

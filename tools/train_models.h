@@ -6,11 +6,13 @@
  *   TRAIN_REGRESSION  x [B, L, in_dim] -> one attention head (query/key/
  *                     value Linear layers, "attn.*") -> mean over L ->
  *                     Linear(hidden, 1) ("head.*") -> [B, 1]; MSE loss.
- *   TRAIN_CLASSIFIER  x [B, N] values -> Linear(1, d) per position
+ *   TRAIN_CLASSIFIER  x [B, N, 2] (a value, and a flag marking position 0
+ *                     as the query) -> Linear(2, d) per position
  *                     ("embed.*") -> TransformerEncoder ("encoder.*") ->
  *                     Linear(d, 1) per position ("head.*") -> logits
- *                     [B, N]; cross-entropy against the position of the
- *                     largest value. */
+ *                     [B, N]; cross-entropy against the position 1 .. N-1
+ *                     whose value is nearest the query's. Only attention
+ *                     can bring the query's value to the other positions. */
 #ifndef CLATTN_TOOLS_TRAIN_MODELS_H
 #define CLATTN_TOOLS_TRAIN_MODELS_H
 
@@ -22,12 +24,13 @@ typedef struct train_config {
     train_task task;
     int32_t batch;               /* B */
     int32_t seq_len;             /* L (regression) or N positions (classifier) */
-    int32_t in_dim, hidden;      /* regression: 10, 5 */
+    int32_t in_dim;              /* features per position: regression 10, classifier 2 */
+    int32_t hidden;              /* regression: 5 */
     int32_t d_model, nhead, dim_ff, num_layers; /* classifier: 32, 4, 64, 2 */
 } train_config;
 
 /* The tutorial sizes: regression B 32, L 8, in 10, hidden 5; classifier
- * B 32, N 10, d 32, 4 heads, feed-forward 64, 2 layers. */
+ * B 32, N 10, in 2, d 32, 4 heads, feed-forward 64, 2 layers. */
 train_config train_config_default(train_task task);
 
 typedef struct train_model train_model;
@@ -45,7 +48,7 @@ clattn_status train_model_init(train_model *m, uint64_t seed);
 /* The parameters with their state_dict names, value and gradient. */
 int32_t train_model_params(train_model *m, const clattn_param_ref **refs);
 
-/* One batch: x host [B * L * in_dim] or [B * N]; y host [B] targets
+/* One batch: x host [B * L * in_dim]; y host [B] targets
  * (regression) or [B] class indices. Computes the loss into *loss; with
  * train, keeps the activations and adds the gradients of every parameter
  * (zero them between steps). correct (classifier, may be NULL) receives
