@@ -3,6 +3,10 @@
  *
  *   clattn-bench attention [--b B --hq H --hkv H --n N --m M --d D --dv DV
  *                           --causal --window L,R --no-unfused] [--json]
+ *   clattn-bench train [--b B --hq H --hkv H --n N --m M --d D --dv DV
+ *                       --causal --window L,R] [--json]
+ *                       (attention forward + backward; default (B*H, N, D)
+ *                       = (8, 2048, 64) without and with the causal mask)
  *   clattn-bench gemm [--n N ...] [--no-tuning] [--json]
  *   clattn-bench embed [--model DIR] [--b BATCH] [--json]
  *
@@ -236,6 +240,119 @@ static void bench_attention(clattn_ctx *ctx, const options *o)
         attention_case(ctx, o, 1, 4, 4, 4096, 4096, 64, 64, true, 256, 0, sgemm);
         attention_case(ctx, o, 4, 4, 4, 512, 512, 32, 32, false, -1, -1, sgemm);
         attention_case(ctx, o, 1, 2, 2, 1024, 1024, 256, 256, false, -1, -1, sgemm);
+    }
+    if (o->json)
+        printf("\n ]}\n");
+}
+
+static double once(clattn_ctx *ctx, bench_fn fn, void *arg);
+
+/* ---- train: attention forward + backward ---------------------------------------- */
+
+typedef struct train_case {
+    clattn_ctx *ctx;
+    clattn_tensor *q, *k, *v, *out, *lse, *dout;
+    clattn_sdpa_grads g;
+    clattn_sdpa_params p;
+} train_case;
+
+static clattn_status run_train_forward(void *arg)
+{
+    train_case *c = arg;
+    return clattn_sdpa(c->ctx, c->q, c->k, c->v, c->out, &c->p);
+}
+
+static clattn_status run_train_backward(void *arg)
+{
+    train_case *c = arg;
+    return clattn_sdpa_backward(c->ctx, c->q, c->k, c->v, c->out, c->lse, c->dout, &c->p, &c->g);
+}
+
+/* Forward (with lse) and backward (dq, dk, dv) of fused attention.
+ * FLOPs as FlashAttention counts them: forward 2 (D + Dv) per visible
+ * (query, key) pair (4 N M D without masks), backward 2.5 times that
+ * (five N x M products to the forward's two; the recomputation of S and
+ * dP for dQ is not counted). */
+static void train_case_run(clattn_ctx *ctx, const options *o, int b, int hq, int hkv, int n,
+                           int m, int d, int dv, bool causal, int wl, int wr, bool *first)
+{
+    train_case c = {ctx, tensor(ctx, 4, b, hq, n, d, true), tensor(ctx, 4, b, hkv, m, d, true),
+                    tensor(ctx, 4, b, hkv, m, dv, true), tensor(ctx, 4, b, hq, n, dv, false),
+                    tensor(ctx, 3, b, hq, n, 1, false), tensor(ctx, 4, b, hq, n, dv, true),
+                    {NULL, NULL, NULL, NULL}, clattn_sdpa_params_default()};
+    c.g.dq = tensor(ctx, 4, b, hq, n, d, false);
+    c.g.dk = tensor(ctx, 4, b, hkv, m, d, false);
+    c.g.dv = tensor(ctx, 4, b, hkv, m, dv, false);
+    c.p.causal = causal;
+    c.p.window_left = wl;
+    c.p.window_right = wr;
+    c.p.impl = CLATTN_SDPA_FUSED;
+    c.p.lse = c.lse;
+    int reps = o->reps > 0 ? o->reps : 5;
+    /* Interleave forward and backward runs so that load from other
+     * processes hits both alike; keep the best of each. */
+    time_it(ctx, run_train_forward, &c, 1);
+    time_it(ctx, run_train_backward, &c, 1);
+    double t_fwd = 1e30, t_bwd = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t = once(ctx, run_train_forward, &c);
+        t_fwd = t < t_fwd ? t : t_fwd;
+        t = once(ctx, run_train_backward, &c);
+        t_bwd = t < t_bwd ? t : t_bwd;
+    }
+    double rss = peak_rss_mib();
+    int wr_eff = causal ? 0 : wr;
+    double fwd_flops = 2.0 * (d + dv) * visible_pairs(n, m, wl, wr_eff) * b * hq;
+    double gf_fwd = fwd_flops / t_fwd * 1e-9, gf_bwd = 2.5 * fwd_flops / t_bwd * 1e-9;
+    char mask[32];
+    if (causal)
+        snprintf(mask, sizeof mask, wl >= 0 ? "causal,L=%d" : "causal", wl);
+    else if (wl >= 0 || wr >= 0)
+        snprintf(mask, sizeof mask, "window(%d,%d)", wl, wr);
+    else
+        snprintf(mask, sizeof mask, "none");
+    if (o->json)
+        printf("%s{\"b\": %d, \"hq\": %d, \"hkv\": %d, \"n\": %d, \"m\": %d, \"d\": %d, "
+               "\"dv\": %d, \"mask\": \"%s\", \"forward_ms\": %.3f, \"backward_ms\": %.3f, "
+               "\"forward_gflops\": %.2f, \"backward_gflops\": %.2f, \"ratio\": %.3f, "
+               "\"reps\": %d, \"peak_rss_mib\": %.1f}",
+               *first ? "" : ",\n  ", b, hq, hkv, n, m, d, dv, mask, t_fwd * 1e3, t_bwd * 1e3,
+               gf_fwd, gf_bwd, gf_bwd / gf_fwd, reps, rss);
+    else
+        printf("%3d %3d %3d %6d %6d %4d %4d %-14s %9.2f %9.2f %8.1f %8.1f %6.3f %8.0f\n", b, hq,
+               hkv, n, m, d, dv, mask, t_fwd * 1e3, t_bwd * 1e3, gf_fwd, gf_bwd, gf_bwd / gf_fwd,
+               rss);
+    *first = false;
+    clattn_tensor *all[9] = {c.q, c.k, c.v, c.out, c.lse, c.dout, c.g.dq, c.g.dk, c.g.dv};
+    for (int i = 0; i < 9; i++)
+        clattn_tensor_destroy(all[i]);
+}
+
+static void bench_train(clattn_ctx *ctx, const options *o)
+{
+    clattn_device_info info;
+    clattn_ctx_device_info(ctx, &info);
+    int reps = o->reps > 0 ? o->reps : 5;
+    if (o->json) {
+        printf("{\"device\": \"%s\", \"platform\": \"%s\", \"cases\": [\n  ",
+               info.device_name, info.platform_name);
+    } else {
+        printf("device: %s / %s\n", info.platform_name, info.device_name);
+        printf("forward (with lse) and backward (dq, dk, dv); best of %d runs each, "
+               "interleaved;\nGFLOP/s: forward 4NMD per head (visible pairs), backward 2.5x "
+               "that; ratio = backward / forward GFLOP/s\n",
+               reps);
+        printf("  B  Hq Hkv      N      M    D   Dv mask              fwd ms    bwd ms  fwd GF/s "
+               " bwd GF/s  ratio peak-MiB\n");
+    }
+    bool first = true;
+    if (o->shape_given) {
+        train_case_run(ctx, o, o->b, o->hq, o->hkv, o->n, o->m, o->d, o->dv, o->causal, o->wl,
+                       o->wr, &first);
+    } else {
+        /* (B*H, N, D) = (8, 2048, 64), without and with the causal mask. */
+        train_case_run(ctx, o, 1, 8, 8, 2048, 2048, 64, 64, false, -1, -1, &first);
+        train_case_run(ctx, o, 1, 8, 8, 2048, 2048, 64, 64, true, -1, -1, &first);
     }
     if (o->json)
         printf("\n ]}\n");
@@ -524,6 +641,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: clattn-bench attention [--b B] [--hq H] [--hkv H] [--n N] [--m M] [--d D]\n"
                "                              [--dv DV] [--causal] [--window L,R] [--no-unfused]\n"
+               "       clattn-bench train [--b B] [--hq H] [--hkv H] [--n N] [--m M] [--d D]\n"
+               "                          [--dv DV] [--causal] [--window L,R]   (attention\n"
+               "                          forward + backward, GFLOP/s and their ratio)\n"
                "       clattn-bench gemm [--n N] [--no-tuning]\n"
                "       clattn-bench layer [--b B] [--n N] [--d-model E] [--nhead H] [--ff F]\n"
                "                          [--norm-first]\n"
@@ -597,6 +717,8 @@ int main(int argc, char **argv)
         die("context", st);
     if (strcmp(what, "attention") == 0)
         bench_attention(ctx, &o);
+    else if (strcmp(what, "train") == 0)
+        bench_train(ctx, &o);
     else if (strcmp(what, "gemm") == 0)
         bench_gemm(ctx, &o);
     else if (strcmp(what, "layer") == 0)
