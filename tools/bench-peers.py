@@ -145,12 +145,10 @@ def train(args):
     sys.path.insert(0, os.path.join(HERE, "..", "tests", "fixtures"))
     from make_train_fixtures import NearestValueClassifier, classifier_batch
     print(f"device: {res['platform']} / {res['device']}")
-    a = res.get("attention_backward")
-    if a:
-        print(f"attention backward {a['b']}x{a['h']} N={a['n']} M={a['m']} D={a['d']}"
-              f"{' causal' if a.get('causal') else ''}: forward {a['fwd_gflops']:.1f} GFLOP/s, "
-              f"backward {a['bwd_gflops']:.1f} GFLOP/s (2.5x forward FLOPs), "
-              f"ratio {a['bwd_gflops'] / a['fwd_gflops']:.2f}")
+    for a in res["cases"]:
+        print(f"attention B={a['b']} Hq={a['hq']} N={a['n']} M={a['m']} D={a['d']} "
+              f"mask {a['mask']}: forward {a['forward_gflops']:.1f} GFLOP/s, backward "
+              f"{a['backward_gflops']:.1f} GFLOP/s (2.5x forward FLOPs), ratio {a['ratio']:.2f}")
     print(f"peer: PyTorch {torch.__version__} CPU, {torch.get_num_threads()} threads")
     print("step                       B    N    d  heads   ff layers  clattn ms  torch ms  "
           "torch/clattn")

@@ -15,6 +15,8 @@
 #define _DEFAULT_SOURCE /* readlink */
 #include <clattn.h>
 
+#include "bench_train.h"
+
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -353,6 +355,38 @@ static void bench_train(clattn_ctx *ctx, const options *o)
         /* (B*H, N, D) = (8, 2048, 64), without and with the causal mask. */
         train_case_run(ctx, o, 1, 8, 8, 2048, 2048, 64, 64, false, -1, -1, &first);
         train_case_run(ctx, o, 1, 8, 8, 2048, 2048, 64, 64, true, -1, -1, &first);
+    }
+    /* One whole training step of clattn-train's encoder classifier: the
+     * tutorial size, and a larger one where the GEMMs and attention
+     * dominate rather than launch overheads. tools/bench-peers.py train
+     * times the same steps in PyTorch. */
+    train_config steps[2] = {train_config_default(TRAIN_CLASSIFIER),
+                             train_config_default(TRAIN_CLASSIFIER)};
+    const char *names[2] = {"classifier", "classifier-large"};
+    steps[1].seq_len = 128, steps[1].d_model = 128, steps[1].dim_ff = 512;
+    printf(o->json ? "\n ],\n \"train_steps\": [\n  "
+                   : "\ntraining step of the encoder classifier (zero_grad, forward, loss, "
+                     "backward, Adam), best of %d:\nstep                B    N    d heads   ff "
+                     "layers   ms/step\n",
+           reps);
+    for (int i = 0; i < 2; i++) {
+        const train_config *c = &steps[i];
+        double ms;
+        clattn_status st = bench_train_step(ctx, c, reps, &ms);
+        if (st != CLATTN_OK) {
+            fprintf(stderr, "clattn-bench: training step: %s: %s\n", clattn_status_str(st),
+                    clattn_ctx_last_error(ctx));
+            exit(1);
+        }
+        if (o->json)
+            printf("%s{\"name\": \"%s\", \"batch\": %d, \"seq\": %d, \"d_model\": %d, "
+                   "\"nhead\": %d, \"dim_ff\": %d, \"layers\": %d, \"ms\": %.3f, "
+                   "\"reps\": %d}",
+                   i ? ",\n  " : "", names[i], c->batch, c->seq_len, c->d_model, c->nhead,
+                   c->dim_ff, c->num_layers, ms, reps);
+        else
+            printf("%-18s %3d %4d %4d %5d %4d %6d %9.2f\n", names[i], c->batch, c->seq_len,
+                   c->d_model, c->nhead, c->dim_ff, c->num_layers, ms);
     }
     if (o->json)
         printf("\n ]}\n");
