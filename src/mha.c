@@ -231,9 +231,9 @@ clattn_status clattn__split_heads(clattn_ctx *ctx, const clattn_tensor *in, int6
     return clattn__enqueue(ctx, k, 3, global, NULL, "split_heads");
 }
 
-static clattn_status run_kernel3(clattn_ctx *ctx, const char *name, cl_mem in, cl_mem out,
-                                 cl_int a0, cl_int a1, cl_int a2, cl_int a3, cl_uint nargs,
-                                 const size_t *global)
+clattn_status clattn__heads_kernel(clattn_ctx *ctx, const char *name, cl_mem in, cl_mem out,
+                                  int nints, const cl_int *ints, cl_uint dims,
+                                  const size_t *global)
 {
     cl_program prog;
     cl_kernel k;
@@ -242,14 +242,13 @@ static clattn_status run_kernel3(clattn_ctx *ctx, const char *name, cl_mem in, c
         st = clattn__kernel_get(ctx, prog, name, &k);
     if (st != CLATTN_OK)
         return st;
-    cl_int ints[4] = {a0, a1, a2, a3};
     cl_int err = CLATTN_ARG(k, 0, in);
     err |= CLATTN_ARG(k, 1, out);
-    for (cl_uint i = 0; i < nargs; i++)
-        err |= CLATTN_ARG(k, 2 + i, ints[i]);
+    for (int i = 0; i < nints; i++)
+        err |= CLATTN_ARG(k, 2 + (cl_uint)i, ints[i]);
     if (err != CL_SUCCESS)
         return clattn__fail_cl(ctx, err, name);
-    return clattn__enqueue(ctx, k, 3, global, NULL, name);
+    return clattn__enqueue(ctx, k, dims, global, NULL, name);
 }
 
 /* Records what clattn__attn_block_backward needs of this forward; the
@@ -454,8 +453,9 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
         st = clattn__sdpa_run(ctx, &pr, false, CLATTN_SDPA_AUTO);
     if (st == CLATTN_OK && call->weights && call->average_weights) {
         size_t global[3] = {(size_t)Mt, (size_t)N, (size_t)B};
-        st = run_kernel3(ctx, "mean_heads", pr.weights, call->weights->mem, (cl_int)H, (cl_int)N,
-                         (cl_int)Mt, 0, 3, global);
+        cl_int ints[3] = {(cl_int)H, (cl_int)N, (cl_int)Mt};
+        st = clattn__heads_kernel(ctx, "mean_heads", pr.weights, call->weights->mem, 3, ints, 3,
+                                  global);
     }
     if (st != CLATTN_OK)
         return st;
@@ -470,8 +470,8 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
         merged = *y;
     }
     size_t global[3] = {(size_t)(V / H), (size_t)N, (size_t)(B * H)};
-    st = run_kernel3(ctx, "merge_heads", heads_out.mem, merged.mem, (cl_int)B, (cl_int)H,
-                     (cl_int)N, (cl_int)(V / H), 4, global);
+    cl_int ints[4] = {(cl_int)B, (cl_int)H, (cl_int)N, (cl_int)(V / H)};
+    st = clattn__heads_kernel(ctx, "merge_heads", heads_out.mem, merged.mem, 4, ints, 3, global);
     if (st == CLATTN_OK && blk->w_o)
         st = clattn_linear(ctx, &merged, blk->w_o, blk->b_o, CLATTN_ACT_NONE, y);
     return st;

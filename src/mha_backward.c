@@ -13,26 +13,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Runs kernel name of heads.cl with (in, out, ints...). */
-static clattn_status run_heads(clattn_ctx *ctx, const char *name, cl_mem in, cl_mem out,
-                               int nints, const cl_int *ints, cl_uint dims, const size_t *global)
-{
-    cl_program prog;
-    cl_kernel k;
-    clattn_status st = clattn__program_get(ctx, "heads.cl", NULL, NULL, &prog);
-    if (st == CLATTN_OK)
-        st = clattn__kernel_get(ctx, prog, name, &k);
-    if (st != CLATTN_OK)
-        return st;
-    cl_int err = CLATTN_ARG(k, 0, in);
-    err |= CLATTN_ARG(k, 1, out);
-    for (int i = 0; i < nints; i++)
-        err |= CLATTN_ARG(k, 2 + (cl_uint)i, ints[i]);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, name);
-    return clattn__enqueue(ctx, k, dims, global, NULL, name);
-}
-
 /* dst[offset ..] += src (a slice of a packed gradient). */
 static clattn_status add_into(clattn_ctx *ctx, clattn_tensor *dst, size_t offset,
                               const clattn_tensor *src)
@@ -64,7 +44,7 @@ static clattn_status merge_into(clattn_ctx *ctx, const clattn_tensor *heads, int
     cl_int ints[7] = {(cl_int)s[0], (cl_int)s[1], (cl_int)rows, (cl_int)s[2],
                       (cl_int)s[3], (cl_int)stride, (cl_int)col0};
     size_t global[3] = {(size_t)s[3], (size_t)rows, (size_t)(s[0] * s[1])};
-    return run_heads(ctx, "merge_heads_into", heads->mem, out->mem, 7, ints, 3, global);
+    return clattn__heads_kernel(ctx, "merge_heads_into", heads->mem, out->mem, 7, ints, 3, global);
 }
 
 /* Gradient of one projection y [B, rows, width] = x W_i^T + b_i, where
@@ -216,9 +196,9 @@ clattn_status clattn__attn_block_backward(clattn_ctx *ctx, clattn__attn_block *b
         cl_int ik[5] = {(cl_int)B, (cl_int)H, (cl_int)Mt, (cl_int)M, (cl_int)Dh};
         cl_int iv[5] = {(cl_int)B, (cl_int)H, (cl_int)Mt, (cl_int)M, (cl_int)Dv};
         if (st == CLATTN_OK)
-            st = run_heads(ctx, "head_row_grad", dk.mem, gk->mem, 5, ik, 2, gk_global);
+            st = clattn__heads_kernel(ctx, "head_row_grad", dk.mem, gk->mem, 5, ik, 2, gk_global);
         if (st == CLATTN_OK)
-            st = run_heads(ctx, "head_row_grad", dv.mem, gv->mem, 5, iv, 2, gv_global);
+            st = clattn__heads_kernel(ctx, "head_row_grad", dv.mem, gv->mem, 5, iv, 2, gv_global);
     }
     if (st != CLATTN_OK)
         return st;
