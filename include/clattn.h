@@ -1142,15 +1142,19 @@ CLATTN_API clattn_status clattn_embedder_embed(clattn_embedder *e, const char *c
  *   x: [..., in]   w: [out, in]   dy: [..., out] (same leading dims as x)
  *   dx: [..., in] = dy W         dw: [out, in] = dy^T x (summed over rows)
  *   db: [out] = dy summed over rows
- * The products run on CLBlast. dx must not alias x, w or dy. */
+ * The products run on CLBlast (dw with beta = 1 when accumulating); db is
+ * a column sum of fixed order (bit-identical from run to run). No output
+ * may alias an input or another output. */
 CLATTN_API clattn_status clattn_linear_backward(clattn_ctx *ctx, const clattn_tensor *x,
                                                 const clattn_tensor *w, const clattn_tensor *dy,
                                                 clattn_tensor *dx, clattn_tensor *dw,
                                                 clattn_tensor *db, bool accumulate);
 
 /* dx = dy * act'(x) elementwise, x being the activation's input (the
- * pre-activation). x, dy, dx: the same shape; dx may be dy (in place).
- * CLATTN_ACT_NONE copies dy. ReLU's derivative at 0 is 0 (PyTorch's). */
+ * pre-activation). x, dy, dx: the same shape; dx may be dy (in place), not
+ * x. CLATTN_ACT_NONE copies dy. ReLU's derivative at 0 is 0 and a NaN x
+ * passes dy through (both as PyTorch's threshold_backward); for the other
+ * activations a NaN x gives NaN. Exact derivatives, GELU_TANH's included. */
 CLATTN_API clattn_status clattn_activation_backward(clattn_ctx *ctx, const clattn_tensor *x,
                                                     clattn_activation act,
                                                     const clattn_tensor *dy, clattn_tensor *dx);
@@ -1159,7 +1163,12 @@ CLATTN_API clattn_status clattn_activation_backward(clattn_ctx *ctx, const clatt
  * variance are recomputed from x.
  *   x, dy, dx: [..., E]   gamma: [E] or NULL (as in the forward)
  *   dgamma: [E] (only with gamma)   dbeta: [E]
- * dx may be dy (in place). */
+ * eps as in the forward (finite, >= 0). The statistics are recomputed
+ * with the forward's corrected two-pass algorithm (one work-group per
+ * row); dx = rstd (g - mean(g) - xhat mean(g xhat)) with g = dy * gamma
+ * (g = dy without gamma). dx may be dy (in place), not x or gamma; dgamma
+ * and dbeta alias nothing. dgamma and dbeta are column sums of fixed
+ * order (no atomics); dgamma needs a temporary of 12 bytes per row. */
 CLATTN_API clattn_status clattn_layer_norm_backward(clattn_ctx *ctx, const clattn_tensor *x,
                                                     const clattn_tensor *gamma, float eps,
                                                     const clattn_tensor *dy, clattn_tensor *dx,
@@ -1168,16 +1177,19 @@ CLATTN_API clattn_status clattn_layer_norm_backward(clattn_ctx *ctx, const clatt
 
 /* Gradient of y = softmax(x) over the last dimension, from y:
  *   dx = y * (dy - sum(dy * y)) per row.
- * y, dy, dx: [..., N]; dx may be dy (in place). */
+ * y, dy, dx: [..., N]; dx may be dy (in place), not y. */
 CLATTN_API clattn_status clattn_softmax_backward(clattn_ctx *ctx, const clattn_tensor *y,
                                                  const clattn_tensor *dy, clattn_tensor *dx);
 
 /* Gradient of clattn_embedding(table, ids, count) -> y with respect to the
  * table: dtable[v, :] = sum of dy[i, :] over the i with ids[i] == v; rows
- * of ids not used get 0 (or keep their value when accumulating). Summed in
- * a fixed order, so the result is the same on every run.
- *   ids: host int64[count], each in 0 .. V-1 (checked)
- *   dy: count * E elements     dtable: [V, E] */
+ * of the table that no id uses get 0 (or keep their value when
+ * accumulating). Summed in ascending i (a position list built on the
+ * host, copied to a temporary device buffer, blocking), so the result is
+ * the same on every run and device.
+ *   ids: host int64[count], count >= 1, each in 0 .. V-1 (all checked
+ *        before any device work, as clattn_embedding does)
+ *   dy: count * E elements     dtable: [V, E], not dy */
 CLATTN_API clattn_status clattn_embedding_backward(clattn_ctx *ctx, const int64_t *ids,
                                                    size_t count, const clattn_tensor *dy,
                                                    clattn_tensor *dtable, bool accumulate);
@@ -1191,8 +1203,12 @@ CLATTN_API clattn_status clattn_embedding_backward(clattn_ctx *ctx, const int64_
  *                 key = {lo(seed), hi(seed)})[0] < p * 2^32
  * (the first of the four 32-bit outputs). Use a new offset (e.g. the
  * number of elements drawn so far) or seed for every call that needs a new
- * mask. p in [0, 1]; p = 0 copies, p = 1 gives zeros. x, y: the same shape;
- * y may be x (in place). */
+ * mask. i + offset wraps modulo 2^64. p in [0, 1] (else, NaN included,
+ * CLATTN_ERR_INVALID_ARG); the comparison is exact (integer r against
+ * ceil(p * 2^32)), so p = 0 copies and p = 1 gives zeros. Kept elements
+ * are x * s with s = 1 / (1 - p) rounded once to float; dropped elements
+ * are exactly 0, also where x is NaN or infinite (PyTorch's x * 0 would
+ * give NaN there). x, y: the same shape; y may be x (in place). */
 CLATTN_API clattn_status clattn_dropout(clattn_ctx *ctx, const clattn_tensor *x, float p,
                                         uint64_t seed, uint64_t offset, clattn_tensor *y);
 
@@ -1203,12 +1219,13 @@ CLATTN_API clattn_status clattn_dropout_backward(clattn_ctx *ctx, const clattn_t
                                                  clattn_tensor *dx);
 
 /* Mean over the sequence: y[b, :] = mean of x[b, n, :] over n (pooling for
- * a sequence-level head). x: [B, N, E]   y: [B, E]. */
+ * a sequence-level head): the sum in order of n, then divided by N, as
+ * torch.mean. x: [B, N, E]   y: [B, E], not x. */
 CLATTN_API clattn_status clattn_sequence_mean(clattn_ctx *ctx, const clattn_tensor *x,
                                               clattn_tensor *y);
 
 /* Backward of clattn_sequence_mean: dx[b, n, :] = dy[b, :] / N.
- * dy: [B, E]   dx: [B, N, E]. */
+ * dy: [B, E]   dx: [B, N, E], not dy. */
 CLATTN_API clattn_status clattn_sequence_mean_backward(clattn_ctx *ctx, const clattn_tensor *dy,
                                                        clattn_tensor *dx);
 
