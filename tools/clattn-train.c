@@ -235,7 +235,7 @@ int main(int argc, char **argv)
         train_data_batch(&c, &held_state, hx[i], hy[i], hc[i]);
     }
     if (!o.json)
-        printf("clattn-train %s on %s: %d parameters tensors, %ld epochs x %ld steps, batch "
+        printf("clattn-train %s on %s: %d parameter tensors, %ld epochs x %ld steps, batch "
                "%ld, Adam lr %g\n",
                task_name, dev.device_name, n_params, o.epochs, o.steps, o.batch, o.lr);
 
