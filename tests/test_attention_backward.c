@@ -89,6 +89,13 @@ typedef struct tcase {
 } tcase;
 
 static int n_cases_run;
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 
 static bool has_bias(mask_kind m)
 {
@@ -352,11 +359,15 @@ static void reference_fd_check(void)
 /* ---- sweeps ------------------------------------------------------------------ */
 
 /* A covering sweep rather than the full product: every mask kind meets
- * every head size, the lengths and GQA ratios rotate, and the bias shape,
+ * several head sizes, the lengths and GQA ratios rotate, and the bias shape,
  * cosine, scale, gradient subsets and device forward vary by index.
  * Deterministic. Every (D, Dv, bias, mask_mod) is a program to compile,
- * which dominates the time on CPU devices, so Dv takes few values. */
-static void sweep(clattn_ctx *ctx, const char *variant, bool small, int stride, int offset)
+ * which dominates the time on CPU devices (seconds each on POCL), so Dv
+ * differs from D in three programs, bias and mask_mod programs are made
+ * for two or three head sizes, and the second family (few_programs) uses
+ * only D = Dv in {8, 64, 256}. */
+static void sweep(clattn_ctx *ctx, const char *variant, bool small, int stride, int offset,
+                  bool few_programs)
 {
     static const int dims[] = {1, 8, 64, 128, 256};
     static const int lens[] = {1, 3, 17, 64, 113, 200};
@@ -369,7 +380,15 @@ static void sweep(clattn_ctx *ctx, const char *variant, bool small, int stride, 
             tcase c;
             memset(&c, 0, sizeof c);
             c.D = dims[di];
-            c.Dv = (mi % 3 == 1) ? dims[(di + 2) % 5] : c.D; /* Dv != D too */
+            c.Dv = c.D;
+            if (mi == MASK_CAUSAL && di % 2 == 0) /* Dv != D: (1, 64), (64, 256), (256, 8) */
+                c.Dv = dims[(di + 2) % 5];
+            if (mi == MASK_MOD) /* the snippet does not depend on D: two programs */
+                c.D = c.Dv = di < 2 ? 8 : 64;
+            /* bias programs for D = 8, 64, 256 only; the second family
+             * (few_programs) uses only those head sizes */
+            if (has_bias((mask_kind)mi) || few_programs)
+                c.D = c.Dv = di < 2 ? 8 : di < 4 ? 64 : 256;
             c.N = lens[(di + mi) % 6];
             c.M = lens[(di * 3 + mi * 2 + 1) % 6];
             if (small) {
@@ -389,7 +408,9 @@ static void sweep(clattn_ctx *ctx, const char *variant, bool small, int stride, 
             c.bshape = (bias_shape)((idx / 2) % BIAS_SHAPES);
             c.cosine = idx % 7 == 3;
             c.scale = idx % 6 == 5 ? 0.3f : 0.0f;
-            c.device_forward = idx % 5 == 2;
+            /* some from the device's forward (only where it is compiled anyway) */
+            c.device_forward = idx % 3 == 2 && c.D == c.Dv && (c.D == 8 || c.D == 64) &&
+                               !has_bias(c.mask) && c.mask != MASK_MOD;
             c.grads = idx % 9 == 4 ? (G_DK | G_DV) : idx % 9 == 7 ? (G_DQ | G_DBIAS) : G_ALL;
             run_case(ctx, &c, variant);
         }
@@ -401,7 +422,7 @@ static void edge_cases(clattn_ctx *ctx, const char *variant, bool small)
 {
     const tcase cases[] = {
         /* causal, N > M: the first N - M rows see nothing; N < M, MQA. */
-        {2, 2, 1, 40, 9, 16, 16, MASK_CAUSAL, 0, false, true, G_ALL, 0},
+        {2, 2, 1, 40, 9, 8, 8, MASK_CAUSAL, 0, false, true, G_ALL, 0},
         {1, 4, 1, 3, 130, 64, 64, MASK_CAUSAL, 0, false, true, G_ALL, 0},
         /* single query, single key. */
         {1, 1, 1, 1, 1, 1, 1, MASK_NONE, 0, false, false, G_ALL, 0},
@@ -413,15 +434,15 @@ static void edge_cases(clattn_ctx *ctx, const char *variant, bool small)
         {2, 4, 2, 17, 23, 8, 8, MASK_BIAS_BOOL, BIAS_BHNM, false, false, G_ALL, 0},
         {2, 4, 2, 17, 23, 8, 8, MASK_BIAS_BOOL, BIAS_1H1M, true, false, G_ALL, 0},
         /* only dbias, only dv, only dq. */
-        {3, 2, 1, 9, 14, 8, 4, MASK_WINDOW_BIAS, BIAS_B1NM, false, false, G_DBIAS, 0},
-        {3, 2, 1, 9, 14, 8, 4, MASK_KV_LEN, 0, false, false, G_DV, 0},
-        {3, 2, 1, 9, 14, 8, 4, MASK_MOD, 0, true, false, G_DQ, 0.5f},
+        {3, 2, 1, 9, 14, 8, 8, MASK_WINDOW_BIAS, BIAS_B1NM, false, false, G_DBIAS, 0},
+        {3, 2, 1, 9, 14, 8, 8, MASK_KV_LEN, 0, false, false, G_DV, 0},
+        {3, 2, 1, 9, 14, 8, 8, MASK_MOD, 0, true, false, G_DQ, 0.5f},
         /* key blocks fully outside a narrow window are skipped. */
-        {1, 2, 1, 257, 257, 32, 32, MASK_WINDOW_LEFT, 0, false, true, G_ALL, 0},
-        /* every key of a batch masked by kv_len = 0, cosine score. */
-        {3, 2, 2, 17, 65, 17, 3, MASK_CAUSAL_KV_LEN, 0, true, true, G_ALL, 0},
-        /* mask_mod with GQA, N and M past a block, D != Dv. */
-        {2, 4, 2, 70, 131, 24, 40, MASK_MOD, 0, false, true, G_ALL, 0},
+        {1, 2, 1, 257, 257, 64, 64, MASK_WINDOW_LEFT, 0, false, true, G_ALL, 0},
+        /* every key of a batch masked by kv_len = 0, cosine score, odd D, Dv. */
+        {3, 2, 2, 17, 65, 17, 3, MASK_CAUSAL_KV_LEN, 0, true, false, G_ALL, 0},
+        /* mask_mod with GQA, N and M past a block. */
+        {2, 4, 2, 70, 131, 64, 64, MASK_MOD, 0, false, true, G_ALL, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         tcase c = cases[i];
@@ -755,12 +776,6 @@ static void pytorch_fixtures(clattn_ctx *ctx, const char *dir)
 
 /* ---- memory ------------------------------------------------------------------ */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* N = M = 16384, D = 64, one head: forward with lse, then backward, in
  * far less memory than the 1 GiB of one N x M float matrix. On a CPU
@@ -910,11 +925,11 @@ int main(int argc, char **argv)
 
     reference_fd_check();
     pytorch_fixtures(ctx, argc > 1 ? argv[1] : GRAD_FIXTURES);
-    sweep(ctx, name, small, small ? 3 : 1, 0);
+    sweep(ctx, name, small, small ? 3 : 1, 0, false);
     edge_cases(ctx, name, small);
     zero_row_case(ctx);
     if (other) {
-        sweep(other, op.attention_kernel, small, small ? 7 : 3, 1);
+        sweep(other, op.attention_kernel, small, small ? 7 : 3, 1, true);
         if (!small)
             edge_cases(other, op.attention_kernel, small);
     }
