@@ -1453,7 +1453,10 @@ CLATTN_API clattn_status clattn_checkpoint_load(const char *path, int32_t count,
  * gradients. Attention runs the fused forward and backward kernels, so
  * nothing N x M is kept unless attention weights are requested.
  * TRANSFORMER is CLATTN_ERR_UNSUPPORTED (train its encoder and decoder as
- * two modules). Training uses no dropout. */
+ * two modules). Training uses no dropout. The forward's input tensors
+ * (query, key, value, memory) are borrowed until the backward: do not
+ * change or destroy them in between. Any clattn_module_forward in between
+ * discards the saved activations. */
 
 CLATTN_API clattn_status clattn_module_train_forward(clattn_module *m,
                                                      const clattn_forward_args *a,
