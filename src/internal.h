@@ -369,6 +369,13 @@ static inline size_t clattn__round_up(size_t x, size_t m) { return (x + m - 1) /
 clattn_status clattn__enqueue(clattn_ctx *ctx, cl_kernel kernel, cl_uint dims,
                               const size_t *global, const size_t *local, const char *what);
 
+/* Enqueues a row kernel (layers_rows.c: one work-group per row of cols
+ * elements, its width chosen from the device's and the kernel's limits)
+ * whose arguments are all set except the last, the __local float2 scratch
+ * at index scratch_arg. */
+clattn_status clattn__run_rows(clattn_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows,
+                               size_t cols, const char *what);
+
 /* Sets kernel argument index to the given value; the set of macros below
  * keeps argument lists readable at call sites. */
 #define CLATTN_ARG(kernel, index, value) \

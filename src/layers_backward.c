@@ -112,61 +112,9 @@ static clattn_status zeroed_buffer(clattn_ctx *ctx, size_t bytes, const char *wh
     return CLATTN_OK;
 }
 
-/* ---- row kernels: one work-group per row ------------------------------- */
-
-/* Upper bound on the row work-group size: the same as layers_rows.c's, so
- * the recomputed layer-norm statistics use the forward's reduction tree
- * (and so its rounding) whenever the device limits allow both the same. */
-#define ROW_WG_MAX 256
-
-/* The largest power of two within the device's and the kernel's limits,
- * ROW_WG_MAX and the local memory, not much wider than the row: the rule
- * of layers_rows.c's row_wg (a static copy: that one is private there). */
-static clattn_status row_wg(clattn_ctx *ctx, cl_kernel k, size_t cols, size_t *wg)
-{
-    size_t kernel_max = 0, item_max[3] = {0, 0, 0};
-    cl_ulong kernel_local = 0;
-    cl_int err = clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
-                                          sizeof kernel_max, &kernel_max, NULL);
-    if (err == CL_SUCCESS)
-        err = clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE,
-                                       sizeof kernel_local, &kernel_local, NULL);
-    if (err == CL_SUCCESS)
-        err = clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof item_max,
-                              item_max, NULL);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "querying work-group limits for a row kernel");
-    size_t limit = ROW_WG_MAX;
-    if (ctx->info.max_work_group_size < limit)
-        limit = ctx->info.max_work_group_size;
-    if (kernel_max < limit)
-        limit = kernel_max;
-    if (item_max[0] && item_max[0] < limit)
-        limit = item_max[0];
-    size_t w = 1;
-    while (w * 2 <= limit && w < cols)
-        w *= 2;
-    while (w > 1 && kernel_local + w * sizeof(cl_float2) > ctx->info.local_mem_bytes)
-        w /= 2;
-    *wg = w;
-    return CLATTN_OK;
-}
-
-/* Enqueues a row kernel whose arguments are set except the last (the
- * __local float2 scratch, argument scratch_arg). */
-static clattn_status run_rows(clattn_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows,
-                              size_t cols, const char *what)
-{
-    size_t wg;
-    clattn_status st = row_wg(ctx, k, cols, &wg);
-    if (st != CLATTN_OK)
-        return st;
-    cl_int err = clSetKernelArg(k, scratch_arg, wg * sizeof(cl_float2), NULL);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, what);
-    size_t global = rows * wg;
-    return clattn__enqueue(ctx, k, 1, &global, &wg, what);
-}
+/* Row kernels run through layers_rows.c's clattn__run_rows, so the
+ * recomputed layer-norm statistics use the forward's work-group width and
+ * reduction tree (and so its rounding). */
 
 /* ---- deterministic column sums -------------------------------------------- */
 
@@ -457,7 +405,7 @@ clattn_status clattn_layer_norm_backward(clattn_ctx *ctx, const clattn_tensor *x
     if (st == CLATTN_OK && (write_dx || write_stats)) {
         err = CLATTN_ARG(k, 5, write_dx);
         err |= CLATTN_ARG(k, 6, write_stats);
-        st = err == CL_SUCCESS ? run_rows(ctx, k, 9, rows, cols, kname)
+        st = err == CL_SUCCESS ? clattn__run_rows(ctx, k, 9, rows, cols, kname)
                                : clattn__fail_cl(ctx, err, "setting layer_norm_bwd_rows flags");
     }
     if (st == CLATTN_OK && dgamma) {
@@ -480,7 +428,7 @@ clattn_status clattn_layer_norm_backward(clattn_ctx *ctx, const clattn_tensor *x
         write_stats = 0;
         err = CLATTN_ARG(k, 5, write_dx);
         err |= CLATTN_ARG(k, 6, write_stats);
-        st = err == CL_SUCCESS ? run_rows(ctx, k, 9, rows, cols, kname)
+        st = err == CL_SUCCESS ? clattn__run_rows(ctx, k, 9, rows, cols, kname)
                                : clattn__fail_cl(ctx, err, "setting layer_norm_bwd_rows flags");
     }
     release_mem(stats);
@@ -526,5 +474,5 @@ clattn_status clattn_softmax_backward(clattn_ctx *ctx, const clattn_tensor *y,
     err |= CLATTN_ARG(k, 3, c);
     if (err != CL_SUCCESS)
         return clattn__fail_cl(ctx, err, "setting softmax_bwd_rows arguments");
-    return run_rows(ctx, k, 4, y->numel / cols, cols, "softmax_bwd_rows");
+    return clattn__run_rows(ctx, k, 4, y->numel / cols, cols, "softmax_bwd_rows");
 }

@@ -46,7 +46,7 @@ static clattn_status row_wg(clattn_ctx *ctx, cl_kernel k, size_t cols, size_t *w
 
 /* Enqueues a row kernel whose arguments are set except the last, the
  * __local scratch. */
-static clattn_status run_rows(clattn_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows,
+clattn_status clattn__run_rows(clattn_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows,
                               size_t cols, const char *what)
 {
     size_t wg;
@@ -138,7 +138,7 @@ clattn_status clattn_layer_norm(clattn_ctx *ctx, const clattn_tensor *x,
     err |= CLATTN_ARG(k, 7, eps);
     if (err != CL_SUCCESS)
         return clattn__fail_cl(ctx, err, "setting layer_norm_rows arguments");
-    return run_rows(ctx, k, 8, x->numel / cols, cols, "layer_norm_rows");
+    return clattn__run_rows(ctx, k, 8, x->numel / cols, cols, "layer_norm_rows");
 }
 
 clattn_status clattn_softmax(clattn_ctx *ctx, const clattn_tensor *x, clattn_tensor *y)
@@ -159,5 +159,5 @@ clattn_status clattn_softmax(clattn_ctx *ctx, const clattn_tensor *x, clattn_ten
     err |= CLATTN_ARG(k, 2, c);
     if (err != CL_SUCCESS)
         return clattn__fail_cl(ctx, err, "setting softmax_rows arguments");
-    return run_rows(ctx, k, 3, x->numel / cols, cols, "softmax_rows");
+    return clattn__run_rows(ctx, k, 3, x->numel / cols, cols, "softmax_rows");
 }
