@@ -13,11 +13,22 @@
  *   dS_ij = P_ij (dP_ij - Delta_i)       (= dLoss / ds_ij, also dbias)
  *   dQ_i  = scale * sum_j dS_ij k_j      dK_j = scale * sum_i dS_ij q_i
  * dK and dV of a kv head sum over the query heads that share it (GQA).
- * Nothing of size N x M is stored, and no float atomics are used: one
- * kernel owns key rows (dK, dV) and loops over every query, another owns
- * query rows (dQ) and loops over every key; both recompute P from lse.
- * Blocks outside every owned row's visible range (causal, windows,
- * kv_len) are skipped in both loops.
+ * Nothing of size N x M is stored (but dS for dbias) and no float atomics
+ * are used; P is recomputed from lse. Blocks outside every owned row's
+ * visible range (causal, windows, kv_len) are skipped.
+ *
+ * Two kernel families (BWD_CPU selects which one is compiled):
+ *   tiled (GPUs), FlashAttention-2's split: sdpa_bwd_dkdv_tiled owns key
+ *     rows and loops over every query of the group's query heads (dK,
+ *     dV); sdpa_bwd_dq_tiled owns query rows and loops over every key
+ *     (dQ, and dS for dbias); tiles of the other side in local memory.
+ *   cpu: sdpa_bwd_cpu owns key rows as the tiled dkdv kernel does, in
+ *     registers and private memory, and also adds each key block's share
+ *     of dQ into a partial dQ of its own (one per key chunk), which
+ *     sdpa_bwd_dq_reduce sums: S and dP are computed once rather than
+ *     twice (10 N x M x D products instead of 14), for chunks x B x Hq x
+ *     N x D floats of scratch (the host caps it at 64 MiB, or uses dq
+ *     itself with one chunk).
  *
  * Layouts (float32, row-major, contiguous)
  *   q, dq   [B, Hq, N, D]      k, dk  [B, Hkv, M, D]    D  = HEAD_DIM
@@ -25,12 +36,13 @@
  *   dl      [2, B, Hq, Np]     Delta, then lse in score units (LSE_UNITS)
  *                              with +FLT_MAX for rows of lse = -inf and
  *                              for the padding rows N..Np-1 (so P = 0)
- *   ds      [B, Hq, N, M]      dS (dbias scratch), optional
- *   panels (CPU kernels, made by sdpa_bwd_panels with width C and block PB)
- *     kt [B, Hkv, Mp/KEY_BLOCK, D, KEY_BLOCK]    vt  the same with Dv
- *     qt [B, Hq, Np/QUERY_BLOCK, D, QUERY_BLOCK] dot the same with Dv
- *     Mp = round_up(M, KEY_BLOCK), Np = round_up(N, QUERY_BLOCK); padding
- *     rows are zero.
+ *   ds      [B, Hq, N, M]      dS (for dbias), optional
+ *   dqp     [chunks, B, Hq, N, D]  partial dQ of sdpa_bwd_cpu, in units
+ *                              of 1 / (scale * CLATTN_QSCALE)
+ *   qt, dot [B, Hq, Np/QUERY_BLOCK, D (Dv), QUERY_BLOCK]  q and dout in
+ *     panels for sdpa_bwd_cpu (made by sdpa_bwd_panels); Np =
+ *     round_up(N, QUERY_BLOCK) for the cpu family, N for the tiled one;
+ *     padding rows are zero.
  *
  * Masking rules are attention.cl's (clattn_row_range there): key j is
  * visible to query i iff i+M-N-wl <= j <= i+M-N+wr (bottom-right aligned,
@@ -41,14 +53,13 @@
  * Build options: -cl-std=CL1.2 -DHEAD_DIM=D -DVALUE_DIM=Dv (1..256)
  *   -DHAS_BIAS=0|1 -DBWD_CPU=0|1 (which kernel family is compiled)
  *   tunables (defaults in brackets):
- *     ROWS_PER_ITEM [6]  CPU kernels: rows per group (6 x 16 lanes = 12
- *                        AVX2 accumulators, as attention.cl)
- *     DQ_GROUPS     [clamp(6144 / (ROWS_PER_ITEM * (2D + Dv)), 1, 8)]
+ *     ROWS_PER_ITEM [6]  sdpa_bwd_cpu: key rows per group (6 x 16 lanes =
+ *                        12 AVX2 accumulators, as attention.cl)
  *     KV_GROUPS     [clamp(6144 / (ROWS_PER_ITEM * 2(D + Dv)), 1, 8)]
- *                        row groups per work-item (private rows <= 24 KiB)
- *     KEY_BLOCK     [64] sdpa_bwd_dq_cpu: keys per step (multiple of 16)
- *     QUERY_BLOCK   [64] sdpa_bwd_dkdv_cpu: queries per step (mult. of 16)
- *     CPU_LOCAL     [8]  CPU kernels: reqd work-group size
+ *                        sdpa_bwd_cpu: row groups per key block (private
+ *                        rows <= 24 KiB); KV_ROWS = groups * rows
+ *     QUERY_BLOCK   [64] sdpa_bwd_cpu: queries per step (multiple of 16)
+ *     CPU_LOCAL     [1]  sdpa_bwd_cpu: reqd work-group size
  *     TPR           [4]  tiled kernels: work-items per owned row
  *     DQ_TILE_Q [32], DQ_TILE_K [32]     sdpa_bwd_dq_tiled: owned query
  *                        rows per group; keys per local tile (mult. of TPR)
@@ -59,30 +70,33 @@
  *   The host picks tile sizes that fit the device (attention_backward.c).
  *
  * ===================================================================
- * Argument list of the four gradient kernels (BWD_ARGS)
- *   0 q   1 qt   2 k   3 kt   4 v   5 vt   6 dout   7 dot   8 dl
- *   9  g1: dq (dq kernels) or dk (dkdv kernels)
- *   10 g2: ds (dq kernels) or dv (dkdv kernels)
+ * Argument list of the gradient kernels (BWD_ARGS)
+ *   0 q   1 qt   2 k   3 v   4 dout   5 dot   6 dl
+ *   7..10 outputs g1..g4:
+ *     sdpa_bwd_cpu         dk, dv, dqp, ds
+ *     sdpa_bwd_dkdv_tiled  dk, dv, -, -
+ *     sdpa_bwd_dq_tiled    dq, ds, -, -
  *   11 bias  12 bias_sb  13 bias_sh  14 bias_sn (longs, 0 broadcasts)
  *   15 kv_len (int [B])  16 mod_buf  17..20 p0..p3
  *   21 B  22 Hq  23 Hkv  24 N  25 M  26 Np  27 scale  28 wl  29 wr
- *   30 flags: BWD_WRITE_G1 | BWD_WRITE_G2 (outputs that are written)
- * Unused buffers may be any valid buffer. The CPU kernels read the panels
- * (kt, vt: dq; qt, dot: dkdv), the tiled kernels do not.
+ *   30 flags: BWD_WRITE_G1 | .. | BWD_WRITE_G4, the outputs written
+ *   31 chunks (sdpa_bwd_cpu: key chunks per (b, kv head), >= 1)
+ * Unused buffers may be any valid buffer. Only sdpa_bwd_cpu reads qt, dot.
  *
- * sdpa_bwd_dq_cpu     global (round_up(ceil(N / (R * DQ_GROUPS)), CPU_LOCAL), B*Hq)
- * sdpa_bwd_dkdv_cpu   global (round_up(ceil(M / (R * KV_GROUPS)), CPU_LOCAL), B*Hkv)
+ * sdpa_bwd_cpu        global (round_up(chunks, CPU_LOCAL), B*Hkv),
  *                     local (CPU_LOCAL, 1)
  * sdpa_bwd_dq_tiled   global (ceil(N / DQ_TILE_Q) * DQ_TILE_Q * TPR, B*Hq)
  *                     local (DQ_TILE_Q * TPR, 1)
  * sdpa_bwd_dkdv_tiled global (ceil(M / KV_TILE_K) * KV_TILE_K * TPR, B*Hkv)
  *                     local (KV_TILE_K * TPR, 1)
- * The dq kernels write dS to g2 at the visible (i, j) of the blocks they
- * visit; the host zero-fills g2 first.
+ * ds is written at the visible (i, j) of the blocks visited; the host
+ * zero-fills it first.
  *
  * sdpa_bwd_prep(out, dout, lse, dl, BHq, N, Np): global (Np, BHq).
  * sdpa_bwd_panels(x, xt, BH, rows, C, PB): x [BH, rows, C] ->
  *   xt [BH, ceil(rows/PB), C, PB]; global (round_up(rows, PB), C, BH).
+ * sdpa_bwd_dq_reduce(dqp, dq, chunks, total): dq = sum over chunks of
+ *   dqp / CLATTN_QSCALE; dq may be dqp when chunks = 1; global (total).
  * sdpa_bwd_l2_normalize(x, y, norms, rows): y = x / max(|x|, 1e-12) over
  *   HEAD_DIM, norms[r] = |x| (attention.cl's sdpa_l2_normalize_rows plus
  *   the norms the backward needs); global (rows).
@@ -117,20 +131,14 @@
 #define CLATTN_GROUPS(W) (6144 / (ROWS_PER_ITEM * (W)) > 8 ? 8 : \
                           6144 / (ROWS_PER_ITEM * (W)) < 1 ? 1 : \
                           6144 / (ROWS_PER_ITEM * (W)))
-#ifndef DQ_GROUPS
-#define DQ_GROUPS CLATTN_GROUPS(2 * HEAD_DIM + VALUE_DIM)
-#endif
 #ifndef KV_GROUPS
 #define KV_GROUPS CLATTN_GROUPS(2 * (HEAD_DIM + VALUE_DIM))
-#endif
-#ifndef KEY_BLOCK
-#define KEY_BLOCK 64
 #endif
 #ifndef QUERY_BLOCK
 #define QUERY_BLOCK 64
 #endif
 #ifndef CPU_LOCAL
-#define CPU_LOCAL 8
+#define CPU_LOCAL 1
 #endif
 #ifndef TPR
 #define TPR 4
@@ -148,8 +156,8 @@
 #define KV_TILE_Q 32
 #endif
 
-#if (KEY_BLOCK % 16) != 0 || (QUERY_BLOCK % 16) != 0
-#error "KEY_BLOCK and QUERY_BLOCK must be multiples of 16"
+#if (QUERY_BLOCK % 16) != 0
+#error "QUERY_BLOCK must be a multiple of 16"
 #endif
 #if (DQ_TILE_K % TPR) != 0 || (KV_TILE_Q % TPR) != 0
 #error "DQ_TILE_K and KV_TILE_Q must be multiples of TPR"
@@ -157,6 +165,8 @@
 
 #define BWD_WRITE_G1 1
 #define BWD_WRITE_G2 2
+#define BWD_WRITE_G3 4
+#define BWD_WRITE_G4 8
 
 /* As attention.cl: scores below the threshold are masked (a -inf bias, or
  * mask_mod's rejection, which sets CLATTN_NEG_BIG). */
@@ -187,17 +197,17 @@
 
 #define BWD_ARGS                                                            \
     __global const float *q, __global const float *qt,                    \
-    __global const float *k, __global const float *kt,                    \
-    __global const float *v, __global const float *vt,                    \
+    __global const float *k, __global const float *v,                     \
     __global const float *dout, __global const float *dot,                \
     __global const float *dl, __global float *g1, __global float *g2,     \
+    __global float *g3, __global float *g4,                                \
     __global const float *bias, const long bias_sb, const long bias_sh,    \
     const long bias_sn, __global const int *kv_len,                        \
     __global const float *mod_buf, const float p0, const float p1,         \
     const float p2, const float p3, const int B, const int Hq,             \
     const int Hkv, const int N, const int M, const int Np,                 \
     const float scale, const int window_left, const int window_right,      \
-    const int flags
+    const int flags, const int chunks
 
 /* ---- masking (the rules of attention.cl) ------------------------------ */
 
@@ -439,248 +449,229 @@ static inline float16 bwd_edge_mask(float16 sv, int edge, int c0, int mlo, int m
         }                                                                   \
     } while (0)
 
-#define GQ_ DQ_GROUPS
-#define DQ_ROWS (DQ_GROUPS * ROWS_PER_ITEM)
-
-__kernel __attribute__((reqd_work_group_size(CPU_LOCAL, 1, 1)))
-void sdpa_bwd_dq_cpu(BWD_ARGS)
-{
-    const int bh = get_global_id(1);
-    const int i0 = get_global_id(0) * DQ_ROWS;
-    if (i0 >= N || bh >= B * Hq) return;
-    const int b = bh / Hq, h = bh - b * Hq;
-    const int bhkv = b * Hkv + h / (Hq / Hkv);
-    const int Mp = (M + KEY_BLOCK - 1) / KEY_BLOCK * KEY_BLOCK;
-    const int kvl = clamp(kv_len[b], 0, M);
-
-    __global const float *ktp = kt + (long)bhkv * HEAD_DIM * Mp;
-    __global const float *vtp = vt + (long)bhkv * VALUE_DIM * Mp;
-    __global const float *kp = k + (long)bhkv * M * HEAD_DIM;
-    __global const float *delta = dl + (long)bh * Np;
-    __global const float *lsea = dl + (long)B * Hq * Np + (long)bh * Np;
-
-    float qr[DQ_ROWS][HEAD_DIM];    /* pre-scaled query rows */
-    float gr[DQ_ROWS][VALUE_DIM];   /* dO rows */
-    float acc[DQ_ROWS][HEAD_DIM];   /* sum_j dS_ij k_j */
-    float lr[DQ_ROWS], dr[DQ_ROWS];
-    int lo[DQ_ROWS], hi[DQ_ROWS];
-    int glo[GQ_], ghi[GQ_], gmaxlo[GQ_], gminhi[GQ_];
-    float sc[R_][KEY_BLOCK];        /* S, then P, then dS of a block */
-    float dp[R_][KEY_BLOCK];        /* dP of a block */
-    int jlo = M, jhi = 0;
-    const float qscale = scale * CLATTN_QSCALE;
-
-    for (int g = 0; g < GQ_; ++g) {
-        glo[g] = M; ghi[g] = 0; gmaxlo[g] = 0; gminhi[g] = M;
-        for (int r = g * R_; r < (g + 1) * R_; ++r) {
-            const int i = i0 + r;
-            lo[r] = 0; hi[r] = 0;
-            lr[r] = FLT_MAX; dr[r] = 0.0f;
-            if (i < N) {
-                bwd_row_range(i, N, M, kvl, window_left, window_right, &lo[r], &hi[r]);
-                __global const float *qp = q + ((long)bh * N + i) * HEAD_DIM;
-                __global const float *gp = dout + ((long)bh * N + i) * VALUE_DIM;
-                for (int d = 0; d < HEAD_DIM; ++d) qr[r][d] = qp[d] * qscale;
-                for (int d = 0; d < VALUE_DIM; ++d) gr[r][d] = gp[d];
-                lr[r] = lsea[i];
-                dr[r] = delta[i];
-            } else {
-                for (int d = 0; d < HEAD_DIM; ++d) qr[r][d] = 0.0f;
-                for (int d = 0; d < VALUE_DIM; ++d) gr[r][d] = 0.0f;
-            }
-            if (lo[r] < hi[r]) {
-                glo[g] = min(glo[g], lo[r]);
-                ghi[g] = max(ghi[g], hi[r]);
-            }
-            gmaxlo[g] = max(gmaxlo[g], lo[r]);
-            gminhi[g] = min(gminhi[g], hi[r]);
-            for (int d = 0; d < HEAD_DIM; ++d) acc[r][d] = 0.0f;
-        }
-        jlo = min(jlo, glo[g]);
-        jhi = max(jhi, ghi[g]);
-    }
-
-    for (int j0 = jlo / KEY_BLOCK * KEY_BLOCK; j0 < jhi; j0 += KEY_BLOCK) {
-      for (int g = 0; g < GQ_; ++g) {
-        if (j0 >= ghi[g] || j0 + KEY_BLOCK <= glo[g]) continue;
-        const int rb = g * R_;
-        float (*qg)[HEAD_DIM] = qr + rb;
-        float (*gg)[VALUE_DIM] = gr + rb;
-        float (*ag)[HEAD_DIM] = acc + rb;
-
-        BWD_PANEL_PRODUCT(sc, qg, ktp + (long)j0 * HEAD_DIM, HEAD_DIM, KEY_BLOCK);
-        BWD_PANEL_PRODUCT(dp, gg, vtp + (long)j0 * VALUE_DIM, VALUE_DIM, KEY_BLOCK);
-
-#if CLATTN_NEEDS_FINISH
-        {
-            const int jend = min(j0 + KEY_BLOCK, ghi[g]);
-            for (int r = 0; r < R_; ++r) {
-                const int jb = max(j0, lo[rb + r]), je = min(jend, hi[rb + r]);
-                for (int j = jb; j < je; ++j)
-                    sc[r][j - j0] = bwd_finish(sc[r][j - j0], bias, bias_sb, bias_sh,
-                        bias_sn, mod_buf, p0, p1, p2, p3, b, h, i0 + rb + r, j, N, M);
-            }
-        }
-#endif
-        /* dS = P (dP - Delta) with P = exp(s - lse); position masks only on
-         * blocks not inside every row's range. Masked scores (-inf bias,
-         * mask_mod, NEG_BIG) and lse = FLT_MAX rows give P = 0 exactly. */
-        const int edge = (j0 < gmaxlo[g]) || (j0 + KEY_BLOCK > gminhi[g]);
-        for (int r = 0; r < R_; ++r) {
-            const int mlo = lo[rb + r] - j0, mhi = hi[rb + r] - j0;
-            const float l = lr[rb + r], dd = dr[rb + r];
-#pragma unroll
-            for (int c = 0; c < KEY_BLOCK / 16; ++c) {
-                const float16 s = bwd_edge_mask(vload16(c, sc[r]), edge, 16 * c, mlo, mhi);
-                const float16 p = bwd_exp2_16(CLATTN_EXP2_ARG(s - l));
-                vstore16(p * (vload16(c, dp[r]) - dd), c, sc[r]);
-            }
-        }
-#if HAS_BIAS
-        if (flags & BWD_WRITE_G2) {
-            for (int r = 0; r < R_; ++r) {
-                const int i = i0 + rb + r;
-                const int jb = max(j0, lo[rb + r]), je = min(j0 + KEY_BLOCK, hi[rb + r]);
-                __global float *dsp = g2 + ((long)bh * N + i) * M;
-                for (int j = jb; j < je; ++j) dsp[j] = sc[r][j - j0];
-            }
-        }
-#endif
-        /* dQ += dS K over the group's keys in this block (others have
-         * dS = 0 and may lie past M). */
-        const int jb = max(glo[g] - j0, 0), je = min(KEY_BLOCK, ghi[g] - j0);
-        BWD_ACCUMULATE(ag, sc, kp + (long)j0 * HEAD_DIM, HEAD_DIM, jb, je);
-      }
-    }
-
-    if (!(flags & BWD_WRITE_G1)) return;
-    for (int r = 0; r < DQ_ROWS; ++r) {
-        const int i = i0 + r;
-        if (i >= N) break;
-        __global float *op = g1 + ((long)bh * N + i) * HEAD_DIM;
-        for (int d = 0; d < HEAD_DIM; ++d) op[d] = acc[r][d] * scale;
-    }
-}
-#undef GQ_
-
 #define GK_ KV_GROUPS
 #define KV_ROWS (KV_GROUPS * ROWS_PER_ITEM)
 
+/* dK, dV and partial dQ. Work-item w of (b, kv head) owns the key blocks
+ * w, w + chunks, w + 2 chunks, ... (KV_ROWS keys each, interleaved so that
+ * causal work spreads evenly) and walks every query of every query head
+ * of the group for each. dK and dV of its keys are complete when it is
+ * done; dQ gets its share sum_j dS_ij kr_j into its own slice g3[w] (kr
+ * = k * scale * CLATTN_QSCALE), summed over the chunks afterwards by
+ * sdpa_bwd_dq_reduce. That reuses S and dP for dQ instead of recomputing
+ * them in a query-parallel kernel (10 rather than 14 N x M x D products),
+ * for chunks x B x Hq x N x D floats of scratch. */
 __kernel __attribute__((reqd_work_group_size(CPU_LOCAL, 1, 1)))
-void sdpa_bwd_dkdv_cpu(BWD_ARGS)
+void sdpa_bwd_cpu(BWD_ARGS)
 {
+    const int w = get_global_id(0);
     const int bhkv = get_global_id(1);
-    const int j0 = get_global_id(0) * KV_ROWS;
-    if (j0 >= M || bhkv >= B * Hkv) return;
+    if (w >= chunks || bhkv >= B * Hkv) return;
     const int b = bhkv / Hkv, hk = bhkv - b * Hkv;
     const int G = Hq / Hkv;
     const int kvl = clamp(kv_len[b], 0, M);
+    const int nblocks = (M + KV_ROWS - 1) / KV_ROWS;
+    __global float *dqw = g3 + (long)w * B * Hq * N * HEAD_DIM;
+    const int want_dk = (flags & BWD_WRITE_G1) != 0, want_dv = (flags & BWD_WRITE_G2) != 0;
+    const int want_dq = (flags & BWD_WRITE_G3) != 0;
 
     float kr[KV_ROWS][HEAD_DIM];    /* pre-scaled key rows */
     float vr[KV_ROWS][VALUE_DIM];
     float dka[KV_ROWS][HEAD_DIM];   /* sum_i dS_ij q_i */
     float dva[KV_ROWS][VALUE_DIM];  /* sum_i P_ij dO_i */
+    float dst[KV_ROWS][QUERY_BLOCK]; /* dS^T of a query block, all groups */
+    float sc[R_][QUERY_BLOCK];      /* S^T, then P^T of a group */
+    float dp[R_][QUERY_BLOCK];      /* dP^T of a group */
     int lo[KV_ROWS], hi[KV_ROWS];   /* queries that see each key */
     int glo[GK_], ghi[GK_], gmaxlo[GK_], gminhi[GK_];
-    float sc[R_][QUERY_BLOCK];      /* S^T, then P^T of a block */
-    float dp[R_][QUERY_BLOCK];      /* dP^T, then dS^T */
-    int ilo = N, ihi = 0;
     const float kscale = scale * CLATTN_QSCALE;
 
-    for (int g = 0; g < GK_; ++g) {
-        glo[g] = N; ghi[g] = 0; gmaxlo[g] = 0; gminhi[g] = N;
-        for (int r = g * R_; r < (g + 1) * R_; ++r) {
-            const int j = j0 + r;
-            lo[r] = 0; hi[r] = 0;
-            if (j < M) {
-                bwd_col_range(j, N, M, kvl, window_left, window_right, &lo[r], &hi[r]);
-                __global const float *kp = k + ((long)bhkv * M + j) * HEAD_DIM;
-                __global const float *vp = v + ((long)bhkv * M + j) * VALUE_DIM;
-                for (int d = 0; d < HEAD_DIM; ++d) kr[r][d] = kp[d] * kscale;
-                for (int d = 0; d < VALUE_DIM; ++d) vr[r][d] = vp[d];
-            } else {
-                for (int d = 0; d < HEAD_DIM; ++d) kr[r][d] = 0.0f;
-                for (int d = 0; d < VALUE_DIM; ++d) vr[r][d] = 0.0f;
-            }
-            if (lo[r] < hi[r]) {
-                glo[g] = min(glo[g], lo[r]);
-                ghi[g] = max(ghi[g], hi[r]);
-            }
-            gmaxlo[g] = max(gmaxlo[g], lo[r]);
-            gminhi[g] = min(gminhi[g], hi[r]);
-            for (int d = 0; d < HEAD_DIM; ++d) dka[r][d] = 0.0f;
-            for (int d = 0; d < VALUE_DIM; ++d) dva[r][d] = 0.0f;
+    if (want_dq) {
+        for (int hh = 0; hh < G; ++hh) {
+            __global float *z = dqw + (long)(b * Hq + hk * G + hh) * N * HEAD_DIM;
+            for (long x = 0; x < (long)N * HEAD_DIM; ++x) z[x] = 0.0f;
         }
-        ilo = min(ilo, glo[g]);
-        ihi = max(ihi, ghi[g]);
     }
 
-    for (int hh = 0; hh < G; ++hh) {
-      const int h = hk * G + hh;
-      const int bh = b * Hq + h;
-      __global const float *qtp = qt + (long)bh * HEAD_DIM * Np;
-      __global const float *gtp = dot + (long)bh * VALUE_DIM * Np;
-      __global const float *qp = q + (long)bh * N * HEAD_DIM;
-      __global const float *gp = dout + (long)bh * N * VALUE_DIM;
-      __global const float *delta = dl + (long)bh * Np;
-      __global const float *lsea = dl + (long)B * Hq * Np + (long)bh * Np;
+    for (int kb = w; kb < nblocks; kb += chunks) {
+      const int j0 = kb * KV_ROWS;
+      int ilo = N, ihi = 0;
+      for (int g = 0; g < GK_; ++g) {
+          glo[g] = N; ghi[g] = 0; gmaxlo[g] = 0; gminhi[g] = N;
+          for (int r = g * R_; r < (g + 1) * R_; ++r) {
+              const int j = j0 + r;
+              lo[r] = 0; hi[r] = 0;
+              if (j < M) {
+                  bwd_col_range(j, N, M, kvl, window_left, window_right, &lo[r], &hi[r]);
+                  __global const float *kp = k + ((long)bhkv * M + j) * HEAD_DIM;
+                  __global const float *vp = v + ((long)bhkv * M + j) * VALUE_DIM;
+                  for (int d = 0; d < HEAD_DIM; ++d) kr[r][d] = kp[d] * kscale;
+                  for (int d = 0; d < VALUE_DIM; ++d) vr[r][d] = vp[d];
+              } else {
+                  for (int d = 0; d < HEAD_DIM; ++d) kr[r][d] = 0.0f;
+                  for (int d = 0; d < VALUE_DIM; ++d) vr[r][d] = 0.0f;
+              }
+              if (lo[r] < hi[r]) {
+                  glo[g] = min(glo[g], lo[r]);
+                  ghi[g] = max(ghi[g], hi[r]);
+              }
+              gmaxlo[g] = max(gmaxlo[g], lo[r]);
+              gminhi[g] = min(gminhi[g], hi[r]);
+              for (int d = 0; d < HEAD_DIM; ++d) dka[r][d] = 0.0f;
+              for (int d = 0; d < VALUE_DIM; ++d) dva[r][d] = 0.0f;
+          }
+          ilo = min(ilo, glo[g]);
+          ihi = max(ihi, ghi[g]);
+      }
 
-      for (int i0 = ilo / QUERY_BLOCK * QUERY_BLOCK; i0 < ihi; i0 += QUERY_BLOCK) {
-        for (int g = 0; g < GK_; ++g) {
-          if (i0 >= ghi[g] || i0 + QUERY_BLOCK <= glo[g]) continue;
-          const int rb = g * R_;
-          float (*kg)[HEAD_DIM] = kr + rb;
-          float (*vg)[VALUE_DIM] = vr + rb;
-          float (*dkg)[HEAD_DIM] = dka + rb;
-          float (*dvg)[VALUE_DIM] = dva + rb;
+      for (int hh = 0; hh < G; ++hh) {
+        const int h = hk * G + hh;
+        const int bh = b * Hq + h;
+        __global const float *qtp = qt + (long)bh * HEAD_DIM * Np;
+        __global const float *gtp = dot + (long)bh * VALUE_DIM * Np;
+        __global const float *qp = q + (long)bh * N * HEAD_DIM;
+        __global const float *gp = dout + (long)bh * N * VALUE_DIM;
+        __global const float *delta = dl + (long)bh * Np;
+        __global const float *lsea = dl + (long)B * Hq * Np + (long)bh * Np;
+        __global float *dqp = dqw + (long)bh * N * HEAD_DIM;
 
-          BWD_PANEL_PRODUCT(sc, kg, qtp + (long)i0 * HEAD_DIM, HEAD_DIM, QUERY_BLOCK);
-          BWD_PANEL_PRODUCT(dp, vg, gtp + (long)i0 * VALUE_DIM, VALUE_DIM, QUERY_BLOCK);
+        for (int i0 = ilo / QUERY_BLOCK * QUERY_BLOCK; i0 < ihi; i0 += QUERY_BLOCK) {
+          for (int g = 0; g < GK_; ++g) {
+            const int rb = g * R_;
+            if (i0 >= ghi[g] || i0 + QUERY_BLOCK <= glo[g]) {
+                for (int r = rb; r < rb + R_; ++r)
+                    for (int x = 0; x < QUERY_BLOCK; ++x) dst[r][x] = 0.0f;
+                continue;
+            }
+            float (*kg)[HEAD_DIM] = kr + rb;
+            float (*vg)[VALUE_DIM] = vr + rb;
+            float (*dkg)[HEAD_DIM] = dka + rb;
+            float (*dvg)[VALUE_DIM] = dva + rb;
+            float (*dsg)[QUERY_BLOCK] = dst + rb;
+
+            BWD_PANEL_PRODUCT(sc, kg, qtp + (long)i0 * HEAD_DIM, HEAD_DIM, QUERY_BLOCK);
+            BWD_PANEL_PRODUCT(dp, vg, gtp + (long)i0 * VALUE_DIM, VALUE_DIM, QUERY_BLOCK);
 
 #if CLATTN_NEEDS_FINISH
-          {
-              const int iend = min(i0 + QUERY_BLOCK, ghi[g]);
-              for (int r = 0; r < R_; ++r) {
-                  const int ib = max(i0, lo[rb + r]), ie = min(iend, hi[rb + r]);
-                  for (int i = ib; i < ie; ++i)
-                      sc[r][i - i0] = bwd_finish(sc[r][i - i0], bias, bias_sb, bias_sh,
-                          bias_sn, mod_buf, p0, p1, p2, p3, b, h, i, j0 + rb + r, N, M);
-              }
-          }
+            {
+                const int iend = min(i0 + QUERY_BLOCK, ghi[g]);
+                for (int r = 0; r < R_; ++r) {
+                    const int ib = max(i0, lo[rb + r]), ie = min(iend, hi[rb + r]);
+                    for (int i = ib; i < ie; ++i)
+                        sc[r][i - i0] = bwd_finish(sc[r][i - i0], bias, bias_sb, bias_sh,
+                            bias_sn, mod_buf, p0, p1, p2, p3, b, h, i, j0 + rb + r, N, M);
+                }
+            }
 #endif
-          const int edge = (i0 < gmaxlo[g]) || (i0 + QUERY_BLOCK > gminhi[g]);
-          for (int r = 0; r < R_; ++r) {
-              const int mlo = lo[rb + r] - i0, mhi = hi[rb + r] - i0;
+            /* P = exp(s - lse), dS = P (dP - Delta); position masks only
+             * on blocks not inside every row's range. Masked scores and
+             * lse = FLT_MAX rows give P = 0 exactly. */
+            const int edge = (i0 < gmaxlo[g]) || (i0 + QUERY_BLOCK > gminhi[g]);
+            for (int r = 0; r < R_; ++r) {
+                const int mlo = lo[rb + r] - i0, mhi = hi[rb + r] - i0;
 #pragma unroll
-              for (int c = 0; c < QUERY_BLOCK / 16; ++c) {
-                  const float16 s = bwd_edge_mask(vload16(c, sc[r]), edge, 16 * c, mlo, mhi);
-                  const float16 l = vload16(c, lsea + i0);
-                  const float16 dd = vload16(c, delta + i0);
-                  const float16 p = bwd_exp2_16(CLATTN_EXP2_ARG(s - l));
-                  vstore16(p, c, sc[r]);
-                  vstore16(p * (vload16(c, dp[r]) - dd), c, dp[r]);
-              }
+                for (int c = 0; c < QUERY_BLOCK / 16; ++c) {
+                    const float16 s = bwd_edge_mask(vload16(c, sc[r]), edge, 16 * c, mlo, mhi);
+                    const float16 l = vload16(c, lsea + i0);
+                    const float16 dd = vload16(c, delta + i0);
+                    const float16 p = bwd_exp2_16(CLATTN_EXP2_ARG(s - l));
+                    vstore16(p, c, sc[r]);
+                    vstore16(p * (vload16(c, dp[r]) - dd), c, dsg[r]);
+                }
+            }
+#if HAS_BIAS
+            if (flags & BWD_WRITE_G4) {
+                for (int r = 0; r < R_; ++r) {
+                    const int j = j0 + rb + r;
+                    const int ib = max(i0, lo[rb + r]), ie = min(i0 + QUERY_BLOCK, hi[rb + r]);
+                    for (int i = ib; i < ie; ++i)
+                        g4[((long)bh * N + i) * M + j] = dsg[r][i - i0];
+                }
+            }
+#endif
+            /* dV += P^T dO and dK += dS^T Q over the group's queries here. */
+            const int ib = max(glo[g] - i0, 0), ie = min(QUERY_BLOCK, ghi[g] - i0);
+            if (want_dv)
+                BWD_ACCUMULATE(dvg, sc, gp + (long)i0 * VALUE_DIM, VALUE_DIM, ib, ie);
+            if (want_dk)
+                BWD_ACCUMULATE(dkg, dsg, qp + (long)i0 * HEAD_DIM, HEAD_DIM, ib, ie);
           }
-          /* dV += P^T dO and dK += dS^T Q over the group's queries here. */
-          const int ib = max(glo[g] - i0, 0), ie = min(QUERY_BLOCK, ghi[g] - i0);
-          BWD_ACCUMULATE(dvg, sc, gp + (long)i0 * VALUE_DIM, VALUE_DIM, ib, ie);
-          BWD_ACCUMULATE(dkg, dp, qp + (long)i0 * HEAD_DIM, HEAD_DIM, ib, ie);
+          /* dQ share of these keys: rows i of the block += sum_r dS^T[r][i]
+           * kr[r], four rows at a time against each 16-wide slice of kr. */
+          if (want_dq) {
+            const int ib = max(ilo - i0, 0), ie = min(QUERY_BLOCK, ihi - i0);
+            __global float *dqb = dqp + (long)i0 * HEAD_DIM;
+            for (int i = ib; i < ie; i += 4) {
+                const int n4 = min(4, ie - i);
+#if HEAD_DIM >= 16
+                for (int c = 0; c < HEAD_DIM / 16; ++c) {
+                    float16 a0 = vload16(c, dqb + (long)i * HEAD_DIM);
+                    float16 a1 = n4 > 1 ? vload16(c, dqb + (long)(i + 1) * HEAD_DIM) : 0.0f;
+                    float16 a2 = n4 > 2 ? vload16(c, dqb + (long)(i + 2) * HEAD_DIM) : 0.0f;
+                    float16 a3 = n4 > 3 ? vload16(c, dqb + (long)(i + 3) * HEAD_DIM) : 0.0f;
+#pragma unroll 2
+                    for (int r = 0; r < KV_ROWS; ++r) {
+                        const float16 kv = vload16(c, kr[r]);
+                        a0 += (float16)dst[r][i] * kv;
+                        a1 += (float16)dst[r][min(i + 1, QUERY_BLOCK - 1)] * kv;
+                        a2 += (float16)dst[r][min(i + 2, QUERY_BLOCK - 1)] * kv;
+                        a3 += (float16)dst[r][min(i + 3, QUERY_BLOCK - 1)] * kv;
+                    }
+                    vstore16(a0, c, dqb + (long)i * HEAD_DIM);
+                    if (n4 > 1) vstore16(a1, c, dqb + (long)(i + 1) * HEAD_DIM);
+                    if (n4 > 2) vstore16(a2, c, dqb + (long)(i + 2) * HEAD_DIM);
+                    if (n4 > 3) vstore16(a3, c, dqb + (long)(i + 3) * HEAD_DIM);
+                }
+#endif
+#if (HEAD_DIM % 16) != 0
+                /* the last HEAD_DIM % 16 columns; written with the rows
+                 * outermost because llvmpipe (Mesa 22/LLVM 15) dropped the
+                 * kernel's later dK/dV stores at HEAD_DIM = 8 and 24 when
+                 * this loop ran over d outermost */
+#define DQ_TAIL (HEAD_DIM % 16)
+                for (int x = 0; x < n4; ++x) {
+                    __global float *row = dqb + (long)(i + x) * HEAD_DIM + (HEAD_DIM - DQ_TAIL);
+                    float a[DQ_TAIL];
+                    for (int t = 0; t < DQ_TAIL; ++t) a[t] = row[t];
+                    for (int r = 0; r < KV_ROWS; ++r) {
+                        const float wgt = dst[r][i + x];
+                        for (int t = 0; t < DQ_TAIL; ++t)
+                            a[t] += wgt * kr[r][HEAD_DIM - DQ_TAIL + t];
+                    }
+                    for (int t = 0; t < DQ_TAIL; ++t) row[t] = a[t];
+                }
+#undef DQ_TAIL
+#endif
+            }
+          }
         }
       }
-    }
 
-    for (int r = 0; r < KV_ROWS; ++r) {
-        const int j = j0 + r;
-        if (j >= M) break;
-        if (flags & BWD_WRITE_G1) {
-            __global float *op = g1 + ((long)bhkv * M + j) * HEAD_DIM;
-            for (int d = 0; d < HEAD_DIM; ++d) op[d] = dka[r][d] * scale;
-        }
-        if (flags & BWD_WRITE_G2) {
-            __global float *op = g2 + ((long)bhkv * M + j) * VALUE_DIM;
-            for (int d = 0; d < VALUE_DIM; ++d) op[d] = dva[r][d];
-        }
+      const int nrows = min(KV_ROWS, M - j0);
+      if (want_dk) {
+          __global float *op = g1 + ((long)bhkv * M + j0) * HEAD_DIM;
+          for (int r = 0; r < nrows; ++r)
+              for (int d = 0; d < HEAD_DIM; ++d) op[r * HEAD_DIM + d] = dka[r][d] * scale;
+      }
+      if (want_dv) {
+          __global float *op = g2 + ((long)bhkv * M + j0) * VALUE_DIM;
+          for (int r = 0; r < nrows; ++r)
+              for (int d = 0; d < VALUE_DIM; ++d) op[r * VALUE_DIM + d] = dva[r][d];
+      }
     }
+}
+
+/* dq = sum of the chunks' partial dQ, times 1 / CLATTN_QSCALE (the
+ * partials hold dS kr with kr = k * scale * CLATTN_QSCALE). dq may be
+ * dqp itself when chunks is 1. */
+__kernel void sdpa_bwd_dq_reduce(__global const float *dqp, __global float *dq,
+                                 const int chunks, const long total)
+{
+    const long e = get_global_id(0);
+    if (e >= total) return;
+    float acc = 0.0f;
+    for (int c = 0; c < chunks; ++c) acc += dqp[(long)c * total + e];
+    dq[e] = acc * (1.0f / CLATTN_QSCALE);
 }
 #undef GK_
 #undef R_

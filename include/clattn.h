@@ -1240,17 +1240,39 @@ typedef struct clattn_sdpa_grads {
 } clattn_sdpa_grads;
 
 /* Fused, flash-style backward of out = clattn_sdpa(q, k, v, p).
- *   q, k, v, p: exactly as given to the forward (p->weights and p->lse are
- *               ignored here);
+ *   q, k, v, p: exactly as given to the forward (p->weights, p->lse and
+ *               p->impl are ignored here);
  *   out: [B, Hq, N, Dv] the forward's output;
- *   lse: [B, Hq, N] the log-sum-exp the forward wrote through p->lse;
+ *   lse: [B, Hq, N] the log-sum-exp the forward wrote through p->lse
+ *        (required: run the forward with p->lse set);
  *   dout: [B, Hq, N, Dv] the gradient of the loss with respect to out.
+ * With P = exp(score - lse) (0 where masked), Delta_i = dout_i . out_i and
+ * dS = P * (dout v^T - Delta), the results are dv = P^T dout, dq = scale
+ * dS k, dk = scale dS^T q (for CLATTN_SCORE_COSINE taken on the normalised
+ * rows and carried through x / max(|x|, 1e-12), as PyTorch's F.normalize),
+ * and dbias = dS summed over the bias's broadcast dimensions.
  * The probabilities are recomputed block by block from q, k and lse; no
- * N x M matrix is stored (except the dbias output itself). Every option of
- * the forward is supported (both scores, causal, windows, kv_len, bias,
- * mask_mod, GQA/MQA) except score_mod, whose derivative clattn cannot know:
- * CLATTN_ERR_UNSUPPORTED. Rows with no visible key get zero gradients.
- * Gradients are overwritten. None may alias an input. */
+ * N x M matrix is stored (except, for dbias with a broadcast bias, one of
+ * dS as scratch), and blocks that no visible pair reaches are skipped
+ * (causal costs about half). Every option of the forward is supported
+ * (both scores, causal, windows, kv_len, bias, mask_mod, GQA/MQA) except
+ * score_mod, whose derivative clattn cannot know: CLATTN_ERR_UNSUPPORTED
+ * (also for the presets, which are score_mod snippets). Rows with no
+ * visible key (lse = -inf) get zero gradients, and keys no query sees get
+ * zero dk and dv; no NaN arises from masking. The result is the same on
+ * every run (no atomics; fixed summation order).
+ * Gradients are overwritten (there is no accumulate flag: add a dbias
+ * into a parameter gradient with clattn_add). None may alias an input or
+ * another gradient. All four NULL: checks only, nothing is computed.
+ * Scratch (device memory the context keeps for reuse): O(B*Hq*N) rows;
+ * on CPU devices copies of q and dout and up to 64 MiB of partial dq;
+ * normalised q and k for cosine scores; B*Hq*N*M floats of dS for dbias
+ * with a broadcast bias. Non-blocking.
+ * Errors: CLATTN_ERR_INVALID_ARG (the forward's checks; lse, dout or a
+ * gradient NULL where required, of another context or of the wrong shape;
+ * dbias without p->bias; aliasing), CLATTN_ERR_UNSUPPORTED (score_mod),
+ * CLATTN_ERR_BUILD (a mask_mod that does not compile),
+ * CLATTN_ERR_OUT_OF_MEMORY (scratch). */
 CLATTN_API clattn_status clattn_sdpa_backward(clattn_ctx *ctx, const clattn_tensor *q,
                                               const clattn_tensor *k, const clattn_tensor *v,
                                               const clattn_tensor *out, const clattn_tensor *lse,

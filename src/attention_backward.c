@@ -6,9 +6,14 @@
  * contract for the argument lists and NDRanges used here. One call runs:
  *   [cosine] normalise q and k rows (keeping the norms)
  *   prep     Delta = rowsum(dO * O), lse in score units, padded rows
- *   [cpu]    q, dO (query panels) and k, v (key panels) transposed
- *   dkdv     parallel over key rows: dK, dV
- *   dq       parallel over query rows: dQ, and dS for dbias
+ *   tiled family (GPUs):
+ *     dkdv   parallel over key rows: dK, dV
+ *     dq     parallel over query rows: dQ, and dS for dbias
+ *   cpu family:
+ *     panels q and dO transposed into query panels
+ *     cpu    parallel over key rows and key chunks: dK, dV, a partial dQ
+ *            per chunk, dS for dbias
+ *     reduce the partial dQ summed into dq
  *   [dbias]  dS summed over the bias's broadcast dimensions
  *   [cosine] dq, dk through the normalisation */
 #include "attention_internal.h"
@@ -19,11 +24,12 @@
 
 /* ---- tunables ------------------------------------------------------------ */
 
-/* CPU kernels: groups of 6 rows (12 AVX2 accumulators, as the forward),
- * 64 keys or queries per block, 8 work-items per group. */
+/* CPU kernel: groups of 6 key rows (12 AVX2 accumulators, as the
+ * forward), 64 queries per block, one work-item per work-group (each is a
+ * long task; POCL spreads work-groups over its threads). */
 #define CPU_ROWS 6
 #define CPU_BLOCK 64
-#define CPU_LOCAL 8
+#define CPU_LOCAL 1
 
 /* Row groups per work-item, kept so that its private rows stay within
  * 6144 floats (24 KiB, the forward's budget; llvmpipe misbehaves beyond).
@@ -88,10 +94,10 @@ static clattn_status backward_program(clattn_ctx *ctx, int d, int dv, bool bias,
     char *options;
     if (cpu_family(ctx)) {
         options = clattn__aprintf("-DHEAD_DIM=%d -DVALUE_DIM=%d -DHAS_BIAS=%d -DBWD_CPU=1 "
-                                  "-DROWS_PER_ITEM=%d -DDQ_GROUPS=%d -DKV_GROUPS=%d "
-                                  "-DKEY_BLOCK=%d -DQUERY_BLOCK=%d -DCPU_LOCAL=%d",
-                                  d, dv, bias, CPU_ROWS, cpu_groups(2 * d + dv),
-                                  cpu_groups(2 * (d + dv)), CPU_BLOCK, CPU_BLOCK, CPU_LOCAL);
+                                  "-DROWS_PER_ITEM=%d -DKV_GROUPS=%d -DQUERY_BLOCK=%d "
+                                  "-DCPU_LOCAL=%d",
+                                  d, dv, bias, CPU_ROWS, cpu_groups(2 * (d + dv)), CPU_BLOCK,
+                                  CPU_LOCAL);
     } else {
         tiles t = tiled_tunables(ctx, d, dv);
         options = clattn__aprintf("-DHEAD_DIM=%d -DVALUE_DIM=%d -DHAS_BIAS=%d -DBWD_CPU=0 "
@@ -225,17 +231,29 @@ static clattn_status check_args(clattn_ctx *ctx, const clattn_tensor *q, const c
 
 /* Everything the gradient kernels take (BWD_ARGS in the kernel file). */
 typedef struct bwd_buffers {
-    cl_mem q, qt, k, kt, v, vt, dout, dot, dl;
+    cl_mem q, qt, k, v, dout, dot, dl;
 } bwd_buffers;
 
+/* The outputs of one gradient kernel (g1..g4 of BWD_ARGS; NULL: not
+ * written, a dummy is passed). */
+typedef struct bwd_outputs {
+    cl_mem g[4];
+    int chunks;
+} bwd_outputs;
+
 static clattn_status set_bwd_args(clattn_ctx *ctx, cl_kernel k, const bwd_buffers *b,
-                                  cl_mem g1, cl_mem g2, int np, int flags,
+                                  const bwd_outputs *o, cl_mem dummy, int np,
                                   const clattn__sdpa_problem *pr)
 {
-    const cl_mem mems[11] = {b->q, b->qt, b->k, b->kt, b->v, b->vt, b->dout, b->dot, b->dl, g1, g2};
-    cl_int err = CL_SUCCESS;
-    for (cl_uint i = 0; i < 11; i++)
+    const cl_mem mems[7] = {b->q, b->qt, b->k, b->v, b->dout, b->dot, b->dl};
+    cl_int err = CL_SUCCESS, flags = 0;
+    for (cl_uint i = 0; i < 7; i++)
         err |= CLATTN_ARG(k, i, mems[i]);
+    for (cl_uint i = 0; i < 4; i++) {
+        cl_mem g = o->g[i] ? o->g[i] : dummy;
+        err |= CLATTN_ARG(k, 7 + i, g);
+        flags |= o->g[i] ? 1 << i : 0;
+    }
     cl_long sb = pr->bias_sb, sh = pr->bias_sh, sn = pr->bias_sn;
     err |= CLATTN_ARG(k, 11, pr->bias);
     err |= CLATTN_ARG(k, 12, sb);
@@ -249,10 +267,11 @@ static clattn_status set_bwd_args(clattn_ctx *ctx, cl_kernel k, const bwd_buffer
     for (cl_uint j = 0; j < 6; j++)
         err |= CLATTN_ARG(k, 21 + j, ints[j]);
     err |= CLATTN_ARG(k, 27, pr->scale);
-    cl_int wl = pr->wl, wr = pr->wr, fl = flags;
+    cl_int wl = pr->wl, wr = pr->wr, chunks = o->chunks;
     err |= CLATTN_ARG(k, 28, wl);
     err |= CLATTN_ARG(k, 29, wr);
-    err |= CLATTN_ARG(k, 30, fl);
+    err |= CLATTN_ARG(k, 30, flags);
+    err |= CLATTN_ARG(k, 31, chunks);
     return err == CL_SUCCESS ? CLATTN_OK
                              : clattn__fail_cl(ctx, err, "setting attention backward arguments");
 }
@@ -333,56 +352,92 @@ static clattn_status zero_fill(clattn_ctx *ctx, cl_mem buf, size_t bytes)
     return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, "clEnqueueFillBuffer");
 }
 
-/* dkdv and dq kernels of the context's family. */
-static clattn_status run_gradients(clattn_ctx *ctx, cl_program prog, const bwd_buffers *b, int np,
-                                   const clattn__sdpa_problem *pr, cl_mem dq, cl_mem dk,
-                                   cl_mem dv, cl_mem ds, cl_mem dummy)
+static clattn_status run_bwd_kernel(clattn_ctx *ctx, cl_program prog, const char *name,
+                                    const bwd_buffers *b, const bwd_outputs *o, cl_mem dummy,
+                                    int np, const clattn__sdpa_problem *pr, const size_t *global,
+                                    const size_t *local)
 {
-    const bool cpu = cpu_family(ctx);
+    cl_kernel k;
+    clattn_status st = clattn__kernel_get(ctx, prog, name, &k);
+    if (st == CLATTN_OK)
+        st = set_bwd_args(ctx, k, b, o, dummy, np, pr);
+    return st == CLATTN_OK ? clattn__enqueue(ctx, k, 2, global, local, name) : st;
+}
+
+/* Tiled family: the dkdv kernel (key-parallel) and the dq kernel
+ * (query-parallel, also writing dS for dbias). */
+static clattn_status run_tiled(clattn_ctx *ctx, cl_program prog, const bwd_buffers *b, int np,
+                               const clattn__sdpa_problem *pr, cl_mem dq, cl_mem dk, cl_mem dv,
+                               cl_mem ds, cl_mem dummy)
+{
     tiles t = tiled_tunables(ctx, pr->D, pr->Dv);
     clattn_status st = CLATTN_OK;
-    cl_kernel k;
     if (dk || dv) {
-        const char *name = cpu ? "sdpa_bwd_dkdv_cpu" : "sdpa_bwd_dkdv_tiled";
-        size_t global[2], local[2] = {0, 1};
-        global[1] = (size_t)pr->B * (size_t)pr->Hkv;
-        if (cpu) {
-            size_t rows = (size_t)CPU_ROWS * (size_t)cpu_groups(2 * (pr->D + pr->Dv));
-            global[0] = ((size_t)pr->M + rows - 1) / rows;
-            local[0] = CPU_LOCAL;
-        } else {
-            global[0] = ((size_t)pr->M + (size_t)t.kv_k - 1) / (size_t)t.kv_k *
-                        (size_t)(t.kv_k * t.tpr);
-            local[0] = (size_t)(t.kv_k * t.tpr);
-        }
-        int flags = (dk ? 1 : 0) | (dv ? 2 : 0);
-        st = clattn__kernel_get(ctx, prog, name, &k);
-        if (st == CLATTN_OK)
-            st = set_bwd_args(ctx, k, b, dk ? dk : dummy, dv ? dv : dummy, np, flags, pr);
-        if (st == CLATTN_OK)
-            st = clattn__enqueue(ctx, k, 2, global, local, name);
-        if (st != CLATTN_OK)
-            return st;
+        bwd_outputs o = {{dk, dv, NULL, NULL}, 1};
+        size_t global[2] = {((size_t)pr->M + (size_t)t.kv_k - 1) / (size_t)t.kv_k *
+                                (size_t)(t.kv_k * t.tpr),
+                            (size_t)pr->B * (size_t)pr->Hkv};
+        size_t local[2] = {(size_t)(t.kv_k * t.tpr), 1};
+        st = run_bwd_kernel(ctx, prog, "sdpa_bwd_dkdv_tiled", b, &o, dummy, np, pr, global, local);
     }
-    if (dq || ds) {
-        const char *name = cpu ? "sdpa_bwd_dq_cpu" : "sdpa_bwd_dq_tiled";
-        size_t global[2], local[2] = {0, 1};
-        global[1] = (size_t)pr->B * (size_t)pr->Hq;
-        if (cpu) {
-            size_t rows = (size_t)CPU_ROWS * (size_t)cpu_groups(2 * pr->D + pr->Dv);
-            global[0] = ((size_t)pr->N + rows - 1) / rows;
-            local[0] = CPU_LOCAL;
-        } else {
-            global[0] = ((size_t)pr->N + (size_t)t.dq_q - 1) / (size_t)t.dq_q *
-                        (size_t)(t.dq_q * t.tpr);
-            local[0] = (size_t)(t.dq_q * t.tpr);
-        }
-        int flags = (dq ? 1 : 0) | (ds ? 2 : 0);
-        st = clattn__kernel_get(ctx, prog, name, &k);
-        if (st == CLATTN_OK)
-            st = set_bwd_args(ctx, k, b, dq ? dq : dummy, ds ? ds : dummy, np, flags, pr);
-        if (st == CLATTN_OK)
-            st = clattn__enqueue(ctx, k, 2, global, local, name);
+    if (st == CLATTN_OK && (dq || ds)) {
+        bwd_outputs o = {{dq, ds, NULL, NULL}, 1};
+        size_t global[2] = {((size_t)pr->N + (size_t)t.dq_q - 1) / (size_t)t.dq_q *
+                                (size_t)(t.dq_q * t.tpr),
+                            (size_t)pr->B * (size_t)pr->Hq};
+        size_t local[2] = {(size_t)(t.dq_q * t.tpr), 1};
+        st = run_bwd_kernel(ctx, prog, "sdpa_bwd_dq_tiled", b, &o, dummy, np, pr, global, local);
+    }
+    return st;
+}
+
+/* Key chunks per (batch, kv head) of the CPU kernel, each with its own
+ * partial dQ [B, Hq, N, D]: enough work-items to keep every core busy
+ * (8 per compute unit, at least 16, over all heads; more only add partials
+ * to zero and sum), at most the number of key blocks, and at most 64 MiB
+ * of partials (or one chunk, which accumulates in dq directly). */
+static int cpu_chunks(const clattn_ctx *ctx, const clattn__sdpa_problem *pr)
+{
+    size_t rows = (size_t)CPU_ROWS * (size_t)cpu_groups(2 * (pr->D + pr->Dv));
+    size_t blocks = ((size_t)pr->M + rows - 1) / rows;
+    size_t heads = (size_t)pr->B * (size_t)pr->Hkv;
+    size_t tasks = 8 * (size_t)ctx->info.compute_units;
+    tasks = tasks < 16 ? 16 : tasks;
+    size_t chunks = (tasks + heads - 1) / heads;
+    size_t slice = (size_t)pr->B * (size_t)pr->Hq * (size_t)pr->N * (size_t)pr->D * sizeof(float);
+    if (chunks > blocks)
+        chunks = blocks;
+    while (chunks > 1 && chunks * slice > ((size_t)64 << 20))
+        chunks /= 2;
+    return chunks < 1 ? 1 : (int)chunks;
+}
+
+/* CPU family: one key-parallel kernel for dK, dV, partial dQ and dS, then
+ * the partial dQ summed into dq. */
+static clattn_status run_cpu(clattn_ctx *ctx, cl_program prog, const bwd_buffers *b, int np,
+                             const clattn__sdpa_problem *pr, cl_mem dq, cl_mem dk, cl_mem dv,
+                             cl_mem ds, cl_mem dummy)
+{
+    bwd_outputs o = {{dk, dv, NULL, ds}, cpu_chunks(ctx, pr)};
+    const size_t total = (size_t)pr->B * (size_t)pr->Hq * (size_t)pr->N * (size_t)pr->D;
+    clattn_status st = CLATTN_OK;
+    if (dq && o.chunks > 1)
+        st = clattn__scratch(ctx, CLATTN_SCRATCH_BWD_DQP,
+                             (size_t)o.chunks * total * sizeof(float),
+                             "attention backward: partial dq [chunks, B, Hq, N, D]", &o.g[2]);
+    else
+        o.g[2] = dq;
+    if (st != CLATTN_OK)
+        return st;
+    size_t global[2] = {(size_t)o.chunks, (size_t)pr->B * (size_t)pr->Hkv};
+    size_t local[2] = {CPU_LOCAL, 1};
+    st = run_bwd_kernel(ctx, prog, "sdpa_bwd_cpu", b, &o, dummy, np, pr, global, local);
+    if (st == CLATTN_OK && dq) {
+        cl_int chunks = o.chunks;
+        cl_long n = (cl_long)total;
+        const karg args[4] = {KARG(o.g[2]), KARG(dq), KARG(chunks), KARG(n)};
+        size_t lr = 64;
+        st = run_kernel(ctx, prog, "sdpa_bwd_dq_reduce", args, 4, 1, &total, &lr);
     }
     return st;
 }
@@ -440,7 +495,7 @@ clattn_status clattn_sdpa_backward(clattn_ctx *ctx, const clattn_tensor *q, cons
     const bool cpu = cpu_family(ctx);
     const int np = cpu ? (int)clattn__round_up((size_t)pr.N, CPU_BLOCK) : pr.N;
     const int bhq = pr.B * pr.Hq;
-    bwd_buffers b = {pr.q, dummy, pr.k, dummy, pr.v, dummy, dout->mem, dummy, NULL};
+    bwd_buffers b = {pr.q, dummy, pr.k, pr.v, dout->mem, dummy, NULL};
     st = clattn__scratch(ctx, CLATTN_SCRATCH_BWD_DL, 2 * (size_t)bhq * (size_t)np * sizeof(float),
                          "attention backward: Delta and lse [2, B, Hq, N]", &b.dl);
     if (st == CLATTN_OK) {
@@ -450,21 +505,12 @@ clattn_status clattn_sdpa_backward(clattn_ctx *ctx, const clattn_tensor *q, cons
         size_t global[2] = {(size_t)np, (size_t)bhq};
         st = run_kernel(ctx, prog, "sdpa_bwd_prep", args, 7, 2, global, NULL);
     }
-    const bool need_kv = dk || dv, need_q = dq || grads->dbias;
-    if (cpu && st == CLATTN_OK && need_kv) {
+    if (cpu && st == CLATTN_OK) {
         st = make_panels(ctx, prog, pr.q, bhq, pr.N, pr.D, CPU_BLOCK, CLATTN_SCRATCH_BWD_QT,
                          "attention backward: q panels", &b.qt);
         if (st == CLATTN_OK)
             st = make_panels(ctx, prog, b.dout, bhq, pr.N, pr.Dv, CPU_BLOCK,
                              CLATTN_SCRATCH_BWD_DOT, "attention backward: dout panels", &b.dot);
-    }
-    if (cpu && st == CLATTN_OK && need_q) {
-        int bhkv = pr.B * pr.Hkv;
-        st = make_panels(ctx, prog, pr.k, bhkv, pr.M, pr.D, CPU_BLOCK, CLATTN_SCRATCH_KT,
-                         "attention backward: k panels", &b.kt);
-        if (st == CLATTN_OK)
-            st = make_panels(ctx, prog, pr.v, bhkv, pr.M, pr.Dv, CPU_BLOCK, CLATTN_SCRATCH_BWD_VT,
-                             "attention backward: v panels", &b.vt);
     }
     if (st != CLATTN_OK)
         return st;
@@ -486,7 +532,8 @@ clattn_status clattn_sdpa_backward(clattn_ctx *ctx, const clattn_tensor *q, cons
             st = zero_fill(ctx, ds, full * sizeof(float));
     }
     if (st == CLATTN_OK)
-        st = run_gradients(ctx, prog, &b, np, &pr, dq, dk, dv, ds, dummy);
+        st = cpu ? run_cpu(ctx, prog, &b, np, &pr, dq, dk, dv, ds, dummy)
+                 : run_tiled(ctx, prog, &b, np, &pr, dq, dk, dv, ds, dummy);
     if (st == CLATTN_OK && reduce) {
         const clattn_tensor *bias = pp.bias;
         int nd = bias->ndim;

@@ -143,7 +143,7 @@ enum {
     CLATTN_SCRATCH_BWD_DL,    /* attention backward: Delta and lse rows */
     CLATTN_SCRATCH_BWD_QT,    /* attention backward: q in query panels */
     CLATTN_SCRATCH_BWD_DOT,   /* attention backward: dout in query panels */
-    CLATTN_SCRATCH_BWD_VT,    /* attention backward: v in key panels */
+    CLATTN_SCRATCH_BWD_DQP,   /* attention backward: partial dq per key chunk */
     CLATTN_SCRATCH_BWD_QNORMS, /* attention backward: |q| per row (cosine) */
     CLATTN_SCRATCH_BWD_KNORMS, /* attention backward: |k| per row (cosine) */
     CLATTN_SCRATCH_BWD_DS,    /* attention backward: dS for a broadcast dbias */

@@ -267,9 +267,11 @@ double ref_backward_fd_error(const ref_problem *p, const float *q, const float *
 {
     const size_t nq = (size_t)p->B * p->Hq * p->N * p->D, nk = (size_t)p->B * p->Hkv * p->M * p->D;
     const size_t nv = (size_t)p->B * p->Hkv * p->M * p->Dv;
-    float *qc = malloc(nq * sizeof *qc), *kc = malloc(nk * sizeof *kc), *vc = malloc(nv * sizeof *vc);
+    float *qc = malloc(nq * sizeof *qc), *kc = malloc(nk * sizeof *kc);
+    float *vc = malloc(nv * sizeof *vc);
     float *bc = p->bias ? malloc(bias_numel * sizeof *bc) : NULL;
-    double *dq = malloc(nq * sizeof *dq), *dk = malloc(nk * sizeof *dk), *dv = malloc(nv * sizeof *dv);
+    double *dq = malloc(nq * sizeof *dq), *dk = malloc(nk * sizeof *dk);
+    double *dv = malloc(nv * sizeof *dv);
     double *db = p->bias ? malloc(bias_numel * sizeof *db) : NULL;
     double *out = malloc((size_t)p->B * p->Hq * p->N * p->Dv * sizeof *out);
     memcpy(qc, q, nq * sizeof *qc);

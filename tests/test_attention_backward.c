@@ -24,8 +24,9 @@
  * P (dP - Delta) cancels), so the absolute part of the tolerance scales
  * with the largest reference magnitude of the tensor: an element passes
  * when |got - ref| <= ATOL * max(1, max|ref|) + RTOL * |ref| with ATOL =
- * 1e-4 and RTOL = 1e-3 (observed maxima are a few 1e-6 relative to the
- * scale; cosine scores with their 1/|x| factors about 1e-5). */
+ * 2e-5 and RTOL = 1e-4. Observed on POCL, both families: at most 1.4e-6
+ * of the scale (D = 256, where a score sums 256 products). The reference
+ * itself matches central differences to < 1e-5 (4e-6 worst, cosine). */
 #include "attention_ref.h"
 #include "testutil.h"
 
@@ -35,8 +36,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#define ATOL 1e-4
-#define RTOL 1e-3
+#define ATOL 2e-5
+#define RTOL 1e-4
 
 #ifndef GRAD_FIXTURES /* set by tests/meson.build */
 #define GRAD_FIXTURES "tests/fixtures/grad"
@@ -813,7 +814,8 @@ static int memory_test(clattn_ctx *ctx)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double peak_mb = (double)ru.ru_maxrss / 1024.0;
-    fprintf(stderr, "memory: N = M = %d, D = %d: forward %.2f s, backward %.2f s, peak RSS %.0f MB\n",
+    fprintf(stderr,
+            "memory: N = M = %d, D = %d: forward %.2f s, backward %.2f s, peak RSS %.0f MB\n",
             N, D, t1 - t0, t2 - t1, peak_mb);
     CHECK(peak_mb < 500.0, "peak RSS %.0f MB, expected < 500 MB", peak_mb);
     CHECK_OK(clattn_tensor_read(to, out));
