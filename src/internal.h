@@ -369,6 +369,14 @@ static inline size_t clattn__round_up(size_t x, size_t m) { return (x + m - 1) /
 clattn_status clattn__enqueue(clattn_ctx *ctx, cl_kernel kernel, cl_uint dims,
                               const size_t *global, const size_t *local, const char *what);
 
+/* Work-group width of a reduction kernel over n elements (layers_rows.c):
+ * the largest power of two that fits the device's work-group and
+ * work-item limits, the kernel's own limit (registers), 256 and the local
+ * memory (item_bytes of scratch per work-item on top of the kernel's own
+ * use), and is not much wider than n. */
+clattn_status clattn__work_group_width(clattn_ctx *ctx, cl_kernel k, size_t n,
+                                      size_t item_bytes, size_t *wg);
+
 /* Enqueues a row kernel (layers_rows.c: one work-group per row of cols
  * elements, its width chosen from the device's and the kernel's limits)
  * whose arguments are all set except the last, the __local float2 scratch

@@ -5,16 +5,13 @@
 
 #include <math.h>
 
-/* Upper bound on the row work-group size. Wider groups only add tree
+/* Upper bound on a reduction's work-group width. Wider groups only add tree
  * levels and idle work-items for typical rows (E = 768 .. 8192: 3 to 32
  * elements per work-item at 256), and 256 fits every device we know. */
-#define ROW_WG_MAX 256
+#define REDUCTION_WG_MAX 256
 
-/* The largest power of two that fits the device's work-group and
- * work-item limits, the kernel's own limit (registers), ROW_WG_MAX and the
- * local memory (wg float2 of scratch on top of the kernel's own use), and
- * is not much wider than the row. */
-static clattn_status row_wg(clattn_ctx *ctx, cl_kernel k, size_t cols, size_t *wg)
+clattn_status clattn__work_group_width(clattn_ctx *ctx, cl_kernel k, size_t n,
+                                      size_t item_bytes, size_t *wg)
 {
     size_t kernel_max = 0, item_max[3] = {0, 0, 0};
     cl_ulong kernel_local = 0;
@@ -27,18 +24,18 @@ static clattn_status row_wg(clattn_ctx *ctx, cl_kernel k, size_t cols, size_t *w
         err = clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof item_max,
                               item_max, NULL);
     if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "querying work-group limits for a row kernel");
-    size_t limit = ROW_WG_MAX;
+        return clattn__fail_cl(ctx, err, "querying work-group limits for a reduction kernel");
+    size_t limit = REDUCTION_WG_MAX;
     if (ctx->info.max_work_group_size < limit)
         limit = ctx->info.max_work_group_size;
-    if (kernel_max < limit)
+    if (kernel_max && kernel_max < limit)
         limit = kernel_max;
     if (item_max[0] && item_max[0] < limit)
         limit = item_max[0];
     size_t w = 1;
-    while (w * 2 <= limit && w < cols)
+    while (w * 2 <= limit && w < n)
         w *= 2;
-    while (w > 1 && kernel_local + w * sizeof(cl_float2) > ctx->info.local_mem_bytes)
+    while (w > 1 && kernel_local + w * item_bytes > ctx->info.local_mem_bytes)
         w /= 2;
     *wg = w;
     return CLATTN_OK;
@@ -50,7 +47,7 @@ clattn_status clattn__run_rows(clattn_ctx *ctx, cl_kernel k, cl_uint scratch_arg
                               size_t cols, const char *what)
 {
     size_t wg;
-    clattn_status st = row_wg(ctx, k, cols, &wg);
+    clattn_status st = clattn__work_group_width(ctx, k, cols, sizeof(cl_float2), &wg);
     if (st != CLATTN_OK)
         return st;
     cl_int err = clSetKernelArg(k, scratch_arg, wg * sizeof(cl_float2), NULL);

@@ -5,7 +5,6 @@
 
 /* Upper bound on the reduction work-group size: wider groups only add
  * tree levels, and 256 fits every device we know. */
-#define REDUCE_WG_MAX 256
 /* Stage-1 work-groups per tensor: enough to fill a device, few enough
  * that stage 2 (one work-group) stays short. Each work-item adds at
  * least PARTIAL_MIN_ITEMS elements before the tree takes over. */
@@ -23,37 +22,6 @@ clattn_status clattn__loss_kernel(clattn_ctx *ctx, const char *name, cl_kernel *
     return st == CLATTN_OK ? clattn__kernel_get(ctx, prog, name, out) : st;
 }
 
-clattn_status clattn__reduce_wg(clattn_ctx *ctx, cl_kernel k, size_t n, size_t item_bytes,
-                                size_t *wg)
-{
-    size_t kernel_max = 0, item_max[3] = {0, 0, 0};
-    cl_ulong kernel_local = 0;
-    cl_int err = clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
-                                          sizeof kernel_max, &kernel_max, NULL);
-    if (err == CL_SUCCESS)
-        err = clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE,
-                                       sizeof kernel_local, &kernel_local, NULL);
-    if (err == CL_SUCCESS)
-        err = clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof item_max,
-                              item_max, NULL);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "querying work-group limits for a reduction kernel");
-    size_t limit = REDUCE_WG_MAX;
-    if (ctx->info.max_work_group_size < limit)
-        limit = ctx->info.max_work_group_size;
-    if (kernel_max && kernel_max < limit)
-        limit = kernel_max;
-    if (item_max[0] && item_max[0] < limit)
-        limit = item_max[0];
-    size_t w = 1;
-    while (w * 2 <= limit && w < n)
-        w *= 2;
-    while (w > 1 && kernel_local + w * item_bytes > ctx->info.local_mem_bytes)
-        w /= 2;
-    *wg = w;
-    return CLATTN_OK;
-}
-
 /* Stage-1 work-groups for n elements at wg work-items each. */
 static size_t partial_groups(size_t n, size_t wg)
 {
@@ -68,7 +36,7 @@ static clattn_status sum_partials(clattn_ctx *ctx, cl_mem buf, size_t n, float d
     size_t wg;
     clattn_status st = clattn__loss_kernel(ctx, "sum_partials", &k);
     if (st == CLATTN_OK)
-        st = clattn__reduce_wg(ctx, k, n, sizeof(cl_float), &wg);
+        st = clattn__work_group_width(ctx, k, n, sizeof(cl_float), &wg);
     if (st != CLATTN_OK)
         return st;
     cl_ulong nn = n;
@@ -102,7 +70,7 @@ clattn_status clattn__grad_sumsq(clattn_ctx *ctx, int32_t count, const clattn_te
         size_t wg;
         if (!grads[i])
             continue;
-        st = clattn__reduce_wg(ctx, k, grads[i]->numel, sizeof(cl_float), &wg);
+        st = clattn__work_group_width(ctx, k, grads[i]->numel, sizeof(cl_float), &wg);
         if (st != CLATTN_OK)
             return st;
         total += partial_groups(grads[i]->numel, wg);
@@ -116,7 +84,7 @@ clattn_status clattn__grad_sumsq(clattn_ctx *ctx, int32_t count, const clattn_te
         size_t wg;
         if (!grads[i])
             continue;
-        st = clattn__reduce_wg(ctx, k, grads[i]->numel, sizeof(cl_float), &wg);
+        st = clattn__work_group_width(ctx, k, grads[i]->numel, sizeof(cl_float), &wg);
         if (st != CLATTN_OK)
             return st;
         size_t groups = partial_groups(grads[i]->numel, wg), global = groups * wg;
@@ -175,7 +143,7 @@ clattn_status clattn_mse_loss(clattn_ctx *ctx, const clattn_tensor *pred,
     size_t wg;
     st = clattn__loss_kernel(ctx, "mse_partial", &k);
     if (st == CLATTN_OK)
-        st = clattn__reduce_wg(ctx, k, pred->numel, sizeof(cl_float), &wg);
+        st = clattn__work_group_width(ctx, k, pred->numel, sizeof(cl_float), &wg);
     if (st != CLATTN_OK)
         return st;
     size_t groups = partial_groups(pred->numel, wg), global = groups * wg;
@@ -267,7 +235,7 @@ clattn_status clattn_cross_entropy_loss(clattn_ctx *ctx, const clattn_tensor *lo
     size_t wg;
     st = clattn__loss_kernel(ctx, "ce_rows", &k);
     if (st == CLATTN_OK)
-        st = clattn__reduce_wg(ctx, k, (size_t)classes, sizeof(cl_float2), &wg);
+        st = clattn__work_group_width(ctx, k, (size_t)classes, sizeof(cl_float2), &wg);
     if (st != CLATTN_OK)
         return st;
     cl_mem dev_targets = NULL, rowloss = NULL;

@@ -11,13 +11,6 @@
 /* The named kernel of loss.cl (built once per context). */
 clattn_status clattn__loss_kernel(clattn_ctx *ctx, const char *name, cl_kernel *out);
 
-/* The work-group size for a reduction kernel k: the largest power of two
- * within the device's, the kernel's and clattn's limit (256), within the
- * local memory at item_bytes of __local scratch per work-item, and not
- * much wider than n items of work. Deterministic for a device and n. */
-clattn_status clattn__reduce_wg(clattn_ctx *ctx, cl_kernel k, size_t n, size_t item_bytes,
-                                size_t *wg);
-
 /* Squared L2 norm of all the gradients grads[0..count) (any may be NULL:
  * skipped), a blocking read into *sumsq. scratch (owned by the caller,
  * grown here) holds the per-work-group partial sums. The summation order
