@@ -55,3 +55,37 @@ static inline float clattn_erfc_nonneg(float z)
     p = p * t - 1.26551223f;
     return t * clattn_expf(p - z * z);
 }
+
+/* Activation codes: the host passes clattn_activation values. */
+#define ACT_NONE 0
+#define ACT_RELU 1
+#define ACT_GELU 2          /* 0.5 x (1 + erf(x / sqrt 2)), PyTorch's default */
+#define ACT_GELU_TANH 3     /* PyTorch approximate='tanh' */
+#define ACT_SILU 4          /* x * sigmoid(x) */
+
+static float clattn_act(float x, int act)
+{
+    switch (act) {
+    case ACT_RELU:
+        return x < 0.0f ? 0.0f : x;     /* NaN propagates, as torch.relu */
+    case ACT_GELU: {
+        /* 1 + erf(t) = erfc(-t): the same function, but without the
+         * cancellation of 1 + erf for x << 0, where erf is about -1; erfc
+         * of a negative argument is 2 - erfc of its magnitude. */
+        const float z = x * -M_SQRT1_2_F;
+        const float e = clattn_erfc_nonneg(fabs(z));
+        return 0.5f * x * (z >= 0.0f ? e : 2.0f - e);
+    }
+    case ACT_GELU_TANH: {
+        /* 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)), again avoiding 1 + tanh
+         * cancelling for x << 0, where exp(-2u) ~ 1.7e38 makes y ~ 0. */
+        const float k2 = 1.5957691216057308f; /* 2 sqrt(2 / pi) */
+        return x / (1.0f + clattn_expf(-k2 * (x + 0.044715f * x * x * x)));
+    }
+    case ACT_SILU:
+        /* For x < -88, exp(-x) ~ 1.7e38 makes x / (1 + exp(-x)) ~ 0. */
+        return x / (1.0f + clattn_expf(-x));
+    default:
+        return x;
+    }
+}

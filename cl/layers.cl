@@ -21,40 +21,8 @@
  *   limit. Each work-item strides over the row (i = lid, lid + wg, ...), so
  *   any row length works, including lengths below wg.
  *
- * Activation codes (the host passes clattn_activation values):
+ * Activations: clattn_act in common.cl.
  */
-#define ACT_NONE 0
-#define ACT_RELU 1
-#define ACT_GELU 2          /* 0.5 x (1 + erf(x / sqrt 2)), PyTorch's default */
-#define ACT_GELU_TANH 3     /* PyTorch approximate='tanh' */
-#define ACT_SILU 4          /* x * sigmoid(x) */
-
-static float clattn_act(float x, int act)
-{
-    switch (act) {
-    case ACT_RELU:
-        return x < 0.0f ? 0.0f : x;     /* NaN propagates, as torch.relu */
-    case ACT_GELU: {
-        /* 1 + erf(t) = erfc(-t): the same function, but without the
-         * cancellation of 1 + erf for x << 0, where erf is about -1; erfc
-         * of a negative argument is 2 - erfc of its magnitude. */
-        const float z = x * -M_SQRT1_2_F;
-        const float e = clattn_erfc_nonneg(fabs(z));
-        return 0.5f * x * (z >= 0.0f ? e : 2.0f - e);
-    }
-    case ACT_GELU_TANH: {
-        /* 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)), again avoiding 1 + tanh
-         * cancelling for x << 0, where exp(-2u) ~ 1.7e38 makes y ~ 0. */
-        const float k2 = 1.5957691216057308f; /* 2 sqrt(2 / pi) */
-        return x / (1.0f + clattn_expf(-k2 * (x + 0.044715f * x * x * x)));
-    }
-    case ACT_SILU:
-        /* For x < -88, exp(-x) ~ 1.7e38 makes x / (1 + exp(-x)) ~ 0. */
-        return x / (1.0f + clattn_expf(-x));
-    default:
-        return x;
-    }
-}
 
 /* y[r, c] = act(x[r, c] + (has_bias ? b[c] : 0)), one kernel per
  * activation (bias_act_none, _relu, _gelu, _gelu_tanh, _silu): with the
@@ -161,6 +129,71 @@ __kernel void layer_norm_rows(__global const float *x, __global float *y,
         if (has_beta)
             v += beta[i];
         y[base + i] = v;
+    }
+}
+
+/* Sum of the n floats at p: 8 lanes of partial sums, then the tail. */
+static inline float clattn_row_sum8(__global const float *p, uint n)
+{
+    float8 s8 = (float8)0.0f;
+    uint i = 0;
+    for (; i + 8 <= n; i += 8)
+        s8 += vload8(0, p + i);
+    float s = ((s8.s0 + s8.s4) + (s8.s1 + s8.s5)) + ((s8.s2 + s8.s6) + (s8.s3 + s8.s7));
+    for (; i < n; ++i)
+        s += p[i];
+    return s;
+}
+
+/* layer_norm_rows for CPU devices: one work-item per row (global = rows,
+ * local = 1), the row walked in order with 8-lane vectors and no
+ * barriers: 4x faster than the work-group form on POCL at E = 384. Local
+ * size 1 stops POCL from vectorising across work-items, which turned
+ * each row's vector loads into gathers (5x slower than the tree). The
+ * same two-pass formula as layer_norm_rows, with 8-lane partial sums
+ * (another summation order, the same accuracy). y may be x. */
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void layer_norm_rows_cpu(__global const float *x, __global float *y,
+                                  __global const float *gamma,
+                                  __global const float *beta,
+                                  const int has_gamma, const int has_beta,
+                                  const uint cols, const float eps,
+                                  const ulong rows)
+{
+    const size_t r = get_global_id(0);
+    if (r >= rows) return;
+    __global const float *xr = x + r * cols;
+    __global float *yr = y + r * cols;
+    const float m = clattn_row_sum8(xr, cols) / (float)cols;
+    float8 d8 = (float8)0.0f, q8 = (float8)0.0f;
+    uint i = 0;
+    for (; i + 8 <= cols; i += 8) {
+        const float8 d = vload8(0, xr + i) - m;
+        d8 += d;
+        q8 += d * d;
+    }
+    float dsum = ((d8.s0 + d8.s4) + (d8.s1 + d8.s5)) + ((d8.s2 + d8.s6) + (d8.s3 + d8.s7));
+    float qsum = ((q8.s0 + q8.s4) + (q8.s1 + q8.s5)) + ((q8.s2 + q8.s6) + (q8.s3 + q8.s7));
+    for (; i < cols; ++i) {
+        const float d = xr[i] - m;
+        dsum += d;
+        qsum += d * d;
+    }
+    const float c = dsum / (float)cols;
+    const float var = fmax(qsum / (float)cols - c * c, 0.0f);
+    const float rstd = rsqrt(var + eps);
+    i = 0;
+    for (; i + 8 <= cols; i += 8) {
+        float8 v = ((vload8(0, xr + i) - m) - c) * rstd;
+        if (has_gamma) v *= vload8(0, gamma + i);
+        if (has_beta) v += vload8(0, beta + i);
+        vstore8(v, 0, yr + i);
+    }
+    for (; i < cols; ++i) {
+        float v = ((xr[i] - m) - c) * rstd;
+        if (has_gamma) v *= gamma[i];
+        if (has_beta) v += beta[i];
+        yr[i] = v;
     }
 }
 

@@ -19,12 +19,7 @@
  * bytes as the last argument, work-items striding over the row.
  */
 
-/* Activation codes: the clattn_activation values (as in layers.cl). */
-#define ACT_NONE 0
-#define ACT_RELU 1
-#define ACT_GELU 2
-#define ACT_GELU_TANH 3
-#define ACT_SILU 4
+/* Activation codes ACT_*: common.cl. */
 
 /* x limited to [-lim, lim], NaN kept (clamp() may turn NaN into a bound).
  * The derivatives below use it where x^2 or x^3 would overflow, or where

@@ -209,6 +209,11 @@ typedef struct clattn_ctx_params {
     clattn_log_fn log;             /* optional; NULL logs nothing */
     void *log_user;
     clattn_log_level log_level;    /* messages below this level are dropped */
+    /* Who runs matrix products: "cpu" (clattn's register-blocked kernel,
+     * cl/gemm.cl, written for CPU devices) or "clblast". NULL means
+     * $CLATTN_GEMM_KERNEL, else "cpu" on CPU devices and "clblast" on
+     * GPUs. Both give the same results to float rounding. */
+    const char *gemm_kernel;
 } clattn_ctx_params;
 
 /* Defaults: every field NULL/0 except gemm_tuning = true and
@@ -325,8 +330,10 @@ CLATTN_API clattn_status clattn_tensor_copy(const clattn_tensor *src, clattn_ten
 /* Matrix products                                                          */
 /* ======================================================================== */
 
-/* c = alpha * op(a) @ op(b) + beta * c, through CLBlast, where op(x) is x or
- * its transpose over the last two dimensions.
+/* c = alpha * op(a) @ op(b) + beta * c, where op(x) is x or its transpose
+ * over the last two dimensions. Runs on the context's GEMM backend
+ * (clattn_ctx_params.gemm_kernel: clattn's own kernel on CPU devices,
+ * CLBlast on GPUs).
  *   a: [M, K] (or [K, M] if trans_a)      b: [K, N] (or [N, K] if trans_b)
  *   c: [M, N]
  * With 3 dimensions the leading one is a batch: a [Ba, ., .], b [Bb, ., .],

@@ -62,6 +62,17 @@ static clattn_status finish_setup(clattn_ctx *ctx, const clattn_ctx_params *p)
         return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
                             "attention kernel '%s' unknown (expected \"cpu\" or \"tiled\")",
                             variant);
+    const char *gemm = p->gemm_kernel ? p->gemm_kernel : clattn__env_gemm_kernel();
+    if (!gemm)
+        ctx->gemm_backend =
+            ctx->info.type == CLATTN_DEVICE_CPU ? CLATTN_GEMM_CPU : CLATTN_GEMM_CLBLAST;
+    else if (strcmp(gemm, "cpu") == 0)
+        ctx->gemm_backend = CLATTN_GEMM_CPU;
+    else if (strcmp(gemm, "clblast") == 0)
+        ctx->gemm_backend = CLATTN_GEMM_CLBLAST;
+    else
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "GEMM kernel '%s' unknown (expected \"cpu\" or \"clblast\")", gemm);
     ctx->stats.cache_enabled = ctx->cache_dir != NULL;
     snprintf(ctx->stats.cache_dir, sizeof ctx->stats.cache_dir, "%s",
              ctx->cache_dir ? ctx->cache_dir : "");

@@ -17,3 +17,4 @@ const char *clattn__env_kernel_dir(void) { return nonempty("CLATTN_KERNEL_DIR");
 const char *clattn__env_xdg_cache_home(void) { return nonempty("XDG_CACHE_HOME"); }
 const char *clattn__env_home(void) { return nonempty("HOME"); }
 const char *clattn__env_attention_kernel(void) { return nonempty("CLATTN_ATTENTION_KERNEL"); }
+const char *clattn__env_gemm_kernel(void) { return nonempty("CLATTN_GEMM_KERNEL"); }

@@ -1,5 +1,6 @@
 /* gemm.c - the only file that talks to CLBlast: SGEMM (plain, transposed,
- * strided-batched) and per-device CLBlast tuning. */
+ * strided-batched) and per-device CLBlast tuning. Products on a context
+ * whose GEMM backend is clattn's CPU kernel go to gemm_cpu.c instead. */
 #include "internal.h"
 
 #include <clblast_c.h>
@@ -47,6 +48,9 @@ clattn_status clattn__gemm(clattn_ctx *ctx, bool trans_a, bool trans_b, size_t m
 {
     if (m == 0 || n == 0)
         return CLATTN_OK;
+    if (ctx->gemm_backend == CLATTN_GEMM_CPU)
+        return clattn__gemm_cpu(ctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, 0, b,
+                                b_off, ldb, 0, beta, c, c_off, ldc, 0, 1);
     CLBlastStatusCode s = CLBlastSgemm(
         CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
         trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a, a_off, lda, b,
@@ -62,6 +66,10 @@ clattn_status clattn__gemm_batched(clattn_ctx *ctx, bool trans_a, bool trans_b, 
 {
     if (m == 0 || n == 0 || batch_count == 0)
         return CLATTN_OK;
+    if (ctx->gemm_backend == CLATTN_GEMM_CPU)
+        return clattn__gemm_cpu(ctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, a_stride,
+                                b, b_off, ldb, b_stride, beta, c, c_off, ldc, c_stride,
+                                batch_count);
     if (batch_count == 1)
         return clattn__gemm(ctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb,
                             beta, c, c_off, ldc);

@@ -43,6 +43,7 @@ const char *clattn__env_kernel_dir(void);
 const char *clattn__env_xdg_cache_home(void);
 const char *clattn__env_home(void);
 const char *clattn__env_attention_kernel(void);
+const char *clattn__env_gemm_kernel(void);
 
 /* ---- device.c: enumeration and capabilities ----------------------------- */
 
@@ -147,7 +148,15 @@ enum {
     CLATTN_SCRATCH_BWD_QNORMS, /* attention backward: |q| per row (cosine) */
     CLATTN_SCRATCH_BWD_KNORMS, /* attention backward: |k| per row (cosine) */
     CLATTN_SCRATCH_BWD_DS,    /* attention backward: dS for a broadcast dbias */
+    CLATTN_SCRATCH_GEMM_B,    /* gemm_cpu: op(B) packed in 16-column panels */
+    CLATTN_SCRATCH_GEMM_A,    /* gemm_cpu: op(A) packed in row blocks */
     CLATTN_SCRATCH_SLOTS
+};
+
+/* Who runs matrix products, chosen per device at context creation. */
+enum clattn__gemm_backend {
+    CLATTN_GEMM_CLBLAST = 0,  /* CLBlast (GPUs; its tuning database) */
+    CLATTN_GEMM_CPU = 1       /* cl/gemm.cl: register-blocked, for CPUs */
 };
 
 /* Fused attention kernel family, chosen per device at context creation. */
@@ -184,6 +193,7 @@ struct clattn_ctx {
     size_t scratch_bytes[CLATTN_SCRATCH_SLOTS];
 
     int attention_variant;     /* clattn__attention_variant */
+    int gemm_backend;          /* clattn__gemm_backend */
 
     char *last_error;          /* malloc'd; NULL when none */
 };
@@ -299,6 +309,25 @@ clattn_status clattn__gemm_batched(clattn_ctx *ctx, bool trans_a, bool trans_b, 
 /* Applies clattn's tuned CLBlast parameters for this device, if it has any
  * (CPU devices). Failures are logged, never fatal. */
 void clattn__gemm_tune_device(clattn_ctx *ctx);
+
+/* ---- gemm_cpu.c: clattn's own SGEMM for CPU devices --------------------- */
+
+/* The strided-batched product of clattn__gemm_batched (same arguments),
+ * run by cl/gemm.cl. Callers go through clattn__gemm*, which picks it. */
+clattn_status clattn__gemm_cpu(clattn_ctx *ctx, bool trans_a, bool trans_b, size_t m, size_t n,
+                               size_t k, float alpha, cl_mem a, size_t a_off, size_t lda,
+                               size_t a_stride, cl_mem b, size_t b_off, size_t ldb,
+                               size_t b_stride, float beta, cl_mem c, size_t c_off, size_t ldc,
+                               size_t c_stride, size_t batch);
+
+/* The same with an epilogue: C = act(alpha op(A) op(B) + beta C + bias),
+ * bias a [n] buffer or NULL (clattn_linear's fused path). */
+clattn_status clattn__gemm_cpu_epilogue(clattn_ctx *ctx, bool trans_a, bool trans_b, size_t m,
+                                        size_t n, size_t k, float alpha, cl_mem a,
+                                        size_t a_off, size_t lda, size_t a_stride, cl_mem b,
+                                        size_t b_off, size_t ldb, size_t b_stride, float beta,
+                                        cl_mem c, size_t c_off, size_t ldc, size_t c_stride,
+                                        size_t batch, cl_mem bias, clattn_activation act);
 
 /* ---- layers.c: helpers shared with layers_rows.c ------------------------ */
 

@@ -119,6 +119,19 @@ clattn_status clattn_linear(clattn_ctx *ctx, const clattn_tensor *x, const clatt
         return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "linear: w %s: out over 2^32 - 1", sw);
     /* y[rows, out] = x[rows, in] W^T: W is stored [out, in], so B is
      * transposed and its leading dimension is in. */
+    /* clattn's CPU GEMM adds the bias (and applies ReLU) as it stores y,
+     * saving a pass over y. Other activations keep their own vectorised
+     * pass: evaluated per lane in the GEMM's store, GELU cost more than
+     * the pass it saved. */
+    if (ctx->gemm_backend == CLATTN_GEMM_CPU && rows > 0 && out > 0) {
+        bool fuse_act = act == CLATTN_ACT_NONE || act == CLATTN_ACT_RELU;
+        st = clattn__gemm_cpu_epilogue(ctx, false, true, rows, out, in, 1.0f, x->mem, 0, in, 0,
+                                       w->mem, 0, in, 0, 0.0f, y->mem, 0, out, 0, 1,
+                                       b ? b->mem : NULL, fuse_act ? act : CLATTN_ACT_NONE);
+        if (st != CLATTN_OK || fuse_act)
+            return st;
+        return bias_act(ctx, y->mem, y->mem, NULL, rows, out, act);
+    }
     st = clattn__gemm(ctx, false, true, rows, out, in, 1.0f, x->mem, 0, in, w->mem, 0, in, 0.0f,
                       y->mem, 0, out);
     if (st != CLATTN_OK || (!b && act == CLATTN_ACT_NONE))

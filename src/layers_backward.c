@@ -157,6 +157,13 @@ static clattn_status col_reduce(clattn_ctx *ctx, cl_kernel k, cl_uint first, con
     size_t limit = ctx->info.max_work_group_size < kernel_max ? ctx->info.max_work_group_size
                                                               : kernel_max;
     size_t tc = pow2_at_least(cols, COL_TC_MAX), tr = pow2_at_least(rows, COL_TR_MAX);
+    /* On a CPU each work-item sums its column down all the rows: no
+     * barriers, and 16 columns per group give every core groups to run
+     * (one 32 x 64 group was one core's work for a whole bias gradient). */
+    if (ctx->info.type == CLATTN_DEVICE_CPU) {
+        tc = pow2_at_least(cols, 16);
+        tr = 1;
+    }
     while (tc > 1 && (tc > limit || (item_max[0] && tc > item_max[0])))
         tc /= 2;
     while (tr > 1 && (tc * tr > limit || (item_max[1] && tr > item_max[1]) ||

@@ -10,6 +10,9 @@
  * elements per work-item at 256), and 256 fits every device we know. */
 #define REDUCTION_WG_MAX 256
 
+/* Most elements one work-item of a CPU reduction sums (see below). */
+#define CPU_ITEM_SPAN 1024
+
 clattn_status clattn__work_group_width(clattn_ctx *ctx, cl_kernel k, size_t n,
                                       size_t item_bytes, size_t *wg)
 {
@@ -32,6 +35,21 @@ clattn_status clattn__work_group_width(clattn_ctx *ctx, cl_kernel k, size_t n,
         limit = kernel_max;
     if (item_max[0] && item_max[0] < limit)
         limit = item_max[0];
+    /* On a CPU one work-item per row is fastest: it walks the row in
+     * order with no barriers, and the work-group loop of POCL runs the
+     * rows side by side. A tree over work-items costs a barrier per level,
+     * which a CPU runtime executes as a loop over the work-items each time:
+     * layer norm of [4096, 128] took several times longer that way. Rows
+     * longer than CPU_ITEM_SPAN still get enough work-items to keep each
+     * one's serial float sum at most CPU_ITEM_SPAN terms, whose
+     * rounding error grows with its length (a 50257-wide softmax missed
+     * its 2e-5 tolerance summed by one work-item). */
+    if (ctx->info.type == CLATTN_DEVICE_CPU) {
+        size_t w = 1;
+        while (w * CPU_ITEM_SPAN < n && w * 2 <= limit)
+            w *= 2;
+        limit = w;
+    }
     size_t w = 1;
     while (w * 2 <= limit && w < n)
         w *= 2;
@@ -117,8 +135,12 @@ clattn_status clattn_layer_norm(clattn_ctx *ctx, const clattn_tensor *x,
     if ((gamma && y->mem == gamma->mem) || (beta && y->mem == beta->mem))
         return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
                             "layer_norm: y must not alias gamma or beta");
+    /* CPU devices: the one-row-per-work-item kernel, for rows whose 8
+     * partial sums stay within CPU_ITEM_SPAN terms each (see above). */
+    size_t cols_n = (size_t)x->shape[x->ndim - 1];
+    bool per_row = ctx->info.type == CLATTN_DEVICE_CPU && cols_n <= 8 * CPU_ITEM_SPAN;
     cl_kernel k;
-    st = clattn__layers_kernel(ctx, "layer_norm_rows", &k);
+    st = clattn__layers_kernel(ctx, per_row ? "layer_norm_rows_cpu" : "layer_norm_rows", &k);
     if (st != CLATTN_OK)
         return st;
     size_t cols = (size_t)x->shape[x->ndim - 1];
@@ -133,9 +155,18 @@ clattn_status clattn_layer_norm(clattn_ctx *ctx, const clattn_tensor *x,
     err |= CLATTN_ARG(k, 5, has_beta);
     err |= CLATTN_ARG(k, 6, c);
     err |= CLATTN_ARG(k, 7, eps);
+    size_t rows = x->numel / cols;
+    if (per_row) {
+        cl_ulong r = rows;
+        err |= CLATTN_ARG(k, 8, r);
+        if (err != CL_SUCCESS)
+            return clattn__fail_cl(ctx, err, "setting layer_norm_rows_cpu arguments");
+        size_t one = 1; /* see the kernel's comment */
+        return clattn__enqueue(ctx, k, 1, &rows, &one, "layer_norm_rows_cpu");
+    }
     if (err != CL_SUCCESS)
         return clattn__fail_cl(ctx, err, "setting layer_norm_rows arguments");
-    return clattn__run_rows(ctx, k, 8, x->numel / cols, cols, "layer_norm_rows");
+    return clattn__run_rows(ctx, k, 8, rows, cols, "layer_norm_rows");
 }
 
 clattn_status clattn_softmax(clattn_ctx *ctx, const clattn_tensor *x, clattn_tensor *y)

@@ -1,10 +1,12 @@
 /* test_gemm.c - every GEMM variant (plain, each transpose, strided batch,
  * broadcast batch, alpha/beta) against a double-precision reference on odd
- * shapes, through both the internal gemm.c entry points and clattn_matmul.
+ * shapes, through both the internal gemm.c entry points and clattn_matmul,
+ * for both GEMM backends (clattn's CPU kernel and CLBlast).
  *
  * Tolerance: the standard forward error bound of a float32 dot product of
  * length k is k * u * sum|a_i b_i| with u = 2^-24; we allow twice that plus
  * the rounding of alpha/beta terms, per element. */
+#define _GNU_SOURCE /* setenv */
 #include "internal.h"
 #include "testutil.h"
 
@@ -120,10 +122,9 @@ static void one_case(clattn_ctx *ctx, bool ta, bool tb, size_t m, size_t n, size
     free(bound);
 }
 
-int main(void)
+/* All cases on one context, whose GEMM backend the caller chose. */
+static void all_cases(clattn_ctx *ctx)
 {
-    clattn_ctx *ctx = test_ctx();
-    test_seed(7);
     /* Every transpose combination on a covering set of odd shapes: each
      * size appears in every role (m, n, k) for every variant. */
     for (int t = 0; t < 4; t++) {
@@ -139,6 +140,29 @@ int main(void)
     one_case(ctx, false, false, 17, 3, 113, 5, false, 1.0f, 0.0f);
     one_case(ctx, true, true, 3, 17, 1, 4, false, 1.5f, 0.5f);
     one_case(ctx, false, true, 113, 64, 17, 3, true, 1.0f, 1.0f);
+    /* clattn's CPU GEMM packs a transposed A when n >= 256 and k >= 512:
+     * alone, batched, and with a broadcast B. */
+    one_case(ctx, true, false, 37, 300, 600, 1, false, 1.0f, 0.0f);
+    one_case(ctx, true, true, 13, 257, 513, 3, false, 0.5f, 1.0f);
+    one_case(ctx, true, false, 7, 259, 520, 2, true, 1.0f, 0.0f);
+}
+
+int main(void)
+{
+    test_seed(7);
+    /* Both GEMM backends on this device: clattn's CPU kernel (cl/gemm.cl)
+     * and CLBlast. */
+    static const char *const backends[] = {"cpu", "clblast"};
+    clattn_ctx *ctx = NULL;
+    for (int i = 0; i < 2; i++) {
+        setenv("CLATTN_GEMM_KERNEL", backends[i], 1);
+        ctx = test_ctx();
+        fprintf(stderr, "GEMM backend: %s\n", backends[i]);
+        all_cases(ctx);
+        if (i == 0)
+            clattn_ctx_destroy(ctx);
+    }
+    unsetenv("CLATTN_GEMM_KERNEL");
 
     /* Shape errors name the shapes. */
     int64_t s1[2] = {3, 4}, s2[2] = {5, 6}, s3[2] = {3, 6};

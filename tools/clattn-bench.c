@@ -141,6 +141,24 @@ static double sgemm_gflops(clattn_ctx *ctx, int n, int reps)
     return 2.0 * n * (double)n * n / t * 1e-9;
 }
 
+/* The same through CLBlast on the same device (a second context whose
+ * GEMM backend is CLBlast): the reference the issue's ratios name, also
+ * where the main context runs clattn's own CPU GEMM. */
+static double clblast_sgemm_gflops(const options *o, int n)
+{
+    clattn_ctx_params p = clattn_ctx_params_default();
+    p.device = o->device;
+    p.gemm_tuning = !o->no_tuning;
+    p.gemm_kernel = "clblast";
+    clattn_ctx *ctx;
+    clattn_status st = clattn_ctx_create(&p, &ctx);
+    if (st != CLATTN_OK)
+        die("CLBlast reference context", st);
+    double gf = sgemm_gflops(ctx, n, o->reps);
+    clattn_ctx_destroy(ctx);
+    return gf;
+}
+
 /* Number of (query, key) pairs the window lets through: the FLOP count
  * covers only visible pairs. */
 static double visible_pairs(int n, int m, int wl, int wr)
@@ -215,16 +233,18 @@ static void attention_case(clattn_ctx *ctx, const options *o, int b, int hq, int
 static void bench_attention(clattn_ctx *ctx, const options *o)
 {
     int sgemm_n = 2048;
-    double sgemm = sgemm_gflops(ctx, sgemm_n, o->reps);
+    double sgemm = clblast_sgemm_gflops(o, sgemm_n);
+    double own = sgemm_gflops(ctx, sgemm_n, o->reps);
     clattn_device_info info;
     clattn_ctx_device_info(ctx, &info);
     if (o->json) {
         printf("{\"device\": \"%s\", \"platform\": \"%s\", \"sgemm_n\": %d, \"sgemm_gflops\": %.2f,\n"
-               " \"cases\": [\n  ",
-               info.device_name, info.platform_name, sgemm_n, sgemm);
+               " \"clattn_gemm_gflops\": %.2f, \"cases\": [\n  ",
+               info.device_name, info.platform_name, sgemm_n, sgemm, own);
     } else {
         printf("device: %s / %s\n", info.platform_name, info.device_name);
-        printf("CLBlast SGEMM n=%d: %.1f GFLOP/s (the vs-sgemm reference)\n", sgemm_n, sgemm);
+        printf("CLBlast SGEMM n=%d: %.1f GFLOP/s (the vs-sgemm reference); clattn's GEMM: %.1f\n",
+               sgemm_n, sgemm, own);
         printf("  B  Hq Hkv      N      M    D   Dv mask            fused ms   GFLOP/s "
                "unfused ms speedup vs-sgemm peak-MiB\n");
     }
@@ -403,16 +423,22 @@ static void bench_gemm(clattn_ctx *ctx, const options *o)
         printf("{\"device\": \"%s\", \"tuning\": %s, \"cases\": [", info.device_name,
                o->no_tuning ? "false" : "true");
     else
-        printf("device: %s / %s, CLBlast parameters: %s\n     n  GFLOP/s\n", info.platform_name,
-               info.device_name, o->no_tuning ? "CLBlast's own" : "clattn's tuned (CPU)");
+        printf("device: %s / %s, CLBlast parameters: %s\n"
+               "GFLOP/s of clattn_matmul (the context's GEMM: $CLATTN_GEMM_KERNEL or the\n"
+               "device's default) and of CLBlast on the same device, one run\n"
+               "     n   clattn  CLBlast    ratio\n",
+               info.platform_name, info.device_name,
+               o->no_tuning ? "CLBlast's own" : "clattn's tuned (CPU)");
     int count = o->shape_given ? 1 : (int)(sizeof sizes / sizeof *sizes);
     for (int i = 0; i < count; i++) {
         int n = o->shape_given ? o->n : sizes[i];
         double gf = sgemm_gflops(ctx, n, o->reps);
+        double cb = clblast_sgemm_gflops(o, n);
         if (o->json)
-            printf("%s{\"n\": %d, \"gflops\": %.2f}", i ? ", " : "", n, gf);
+            printf("%s{\"n\": %d, \"gflops\": %.2f, \"clblast_gflops\": %.2f}", i ? ", " : "",
+                   n, gf, cb);
         else
-            printf("%6d %8.1f\n", n, gf);
+            printf("%6d %8.1f %8.1f %8.2f\n", n, gf, cb, gf / cb);
     }
     if (o->json)
         printf("]}\n");

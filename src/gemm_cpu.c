@@ -1,0 +1,162 @@
+/* gemm_cpu.c - SGEMM on CPU devices with clattn's own register-blocked
+ * kernel (cl/gemm.cl); gemm.c sends products here when the context's GEMM
+ * backend is CLATTN_GEMM_CPU. */
+#include "internal.h"
+
+#include <stdio.h>
+
+/* Must match GEMM_ROWS / GEMM_LOCAL in cl/gemm.cl (the defaults it is
+ * built with): the host sizes the launch from them. */
+enum { GEMM_ROWS = 6, GEMM_LOCAL = 8, GEMM_PANEL = 16 };
+
+/* A kernel of gemm.cl built with epilogue activation act (one program per
+ * activation: it must be a compile-time constant to vectorise). */
+static clattn_status kernel(clattn_ctx *ctx, const char *name, int act, cl_kernel *out)
+{
+    char opts[32] = "";
+    if (act != CLATTN_ACT_NONE)
+        snprintf(opts, sizeof opts, "-DGEMM_ACT=%d", act);
+    cl_program prog;
+    clattn_status st = clattn__program_get(ctx, "gemm.cl", opts[0] ? opts : NULL, NULL, &prog);
+    return st != CLATTN_OK ? st : clattn__kernel_get(ctx, prog, name, out);
+}
+
+#define ARG(k, i, v) err |= clSetKernelArg(k, i, sizeof(v), &(v))
+
+/* Packs op(B) [k, n] of every batch into 16-column panels in the
+ * CLATTN_SCRATCH_GEMM_B slot: [batch][ceil(n/16)][k][16]. */
+static clattn_status pack_b(clattn_ctx *ctx, bool trans_b, size_t n, size_t k, cl_mem b,
+                            size_t b_off, size_t ldb, size_t b_stride, size_t batch,
+                            cl_mem *packed)
+{
+    size_t panels = (n + GEMM_PANEL - 1) / GEMM_PANEL;
+    clattn_status st = clattn__scratch(ctx, CLATTN_SCRATCH_GEMM_B,
+                                       batch * panels * k * GEMM_PANEL * sizeof(float),
+                                       "GEMM B panels", packed);
+    cl_kernel kp;
+    if (st != CLATTN_OK || (st = kernel(ctx, "gemm_pack_b", CLATTN_ACT_NONE, &kp)) != CLATTN_OK)
+        return st;
+    cl_long off = (cl_long)b_off, bs = (cl_long)b_stride;
+    cl_int ld = (cl_int)ldb, tb = trans_b, kk = (cl_int)k, nn = (cl_int)n;
+    cl_int err = CL_SUCCESS;
+    ARG(kp, 0, b); ARG(kp, 1, off); ARG(kp, 2, ld); ARG(kp, 3, tb); ARG(kp, 4, bs);
+    ARG(kp, 5, kk); ARG(kp, 6, nn); ARG(kp, 7, *packed);
+    if (err != CL_SUCCESS)
+        return clattn__fail_cl(ctx, err, "clSetKernelArg(gemm_pack_b)");
+    size_t global[3] = {(k + GEMM_PANEL - 1) / GEMM_PANEL, panels, batch};
+    size_t local[3] = {1, 1, 1};
+    err = clEnqueueNDRangeKernel(ctx->queue, kp, 3, NULL, global, local, 0, NULL, NULL);
+    return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, "gemm_pack_b");
+}
+
+/* Packs op(A) [m, k] of every batch into row blocks in the
+ * CLATTN_SCRATCH_GEMM_A slot: [batch][ceil(m/6)][k][6]. */
+static clattn_status pack_a(clattn_ctx *ctx, bool trans_a, size_t m, size_t k, cl_mem a,
+                            size_t a_off, size_t lda, size_t a_stride, size_t batch,
+                            cl_mem *packed)
+{
+    size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS;
+    clattn_status st = clattn__scratch(ctx, CLATTN_SCRATCH_GEMM_A,
+                                       batch * blocks * k * GEMM_ROWS * sizeof(float),
+                                       "GEMM A blocks", packed);
+    cl_kernel kp;
+    if (st != CLATTN_OK || (st = kernel(ctx, "gemm_pack_a", CLATTN_ACT_NONE, &kp)) != CLATTN_OK)
+        return st;
+    cl_long off = (cl_long)a_off, as = (cl_long)a_stride;
+    cl_int ld = (cl_int)lda, ta = trans_a, kk = (cl_int)k, mm = (cl_int)m;
+    cl_int err = CL_SUCCESS;
+    ARG(kp, 0, a); ARG(kp, 1, off); ARG(kp, 2, ld); ARG(kp, 3, ta); ARG(kp, 4, as);
+    ARG(kp, 5, mm); ARG(kp, 6, kk); ARG(kp, 7, *packed);
+    if (err != CL_SUCCESS)
+        return clattn__fail_cl(ctx, err, "clSetKernelArg(gemm_pack_a)");
+    size_t global[3] = {k, blocks, batch};
+    err = clEnqueueNDRangeKernel(ctx->queue, kp, 3, NULL, global, NULL, 0, NULL, NULL);
+    return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, "gemm_pack_a");
+}
+
+clattn_status clattn__gemm_cpu(clattn_ctx *ctx, bool trans_a, bool trans_b, size_t m, size_t n,
+                               size_t k, float alpha, cl_mem a, size_t a_off, size_t lda,
+                               size_t a_stride, cl_mem b, size_t b_off, size_t ldb,
+                               size_t b_stride, float beta, cl_mem c, size_t c_off, size_t ldc,
+                               size_t c_stride, size_t batch)
+{
+    return clattn__gemm_cpu_epilogue(ctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda,
+                                     a_stride, b, b_off, ldb, b_stride, beta, c, c_off, ldc,
+                                     c_stride, batch, NULL, CLATTN_ACT_NONE);
+}
+
+clattn_status clattn__gemm_cpu_epilogue(clattn_ctx *ctx, bool trans_a, bool trans_b, size_t m,
+                                        size_t n, size_t k, float alpha, cl_mem a,
+                                        size_t a_off, size_t lda, size_t a_stride, cl_mem b,
+                                        size_t b_off, size_t ldb, size_t b_stride, float beta,
+                                        cl_mem c, size_t c_off, size_t ldc, size_t c_stride,
+                                        size_t batch, cl_mem bias, clattn_activation act)
+{
+    if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX || lda > INT32_MAX ||
+        ldb > INT32_MAX || ldc > INT32_MAX)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "GEMM dimensions m=%zu n=%zu k=%zu exceed 2^31", m, n, k);
+    /* op(B) is always packed into 16-column panels (the kernel could
+     * read a row-major B in place, but with n = 2048 its 8 KiB row stride
+     * hit the same L1 sets on every step: 30 against 89 GFLOP/s packed),
+     * and packing costs k*n against the product's m*n*k. */
+    cl_mem bsrc = b;
+    cl_int b_ks = (cl_int)ldb;
+    cl_long b_ps = GEMM_PANEL, b_bs = (cl_long)b_stride;
+    cl_long boff = (cl_long)b_off;
+    if (k > 0) {
+        /* a broadcast B (stride 0) is packed once and stays broadcast */
+        size_t pack_batch = b_stride == 0 ? 1 : batch;
+        clattn_status st =
+            pack_b(ctx, trans_b, n, k, b, b_off, ldb, b_stride, pack_batch, &bsrc);
+        if (st != CLATTN_OK)
+            return st;
+        size_t panels = (n + GEMM_PANEL - 1) / GEMM_PANEL;
+        b_ks = GEMM_PANEL;
+        b_ps = (cl_long)(k * GEMM_PANEL);
+        b_bs = b_stride == 0 ? 0 : (cl_long)(panels * k * GEMM_PANEL);
+        boff = 0;
+    }
+    const char *name = trans_a ? "gemm_cpu_at" : "gemm_cpu_an";
+    cl_mem asrc = a;
+    size_t a_bs_sz = a_stride;
+    /* A transposed A is read a column of 6 rows per step, each step a new
+     * cache line; with long k those lines fall out of L2 before the next
+     * panel's work-items reuse them (m = 128, n = 512, k = 4096: 58
+     * GFLOP/s). Packing it into row blocks wins once n gives the packed
+     * copy enough reuse (97 GFLOP/s there; at n = 128 it lost). */
+    if (trans_a && n >= 256 && k >= 512) {
+        size_t pack_batch = a_stride == 0 ? 1 : batch;
+        clattn_status st = pack_a(ctx, trans_a, m, k, a, a_off, lda, a_stride, pack_batch, &asrc);
+        if (st != CLATTN_OK)
+            return st;
+        name = "gemm_cpu_ap";
+        a_off = 0;
+        a_bs_sz = a_stride == 0 ? 0 : (m + GEMM_ROWS - 1) / GEMM_ROWS * GEMM_ROWS * k;
+    }
+    cl_kernel kg;
+    clattn_status st = kernel(ctx, name, (int)act, &kg);
+    if (st != CLATTN_OK)
+        return st;
+    cl_int mm = (cl_int)m, nn = (cl_int)n, kk = (cl_int)k, ldc_i = (cl_int)ldc;
+    cl_int lda_i = (cl_int)lda;
+    cl_long aoff = (cl_long)a_off, a_bs = (cl_long)a_bs_sz;
+    cl_long coff = (cl_long)c_off, c_bs = (cl_long)c_stride;
+    cl_int err = CL_SUCCESS;
+    ARG(kg, 0, mm); ARG(kg, 1, nn); ARG(kg, 2, kk); ARG(kg, 3, alpha);
+    ARG(kg, 4, asrc); ARG(kg, 5, aoff); ARG(kg, 6, lda_i); ARG(kg, 7, a_bs);
+    ARG(kg, 8, bsrc); ARG(kg, 9, boff); ARG(kg, 10, b_ks); ARG(kg, 11, b_ps);
+    ARG(kg, 12, b_bs); ARG(kg, 13, beta); ARG(kg, 14, c); ARG(kg, 15, coff);
+    ARG(kg, 16, ldc_i); ARG(kg, 17, c_bs);
+    cl_mem bias_arg = bias ? bias : c; /* any valid buffer when unused */
+    cl_int has_bias = bias != NULL;
+    ARG(kg, 18, bias_arg); ARG(kg, 19, has_bias);
+    if (err != CL_SUCCESS)
+        return clattn__fail_cl(ctx, err, "clSetKernelArg(gemm_cpu_*)");
+    size_t row_blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS;
+    size_t global[3] = {(row_blocks + GEMM_LOCAL - 1) / GEMM_LOCAL * GEMM_LOCAL,
+                        (n + GEMM_PANEL - 1) / GEMM_PANEL, batch};
+    size_t local[3] = {GEMM_LOCAL, 1, 1};
+    err = clEnqueueNDRangeKernel(ctx->queue, kg, 3, NULL, global, local, 0, NULL, NULL);
+    return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, name);
+}
