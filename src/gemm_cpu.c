@@ -23,55 +23,58 @@ static clattn_status kernel(clattn_ctx *ctx, const char *name, int act, cl_kerne
 
 #define ARG(k, i, v) err |= clSetKernelArg(k, i, sizeof(v), &(v))
 
+/* One operand of what the product reads, the packing kernels' common
+ * arguments: (src, off, ld, trans, batch stride, dim0, dim1, dst). */
+typedef struct pack_src {
+    cl_mem mem;
+    size_t off, ld, stride;
+    bool trans;
+} pack_src;
+
+/* Runs packing kernel kname of gemm.cl from src into scratch slot (bytes
+ * long) over global, with local (NULL: the implementation's choice). */
+static clattn_status run_pack(clattn_ctx *ctx, const char *kname, int slot, size_t bytes,
+                              const pack_src *src, size_t dim0, size_t dim1,
+                              const size_t *global, const size_t *local, cl_mem *packed)
+{
+    clattn_status st = clattn__scratch(ctx, slot, bytes, kname, packed);
+    cl_kernel kp;
+    if (st != CLATTN_OK || (st = kernel(ctx, kname, CLATTN_ACT_NONE, &kp)) != CLATTN_OK)
+        return st;
+    cl_long off = (cl_long)src->off, bs = (cl_long)src->stride;
+    cl_int ld = (cl_int)src->ld, tr = src->trans, d0 = (cl_int)dim0, d1 = (cl_int)dim1;
+    cl_int err = CL_SUCCESS;
+    ARG(kp, 0, src->mem); ARG(kp, 1, off); ARG(kp, 2, ld); ARG(kp, 3, tr); ARG(kp, 4, bs);
+    ARG(kp, 5, d0); ARG(kp, 6, d1); ARG(kp, 7, *packed);
+    if (err != CL_SUCCESS)
+        return clattn__fail_cl(ctx, err, kname);
+    err = clEnqueueNDRangeKernel(ctx->queue, kp, 3, NULL, global, local, 0, NULL, NULL);
+    return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, kname);
+}
+
 /* Packs op(B) [k, n] of every batch into 16-column panels in the
- * CLATTN_SCRATCH_GEMM_B slot: [batch][ceil(n/16)][k][16]. */
-static clattn_status pack_b(clattn_ctx *ctx, bool trans_b, size_t n, size_t k, cl_mem b,
-                            size_t b_off, size_t ldb, size_t b_stride, size_t batch,
-                            cl_mem *packed)
+ * CLATTN_SCRATCH_GEMM_B slot: [batch][ceil(n/16)][k][16]. One work-item
+ * per 16 x 16 tile; local size 1 (see the kernel). */
+static clattn_status pack_b(clattn_ctx *ctx, const pack_src *b, size_t n, size_t k,
+                            size_t batch, cl_mem *packed)
 {
     size_t panels = (n + GEMM_PANEL - 1) / GEMM_PANEL;
-    clattn_status st = clattn__scratch(ctx, CLATTN_SCRATCH_GEMM_B,
-                                       batch * panels * k * GEMM_PANEL * sizeof(float),
-                                       "GEMM B panels", packed);
-    cl_kernel kp;
-    if (st != CLATTN_OK || (st = kernel(ctx, "gemm_pack_b", CLATTN_ACT_NONE, &kp)) != CLATTN_OK)
-        return st;
-    cl_long off = (cl_long)b_off, bs = (cl_long)b_stride;
-    cl_int ld = (cl_int)ldb, tb = trans_b, kk = (cl_int)k, nn = (cl_int)n;
-    cl_int err = CL_SUCCESS;
-    ARG(kp, 0, b); ARG(kp, 1, off); ARG(kp, 2, ld); ARG(kp, 3, tb); ARG(kp, 4, bs);
-    ARG(kp, 5, kk); ARG(kp, 6, nn); ARG(kp, 7, *packed);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "clSetKernelArg(gemm_pack_b)");
-    size_t global[3] = {(k + GEMM_PANEL - 1) / GEMM_PANEL, panels, batch};
-    size_t local[3] = {1, 1, 1};
-    err = clEnqueueNDRangeKernel(ctx->queue, kp, 3, NULL, global, local, 0, NULL, NULL);
-    return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, "gemm_pack_b");
+    size_t global[3] = {(k + GEMM_PANEL - 1) / GEMM_PANEL, panels, batch}, local[3] = {1, 1, 1};
+    return run_pack(ctx, "gemm_pack_b", CLATTN_SCRATCH_GEMM_B,
+                    batch * panels * k * GEMM_PANEL * sizeof(float), b, k, n, global, local,
+                    packed);
 }
 
 /* Packs op(A) [m, k] of every batch into row blocks in the
  * CLATTN_SCRATCH_GEMM_A slot: [batch][ceil(m/6)][k][6]. */
-static clattn_status pack_a(clattn_ctx *ctx, bool trans_a, size_t m, size_t k, cl_mem a,
-                            size_t a_off, size_t lda, size_t a_stride, size_t batch,
-                            cl_mem *packed)
+static clattn_status pack_a(clattn_ctx *ctx, const pack_src *a, size_t m, size_t k,
+                            size_t batch, cl_mem *packed)
 {
     size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS;
-    clattn_status st = clattn__scratch(ctx, CLATTN_SCRATCH_GEMM_A,
-                                       batch * blocks * k * GEMM_ROWS * sizeof(float),
-                                       "GEMM A blocks", packed);
-    cl_kernel kp;
-    if (st != CLATTN_OK || (st = kernel(ctx, "gemm_pack_a", CLATTN_ACT_NONE, &kp)) != CLATTN_OK)
-        return st;
-    cl_long off = (cl_long)a_off, as = (cl_long)a_stride;
-    cl_int ld = (cl_int)lda, ta = trans_a, kk = (cl_int)k, mm = (cl_int)m;
-    cl_int err = CL_SUCCESS;
-    ARG(kp, 0, a); ARG(kp, 1, off); ARG(kp, 2, ld); ARG(kp, 3, ta); ARG(kp, 4, as);
-    ARG(kp, 5, mm); ARG(kp, 6, kk); ARG(kp, 7, *packed);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "clSetKernelArg(gemm_pack_a)");
     size_t global[3] = {k, blocks, batch};
-    err = clEnqueueNDRangeKernel(ctx->queue, kp, 3, NULL, global, NULL, 0, NULL, NULL);
-    return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, "gemm_pack_a");
+    return run_pack(ctx, "gemm_pack_a", CLATTN_SCRATCH_GEMM_A,
+                    batch * blocks * k * GEMM_ROWS * sizeof(float), a, m, k, global, NULL,
+                    packed);
 }
 
 clattn_status clattn__gemm_cpu(clattn_ctx *ctx, bool trans_a, bool trans_b, size_t m, size_t n,
@@ -107,8 +110,8 @@ clattn_status clattn__gemm_cpu_epilogue(clattn_ctx *ctx, bool trans_a, bool tran
     if (k > 0) {
         /* a broadcast B (stride 0) is packed once and stays broadcast */
         size_t pack_batch = b_stride == 0 ? 1 : batch;
-        clattn_status st =
-            pack_b(ctx, trans_b, n, k, b, b_off, ldb, b_stride, pack_batch, &bsrc);
+        pack_src src = {b, b_off, ldb, b_stride, trans_b};
+        clattn_status st = pack_b(ctx, &src, n, k, pack_batch, &bsrc);
         if (st != CLATTN_OK)
             return st;
         size_t panels = (n + GEMM_PANEL - 1) / GEMM_PANEL;
@@ -127,7 +130,8 @@ clattn_status clattn__gemm_cpu_epilogue(clattn_ctx *ctx, bool trans_a, bool tran
      * copy enough reuse (97 GFLOP/s there; at n = 128 it lost). */
     if (trans_a && n >= 256 && k >= 512) {
         size_t pack_batch = a_stride == 0 ? 1 : batch;
-        clattn_status st = pack_a(ctx, trans_a, m, k, a, a_off, lda, a_stride, pack_batch, &asrc);
+        pack_src src = {a, a_off, lda, a_stride, trans_a};
+        clattn_status st = pack_a(ctx, &src, m, k, pack_batch, &asrc);
         if (st != CLATTN_OK)
             return st;
         name = "gemm_cpu_ap";
