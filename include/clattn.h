@@ -204,7 +204,8 @@ typedef struct clattn_ctx_params {
     /* true (the default): on devices where clattn has measured better CLBlast
      * GEMM parameters than CLBlast's database (POCL's CPU devices), apply
      * them. false leaves CLBlast's own choice (for comparisons). CLBlast
-     * keeps such parameters per device for the whole process. */
+     * keeps such parameters per device for the whole process. Only matters
+     * where CLBlast runs the products (see gemm_kernel). */
     bool gemm_tuning;
     clattn_log_fn log;             /* optional; NULL logs nothing */
     void *log_user;
@@ -526,8 +527,10 @@ typedef enum clattn_activation {
 /* y = act(x W^T + b), i.e. nn.Linear followed by an activation.
  *   x: [..., in] (2 to 4 dims)   w: [out, in] (nn.Linear's weight layout)
  *   b: [out] or NULL             y: [..., out], same leading dims as x
- * The product runs on CLBlast; bias and activation are then applied in one
- * fused elementwise pass (skipped when b is NULL and act is NONE). y must
+ * The product runs on the context's GEMM backend. With clattn's CPU GEMM
+ * the bias (and ReLU) are added as y is stored; otherwise, and for the
+ * other activations, one fused elementwise pass follows (none when b is
+ * NULL and act is NONE). y must
  * not alias x, w or b. Errors: CLATTN_ERR_INVALID_ARG (shapes, aliasing,
  * unknown act), CLATTN_ERR_OPENCL. */
 CLATTN_API clattn_status clattn_linear(clattn_ctx *ctx, const clattn_tensor *x,
@@ -1149,7 +1152,8 @@ CLATTN_API clattn_status clattn_embedder_embed(clattn_embedder *e, const char *c
  *   x: [..., in]   w: [out, in]   dy: [..., out] (same leading dims as x)
  *   dx: [..., in] = dy W         dw: [out, in] = dy^T x (summed over rows)
  *   db: [out] = dy summed over rows
- * The products run on CLBlast (dw with beta = 1 when accumulating); db is
+ * The products run on the context's GEMM backend (dw with beta = 1 when
+ * accumulating); db is
  * a column sum of fixed order (bit-identical from run to run). No output
  * may alias an input or another output. */
 CLATTN_API clattn_status clattn_linear_backward(clattn_ctx *ctx, const clattn_tensor *x,
