@@ -157,12 +157,16 @@ static clattn_status col_reduce(clattn_ctx *ctx, cl_kernel k, cl_uint first, con
     size_t limit = ctx->info.max_work_group_size < kernel_max ? ctx->info.max_work_group_size
                                                               : kernel_max;
     size_t tc = pow2_at_least(cols, COL_TC_MAX), tr = pow2_at_least(rows, COL_TR_MAX);
-    /* On a CPU each work-item sums its column down all the rows: no
+    /* On a CPU each work-item sums its column down the rows, with no
      * barriers, and 16 columns per group give every core groups to run
-     * (one 32 x 64 group was one core's work for a whole bias gradient). */
+     * (one 32 x 64 group was one core's work for a whole bias gradient).
+     * Row lanes come back only past 1024 rows per work-item, to bound a
+     * serial float sum's rounding error (as layers_rows.c does). */
     if (ctx->info.type == CLATTN_DEVICE_CPU) {
         tc = pow2_at_least(cols, 16);
         tr = 1;
+        while (tr * 1024 < rows && tr < COL_TR_MAX)
+            tr *= 2;
     }
     while (tc > 1 && (tc > limit || (item_max[0] && tc > item_max[0])))
         tc /= 2;
