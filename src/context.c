@@ -40,6 +40,24 @@ static char *device_options(const clattn_device_info *info)
                            (unsigned long long)info->local_mem_bytes, info->max_work_group_size);
 }
 
+/* *out = the value of the named choice: dflt when name is NULL, cpu_value
+ * for "cpu", other_value for other; anything else is an error. */
+static clattn_status pick_variant(clattn_ctx *ctx, const char *what, const char *name,
+                                  const char *other, int dflt, int cpu_value, int other_value,
+                                  int *out)
+{
+    if (!name)
+        *out = dflt;
+    else if (strcmp(name, "cpu") == 0)
+        *out = cpu_value;
+    else if (strcmp(name, other) == 0)
+        *out = other_value;
+    else
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "%s '%s' unknown (expected \"cpu\" or \"%s\")", what, name, other);
+    return CLATTN_OK;
+}
+
 /* Everything after the OpenCL objects exist: options, programs, CLBlast. */
 static clattn_status finish_setup(clattn_ctx *ctx, const clattn_ctx_params *p)
 {
@@ -49,37 +67,28 @@ static clattn_status finish_setup(clattn_ctx *ctx, const clattn_ctx_params *p)
     ctx->device_options = device_options(&ctx->info);
     if ((kdir && !ctx->kernel_dir) || !ctx->device_options)
         return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
-    const char *variant = p->attention_kernel ? p->attention_kernel
-                                              : clattn__env_attention_kernel();
-    if (!variant)
-        ctx->attention_variant =
-            ctx->info.type == CLATTN_DEVICE_CPU ? CLATTN_ATTN_CPU : CLATTN_ATTN_TILED;
-    else if (strcmp(variant, "cpu") == 0)
-        ctx->attention_variant = CLATTN_ATTN_CPU;
-    else if (strcmp(variant, "tiled") == 0)
-        ctx->attention_variant = CLATTN_ATTN_TILED;
-    else
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "attention kernel '%s' unknown (expected \"cpu\" or \"tiled\")",
-                            variant);
-    const char *gemm = p->gemm_kernel ? p->gemm_kernel : clattn__env_gemm_kernel();
-    if (!gemm)
-        ctx->gemm_backend =
-            ctx->info.type == CLATTN_DEVICE_CPU ? CLATTN_GEMM_CPU : CLATTN_GEMM_CLBLAST;
-    else if (strcmp(gemm, "cpu") == 0)
-        ctx->gemm_backend = CLATTN_GEMM_CPU;
-    else if (strcmp(gemm, "clblast") == 0)
-        ctx->gemm_backend = CLATTN_GEMM_CLBLAST;
-    else
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "GEMM kernel '%s' unknown (expected \"cpu\" or \"clblast\")", gemm);
+    /* Each choice: the "cpu" option on CPU devices unless told otherwise
+     * (parameter, then environment). */
+    bool cpu = ctx->info.type == CLATTN_DEVICE_CPU;
+    clattn_status st = pick_variant(
+        ctx, "attention kernel",
+        p->attention_kernel ? p->attention_kernel : clattn__env_attention_kernel(),
+        "tiled", cpu ? CLATTN_ATTN_CPU : CLATTN_ATTN_TILED, CLATTN_ATTN_CPU, CLATTN_ATTN_TILED,
+        &ctx->attention_variant);
+    if (st == CLATTN_OK)
+        st = pick_variant(ctx, "GEMM kernel",
+                          p->gemm_kernel ? p->gemm_kernel : clattn__env_gemm_kernel(),
+                          "clblast", cpu ? CLATTN_GEMM_CPU : CLATTN_GEMM_CLBLAST,
+                          CLATTN_GEMM_CPU, CLATTN_GEMM_CLBLAST, &ctx->gemm_backend);
+    if (st != CLATTN_OK)
+        return st;
     ctx->stats.cache_enabled = ctx->cache_dir != NULL;
     snprintf(ctx->stats.cache_dir, sizeof ctx->stats.cache_dir, "%s",
              ctx->cache_dir ? ctx->cache_dir : "");
 
     clattn__log(ctx, CLATTN_LOG_INFO, "device: %s / %s (%s)", ctx->info.platform_name,
                 ctx->info.device_name, ctx->info.driver_version);
-    clattn_status st = clattn__programs_build_default(ctx);
+    st = clattn__programs_build_default(ctx);
     if (st != CLATTN_OK)
         return st;
     if (p->gemm_tuning)

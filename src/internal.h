@@ -398,11 +398,32 @@ static inline size_t clattn__round_up(size_t x, size_t m) { return (x + m - 1) /
 clattn_status clattn__enqueue(clattn_ctx *ctx, cl_kernel kernel, cl_uint dims,
                               const size_t *global, const size_t *local, const char *what);
 
-/* Work-group width of a reduction kernel over n elements (layers_rows.c):
- * the largest power of two that fits the device's work-group and
- * work-item limits, the kernel's own limit (registers), 256 and the local
- * memory (item_bytes of scratch per work-item on top of the kernel's own
- * use), and is not much wider than n. */
+/* Most elements one work-item of a reduction sums serially on a CPU
+ * device: a float sum's rounding error grows with its length, so longer
+ * rows or columns get more work-items (a 50257-wide softmax missed its
+ * 2e-5 tolerance summed by one). */
+#define CLATTN_CPU_ITEM_SPAN 1024
+
+/* What bounds a work-group of kernel k on this device (layers_rows.c). */
+typedef struct clattn__group_limits {
+    size_t group_max;     /* min of the device's and the kernel's limit */
+    size_t item_max[3];   /* per dimension (0: not reported) */
+    cl_ulong kernel_local; /* local memory the kernel uses by itself */
+} clattn__group_limits;
+
+/* Queries the limits above; what names the kernel's job in the error. */
+clattn_status clattn__group_limits_get(clattn_ctx *ctx, cl_kernel k, const char *what,
+                                       clattn__group_limits *out);
+
+/* Work-group width of a reduction over n elements with these limits: the
+ * largest power of two that fits them, 256 and the local memory (item_bytes
+ * of scratch per work-item on top of the kernel's own use), and is not much
+ * wider than n. On a CPU device: the fewest work-items that keep each
+ * one's serial sum within CLATTN_CPU_ITEM_SPAN (1 up to that length). */
+size_t clattn__reduction_width(const clattn_ctx *ctx, const clattn__group_limits *lim, size_t n,
+                               size_t item_bytes);
+
+/* Both of the above for one kernel and one n. */
 clattn_status clattn__work_group_width(clattn_ctx *ctx, cl_kernel k, size_t n,
                                       size_t item_bytes, size_t *wg);
 

@@ -142,40 +142,31 @@ static size_t pow2_at_least(size_t n, size_t cap)
 static clattn_status col_reduce(clattn_ctx *ctx, cl_kernel k, cl_uint first, const char *kname,
                                 size_t rows, size_t cols, cl_mem out)
 {
-    size_t kernel_max = 0, item_max[3] = {0, 0, 0};
-    cl_ulong kernel_local = 0;
-    cl_int err = clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
-                                          sizeof kernel_max, &kernel_max, NULL);
-    if (err == CL_SUCCESS)
-        err = clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE,
-                                       sizeof kernel_local, &kernel_local, NULL);
-    if (err == CL_SUCCESS)
-        err = clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof item_max,
-                              item_max, NULL);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "querying work-group limits for a column sum");
-    size_t limit = ctx->info.max_work_group_size < kernel_max ? ctx->info.max_work_group_size
-                                                              : kernel_max;
+    clattn__group_limits lim;
+    clattn_status st = clattn__group_limits_get(ctx, k, "a column sum", &lim);
+    if (st != CLATTN_OK)
+        return st;
+    size_t limit = lim.group_max;
     size_t tc = pow2_at_least(cols, COL_TC_MAX), tr = pow2_at_least(rows, COL_TR_MAX);
     /* On a CPU each work-item sums its column down the rows, with no
      * barriers, and 16 columns per group give every core groups to run
      * (one 32 x 64 group was one core's work for a whole bias gradient).
-     * Row lanes come back only past 1024 rows per work-item, to bound a
-     * serial float sum's rounding error (as layers_rows.c does). */
+     * Row lanes come back only past CLATTN_CPU_ITEM_SPAN rows per
+     * work-item, to bound a serial float sum's rounding error. */
     if (ctx->info.type == CLATTN_DEVICE_CPU) {
         tc = pow2_at_least(cols, 16);
         tr = 1;
-        while (tr * 1024 < rows && tr < COL_TR_MAX)
+        while (tr * CLATTN_CPU_ITEM_SPAN < rows && tr < COL_TR_MAX)
             tr *= 2;
     }
-    while (tc > 1 && (tc > limit || (item_max[0] && tc > item_max[0])))
+    while (tc > 1 && (tc > limit || (lim.item_max[0] && tc > lim.item_max[0])))
         tc /= 2;
-    while (tr > 1 && (tc * tr > limit || (item_max[1] && tr > item_max[1]) ||
-                      kernel_local + tc * tr * sizeof(float) > ctx->info.local_mem_bytes))
+    while (tr > 1 && (tc * tr > limit || (lim.item_max[1] && tr > lim.item_max[1]) ||
+                      lim.kernel_local + tc * tr * sizeof(float) > ctx->info.local_mem_bytes))
         tr /= 2;
     cl_ulong r = rows;
     cl_uint c = (cl_uint)cols;
-    err = CLATTN_ARG(k, first, r);
+    cl_int err = CLATTN_ARG(k, first, r);
     err |= CLATTN_ARG(k, first + 1, c);
     err |= CLATTN_ARG(k, first + 2, out);
     err |= clSetKernelArg(k, first + 3, tc * tr * sizeof(float), NULL);

@@ -1,62 +1,79 @@
 /* layers_rows.c - ops that reduce over the last dimension: layer norm and
  * softmax. Both run one work-group per row (cl/layers.cl), with the
- * work-group size picked here from the device's and the kernel's limits. */
+ * work-group size picked here from the device's and the kernel's limits
+ * (the rule every reduction of src/ uses); on CPU devices layer norm has
+ * a kernel with one work-item per row instead. */
 #include "internal.h"
 
 #include <math.h>
+#include <stdio.h>
 
 /* Upper bound on a reduction's work-group width. Wider groups only add tree
  * levels and idle work-items for typical rows (E = 768 .. 8192: 3 to 32
  * elements per work-item at 256), and 256 fits every device we know. */
 #define REDUCTION_WG_MAX 256
 
-/* Most elements one work-item of a CPU reduction sums (see below). */
-#define CPU_ITEM_SPAN 1024
-
-clattn_status clattn__work_group_width(clattn_ctx *ctx, cl_kernel k, size_t n,
-                                      size_t item_bytes, size_t *wg)
+clattn_status clattn__group_limits_get(clattn_ctx *ctx, cl_kernel k, const char *what,
+                                       clattn__group_limits *out)
 {
-    size_t kernel_max = 0, item_max[3] = {0, 0, 0};
-    cl_ulong kernel_local = 0;
+    size_t kernel_max = 0;
+    *out = (clattn__group_limits){0};
     cl_int err = clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
                                           sizeof kernel_max, &kernel_max, NULL);
     if (err == CL_SUCCESS)
         err = clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE,
-                                       sizeof kernel_local, &kernel_local, NULL);
+                                       sizeof out->kernel_local, &out->kernel_local, NULL);
     if (err == CL_SUCCESS)
-        err = clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof item_max,
-                              item_max, NULL);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "querying work-group limits for a reduction kernel");
+        err = clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof out->item_max,
+                              out->item_max, NULL);
+    if (err != CL_SUCCESS) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "querying work-group limits for %s", what);
+        return clattn__fail_cl(ctx, err, msg);
+    }
+    out->group_max = ctx->info.max_work_group_size;
+    if (kernel_max && kernel_max < out->group_max)
+        out->group_max = kernel_max;
+    return CLATTN_OK;
+}
+
+size_t clattn__reduction_width(const clattn_ctx *ctx, const clattn__group_limits *lim, size_t n,
+                               size_t item_bytes)
+{
     size_t limit = REDUCTION_WG_MAX;
-    if (ctx->info.max_work_group_size < limit)
-        limit = ctx->info.max_work_group_size;
-    if (kernel_max && kernel_max < limit)
-        limit = kernel_max;
-    if (item_max[0] && item_max[0] < limit)
-        limit = item_max[0];
+    if (lim->group_max < limit)
+        limit = lim->group_max;
+    if (lim->item_max[0] && lim->item_max[0] < limit)
+        limit = lim->item_max[0];
     /* On a CPU one work-item per row is fastest: it walks the row in
      * order with no barriers, and the work-group loop of POCL runs the
      * rows side by side. A tree over work-items costs a barrier per level,
      * which a CPU runtime executes as a loop over the work-items each time:
      * layer norm of [4096, 128] took several times longer that way. Rows
-     * longer than CPU_ITEM_SPAN still get enough work-items to keep each
-     * one's serial float sum at most CPU_ITEM_SPAN terms, whose
-     * rounding error grows with its length (a 50257-wide softmax missed
-     * its 2e-5 tolerance summed by one work-item). */
+     * longer than CLATTN_CPU_ITEM_SPAN get just enough work-items to keep
+     * each serial sum within it. */
     if (ctx->info.type == CLATTN_DEVICE_CPU) {
         size_t w = 1;
-        while (w * CPU_ITEM_SPAN < n && w * 2 <= limit)
+        while (w * CLATTN_CPU_ITEM_SPAN < n && w * 2 <= limit)
             w *= 2;
         limit = w;
     }
     size_t w = 1;
     while (w * 2 <= limit && w < n)
         w *= 2;
-    while (w > 1 && kernel_local + w * item_bytes > ctx->info.local_mem_bytes)
+    while (w > 1 && lim->kernel_local + w * item_bytes > ctx->info.local_mem_bytes)
         w /= 2;
-    *wg = w;
-    return CLATTN_OK;
+    return w;
+}
+
+clattn_status clattn__work_group_width(clattn_ctx *ctx, cl_kernel k, size_t n,
+                                      size_t item_bytes, size_t *wg)
+{
+    clattn__group_limits lim;
+    clattn_status st = clattn__group_limits_get(ctx, k, "a reduction kernel", &lim);
+    if (st == CLATTN_OK)
+        *wg = clattn__reduction_width(ctx, &lim, n, item_bytes);
+    return st;
 }
 
 /* Enqueues a row kernel whose arguments are set except the last, the
@@ -136,9 +153,9 @@ clattn_status clattn_layer_norm(clattn_ctx *ctx, const clattn_tensor *x,
         return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
                             "layer_norm: y must not alias gamma or beta");
     /* CPU devices: the one-row-per-work-item kernel, for rows whose 8
-     * partial sums stay within CPU_ITEM_SPAN terms each (see above). */
+     * partial sums stay within CLATTN_CPU_ITEM_SPAN terms each. */
     size_t cols_n = (size_t)x->shape[x->ndim - 1];
-    bool per_row = ctx->info.type == CLATTN_DEVICE_CPU && cols_n <= 8 * CPU_ITEM_SPAN;
+    bool per_row = ctx->info.type == CLATTN_DEVICE_CPU && cols_n <= 8 * CLATTN_CPU_ITEM_SPAN;
     cl_kernel k;
     st = clattn__layers_kernel(ctx, per_row ? "layer_norm_rows_cpu" : "layer_norm_rows", &k);
     if (st != CLATTN_OK)

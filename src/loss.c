@@ -61,18 +61,18 @@ clattn_status clattn__grad_sumsq(clattn_ctx *ctx, int32_t count, const clattn_te
                                  clattn__buffer *scratch, float *sumsq)
 {
     cl_kernel k;
+    clattn__group_limits lim;
     clattn_status st = clattn__loss_kernel(ctx, "sumsq_partial", &k);
+    if (st == CLATTN_OK)
+        st = clattn__group_limits_get(ctx, k, "the gradient norm", &lim);
     if (st != CLATTN_OK)
         return st;
     /* Partials of tensor i at [off_i, off_i + G_i); the total after them. */
     size_t total = 0;
     for (int32_t i = 0; i < count; i++) {
-        size_t wg;
         if (!grads[i])
             continue;
-        st = clattn__work_group_width(ctx, k, grads[i]->numel, sizeof(cl_float), &wg);
-        if (st != CLATTN_OK)
-            return st;
+        size_t wg = clattn__reduction_width(ctx, &lim, grads[i]->numel, sizeof(cl_float));
         total += partial_groups(grads[i]->numel, wg);
     }
     st = clattn__buffer_reserve(ctx, scratch, (total + 1) * sizeof(float),
@@ -81,12 +81,9 @@ clattn_status clattn__grad_sumsq(clattn_ctx *ctx, int32_t count, const clattn_te
         return st;
     cl_ulong off = 0;
     for (int32_t i = 0; i < count; i++) {
-        size_t wg;
         if (!grads[i])
             continue;
-        st = clattn__work_group_width(ctx, k, grads[i]->numel, sizeof(cl_float), &wg);
-        if (st != CLATTN_OK)
-            return st;
+        size_t wg = clattn__reduction_width(ctx, &lim, grads[i]->numel, sizeof(cl_float));
         size_t groups = partial_groups(grads[i]->numel, wg), global = groups * wg;
         cl_ulong n = grads[i]->numel;
         cl_int err = CLATTN_ARG(k, 0, grads[i]->mem);

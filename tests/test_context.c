@@ -68,6 +68,19 @@ static void test_selection(void)
     clattn_ctx *ctx = (clattn_ctx *)&p; /* must be reset to NULL on failure */
     CHECK_STATUS(clattn_ctx_create(&p, &ctx), CLATTN_ERR_NO_DEVICE);
     CHECK(ctx == NULL, "out handle not cleared on failure");
+
+    /* Unknown kernel-family names are refused by name. */
+    p = clattn_ctx_params_default();
+    p.cache_dir = "off";
+    p.attention_kernel = "fast";
+    CHECK_STATUS(clattn_ctx_create(&p, &ctx), CLATTN_ERR_INVALID_ARG);
+    CHECK(ctx == NULL && strstr(clattn_last_error(), "attention kernel 'fast' unknown"),
+          "message: %s", clattn_last_error());
+    p.attention_kernel = NULL;
+    p.gemm_kernel = "openblas";
+    CHECK_STATUS(clattn_ctx_create(&p, &ctx), CLATTN_ERR_INVALID_ARG);
+    CHECK(ctx == NULL && strstr(clattn_last_error(), "GEMM kernel 'openblas' unknown"),
+          "message: %s", clattn_last_error());
 }
 
 static void test_create_and_interop(void)

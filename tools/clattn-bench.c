@@ -141,10 +141,10 @@ static double sgemm_gflops(clattn_ctx *ctx, int n, int reps)
     return 2.0 * n * (double)n * n / t * 1e-9;
 }
 
-/* The same through CLBlast on the same device (a second context whose
- * GEMM backend is CLBlast): the reference the issue's ratios name, also
- * where the main context runs clattn's own CPU GEMM. */
-static double clblast_sgemm_gflops(const options *o, int n)
+/* A second context on the same device whose GEMM backend is CLBlast: the
+ * reference the issue's ratios name, also where the main context runs
+ * clattn's own CPU GEMM. */
+static clattn_ctx *clblast_ctx(const options *o)
 {
     clattn_ctx_params p = clattn_ctx_params_default();
     p.device = o->device;
@@ -154,9 +154,7 @@ static double clblast_sgemm_gflops(const options *o, int n)
     clattn_status st = clattn_ctx_create(&p, &ctx);
     if (st != CLATTN_OK)
         die("CLBlast reference context", st);
-    double gf = sgemm_gflops(ctx, n, o->reps);
-    clattn_ctx_destroy(ctx);
-    return gf;
+    return ctx;
 }
 
 /* Number of (query, key) pairs the window lets through: the FLOP count
@@ -233,7 +231,9 @@ static void attention_case(clattn_ctx *ctx, const options *o, int b, int hq, int
 static void bench_attention(clattn_ctx *ctx, const options *o)
 {
     int sgemm_n = 2048;
-    double sgemm = clblast_sgemm_gflops(o, sgemm_n);
+    clattn_ctx *cb_ctx = clblast_ctx(o);
+    double sgemm = sgemm_gflops(cb_ctx, sgemm_n, o->reps);
+    clattn_ctx_destroy(cb_ctx);
     double own = sgemm_gflops(ctx, sgemm_n, o->reps);
     clattn_device_info info;
     clattn_ctx_device_info(ctx, &info);
@@ -430,16 +430,18 @@ static void bench_gemm(clattn_ctx *ctx, const options *o)
                info.platform_name, info.device_name,
                o->no_tuning ? "CLBlast's own" : "clattn's tuned (CPU)");
     int count = o->shape_given ? 1 : (int)(sizeof sizes / sizeof *sizes);
+    clattn_ctx *cb_ctx = clblast_ctx(o);
     for (int i = 0; i < count; i++) {
         int n = o->shape_given ? o->n : sizes[i];
         double gf = sgemm_gflops(ctx, n, o->reps);
-        double cb = clblast_sgemm_gflops(o, n);
+        double cb = sgemm_gflops(cb_ctx, n, o->reps);
         if (o->json)
             printf("%s{\"n\": %d, \"gflops\": %.2f, \"clblast_gflops\": %.2f}", i ? ", " : "",
                    n, gf, cb);
         else
             printf("%6d %8.1f %8.1f %8.2f\n", n, gf, cb, gf / cb);
     }
+    clattn_ctx_destroy(cb_ctx);
     if (o->json)
         printf("]}\n");
 }
