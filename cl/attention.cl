@@ -3,11 +3,17 @@
  * OpenCL C 1.2, no extensions, must be built WITHOUT fast-math options.
  *
  * ===================================================================
- * Layouts (float32, row-major, contiguous)
+ * Layouts (float32)
  *   q   [B, Hq,  N, D]        D  = HEAD_DIM
  *   k   [B, Hkv, M, D]        Dv = VALUE_DIM
  *   v   [B, Hkv, M, Dv]
  *   out [B, Hq,  N, Dv]
+ *        The fused kernels and sdpa_transpose_k take each of q, k, v, out
+ *        as a long4 layout (off, sb, sh, sn): element (b, h, i, d) lives at
+ *        off + b*sb + h*sh + i*sn + d, so rows may be strided (multi-head
+ *        attention reads heads straight out of a [B, N, H*D] projection
+ *        and writes them merged). Contiguous is (0, H*rows*D, rows*D, D).
+ *        Everything else here (lse, bias, the unfused path) is contiguous.
  *   lse [B, Hq,  N]           (log-sum-exp of the visible scores)
  *   kt  [B, Hkv, Mp/KEY_BLOCK, D, KEY_BLOCK]   K for sdpa_fwd_cpu only:
  *        key blocks of KEY_BLOCK keys, each a contiguous D x KEY_BLOCK
@@ -74,10 +80,14 @@
  *   15 const int B  16 const int Hq  17 const int Hkv  18 const int N
  *   19 const int M  20 const float scale
  *   21 const int window_left  22 const int window_right
+ *   23 const long4 q_lay  24 const long4 k_lay  25 const long4 v_lay
+ *   26 const long4 out_lay   (layouts above; k_lay is unused by
+ *      sdpa_fwd_cpu, whose kt sdpa_transpose_k made contiguous)
  * Unused buffer arguments may be any valid buffer (never dereferenced).
  *
- * sdpa_transpose_k(k, kt, const int BHkv, const int M)
- *   global = (Mp, HEAD_DIM, B*Hkv), local = (KEY_BLOCK, 1, 1) or NULL.
+ * sdpa_transpose_k(k, kt, const int BHkv, const int M, const int Hkv,
+ *                  const long4 k_lay)
+ *   global = (Mp, B*Hkv), local = (KEY_BLOCK, 1) or NULL.
  *   kt must hold B*Hkv*HEAD_DIM*Mp floats; run it before sdpa_fwd_cpu
  *   (whenever k changes). Build it with the same KEY_BLOCK.
  *
@@ -183,6 +193,17 @@
     const float p2, const float p3, const int B, const int Hq,             \
     const int Hkv, const int N, const int M, const float scale,            \
     const int window_left, const int window_right
+
+/* Strided q, k, v, out of the fused kernels (see Layouts). */
+#define CLATTN_LAYOUT_ARGS                                                  \
+    const long4 q_lay, const long4 k_lay, const long4 v_lay,               \
+    const long4 out_lay
+
+/* Offset of row i of head h of batch b under layout lay. */
+static inline long clattn_row_at(long4 lay, int b, int h, int i)
+{
+    return lay.s0 + (long)b * lay.s1 + (long)h * lay.s2 + (long)i * lay.s3;
+}
 
 /* Number of keys a batch may see: kv_len clamped to [0, M]. */
 static inline int clattn_kv_limit(__global const int *kv_len, int b, int M)
@@ -311,20 +332,26 @@ static inline float16 clattn_exp2_16(float16 x)
 /* K transpose for sdpa_fwd_cpu: keys become the contiguous axis so that
  * one q element can be broadcast against 16 keys with one vector load.
  * Padding keys are zero so whole KEY_BLOCKs can be loaded without bounds
- * checks (they are masked anyway). */
+ * checks (they are masked anyway). A work-item moves one key's D values:
+ * one per element made the launch cost more than the copy for short
+ * texts, most of whose KEY_BLOCK is padding. */
 __kernel void sdpa_transpose_k(__global const float *k, __global float *kt,
-                               const int BHkv, const int M)
+                               const int BHkv, const int M, const int Hkv,
+                               const long4 k_lay)
 {
     const int j = get_global_id(0);
-    const int d = get_global_id(1);
-    const int bh = get_global_id(2);
+    const int bh = get_global_id(1);
     const int Mp = (M + KEY_BLOCK - 1) / KEY_BLOCK * KEY_BLOCK;
-    if (j >= Mp || d >= HEAD_DIM || bh >= BHkv) return;
-    float x = 0.0f;
-    if (j < M) x = k[((long)bh * M + j) * HEAD_DIM + d];
+    if (j >= Mp || bh >= BHkv) return;
     const int jb = j / KEY_BLOCK;
-    const long panel = (long)bh * (Mp / KEY_BLOCK) + jb;
-    kt[(panel * HEAD_DIM + d) * KEY_BLOCK + (j - jb * KEY_BLOCK)] = x;
+    __global float *dst = kt + ((long)bh * (Mp / KEY_BLOCK) + jb) * HEAD_DIM * KEY_BLOCK
+                             + (j - jb * KEY_BLOCK);
+    if (j < M) {
+        __global const float *src = k + clattn_row_at(k_lay, bh / Hkv, bh % Hkv, j);
+        for (int d = 0; d < HEAD_DIM; ++d) dst[d * KEY_BLOCK] = src[d];
+    } else {
+        for (int d = 0; d < HEAD_DIM; ++d) dst[d * KEY_BLOCK] = 0.0f;
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -384,19 +411,20 @@ static inline float16 clattn_probs(const float *sr, float *pr, float mu,
 #define DV16 (VALUE_DIM / 16)
 
 __kernel __attribute__((reqd_work_group_size(CPU_LOCAL, 1, 1)))
-void sdpa_fwd_cpu(CLATTN_ARGS)
+void sdpa_fwd_cpu(CLATTN_ARGS, CLATTN_LAYOUT_ARGS)
 {
     __global const float *kt = k_or_kt;
     const int bh = get_global_id(1);
     const int i0 = get_global_id(0) * (G_ * R_);
     if (i0 >= N || bh >= B * Hq) return;
     const int b = bh / Hq, h = bh - b * Hq;
-    const int bhkv = b * Hkv + h / (Hq / Hkv);
+    const int hkv = h / (Hq / Hkv), bhkv = b * Hkv + hkv;
     const int Mp = (M + KEY_BLOCK - 1) / KEY_BLOCK * KEY_BLOCK;
     const int kvl = clattn_kv_limit(kv_len, b, M);
+    const long v_sn = v_lay.s3;
 
     __global const float *ktp = kt + (long)bhkv * HEAD_DIM * Mp;  /* panels */
-    __global const float *vp = v + (long)bhkv * M * VALUE_DIM;
+    __global const float *vp = v + clattn_row_at(v_lay, b, hkv, 0);
 
     float qr[G_ * R_][HEAD_DIM];   /* pre-scaled query rows */
     float acc[G_ * R_][VALUE_DIM];
@@ -421,7 +449,7 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
             if (i < N) {
                 clattn_row_range(i, N, M, kvl, window_left, window_right,
                                  &lo[r], &hi[r]);
-                __global const float *qp = q + ((long)bh * N + i) * HEAD_DIM;
+                __global const float *qp = q + clattn_row_at(q_lay, b, h, i);
                 for (int d = 0; d < HEAD_DIM; ++d) qr[r][d] = qp[d] * qscale;
             } else {
                 for (int d = 0; d < HEAD_DIM; ++d) qr[r][d] = 0.0f;
@@ -539,7 +567,7 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
         /* O = alpha * O + P V, vectorised along Dv; keys outside the
          * group's union have P = 0 and may lie past M, so they are skipped. */
         const int jb = max(glo[g] - j0, 0), je = min(KEY_BLOCK, ghi[g] - j0);
-        __global const float *vb = vp + (long)j0 * VALUE_DIM;
+        __global const float *vb = vp + (long)j0 * v_sn;
         for (int c = 0; c < DV16; ++c) {
             float16 o[R_];
 #pragma unroll
@@ -550,7 +578,7 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
             }
 #pragma unroll 2
             for (int j = jb; j < je; ++j) {
-                const float16 vv = vload16(c, vb + (long)j * VALUE_DIM);
+                const float16 vv = vload16(c, vb + (long)j * v_sn);
 #pragma unroll
                 for (int r = 0; r < R_; ++r) o[r] += (float16)pb[r][j] * vv;
             }
@@ -563,7 +591,7 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
 #pragma unroll
             for (int r = 0; r < R_; ++r) o[r] = acc[rb + r][d] * alpha[r];
             for (int j = jb; j < je; ++j) {
-                const float vv = vb[(long)j * VALUE_DIM + d];
+                const float vv = vb[(long)j * v_sn + d];
 #pragma unroll
                 for (int r = 0; r < R_; ++r) o[r] += pb[r][j] * vv;
             }
@@ -578,7 +606,7 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
         const int i = i0 + r;
         if (i >= N) break;
         const float l = clattn_hsum16(vload16(0, lv[r]));
-        __global float *op = out + ((long)bh * N + i) * VALUE_DIM;
+        __global float *op = out + clattn_row_at(out_lay, b, h, i);
         /* l == 0 only when nothing was visible (the row max contributes
          * 2^0 = 1); a NaN l falls through and propagates. */
         if (l == 0.0f) {
@@ -607,7 +635,7 @@ void sdpa_fwd_cpu(CLATTN_ARGS)
 #define S_LD (TILE_K + 1)
 
 __kernel __attribute__((reqd_work_group_size(TILED_WG, 1, 1)))
-void sdpa_fwd_tiled(CLATTN_ARGS)
+void sdpa_fwd_tiled(CLATTN_ARGS, CLATTN_LAYOUT_ARGS)
 {
     __local float kv_tile[TILE_K * KV_LD];
     __local float s_tile[TILE_Q * S_LD];
@@ -618,7 +646,7 @@ void sdpa_fwd_tiled(CLATTN_ARGS)
     const int r = lid / TPR, t = lid - r * TPR;
     const int bh = get_global_id(1);
     const int b = bh / Hq, h = bh - b * Hq;
-    const int bhkv = b * Hkv + h / (Hq / Hkv);
+    const int hkv = h / (Hq / Hkv);
     const int i0 = get_group_id(0) * TILE_Q;
     const int i = i0 + r;
     const int row_ok = i < N;
@@ -640,9 +668,10 @@ void sdpa_fwd_tiled(CLATTN_ARGS)
             ghi = min(ghi, (long)ilast + M - N + window_right + 1);
     }
 
-    __global const float *qp = q + ((long)bh * N + (row_ok ? i : 0)) * HEAD_DIM;
-    __global const float *kb = k + (long)bhkv * M * HEAD_DIM;
-    __global const float *vb = v + (long)bhkv * M * VALUE_DIM;
+    __global const float *qp = q + clattn_row_at(q_lay, b, h, row_ok ? i : 0);
+    __global const float *kb = k + clattn_row_at(k_lay, b, hkv, 0);
+    __global const float *vb = v + clattn_row_at(v_lay, b, hkv, 0);
+    const long k_sn = k_lay.s3, v_sn = v_lay.s3;
 
     float acc[DPT];
     for (int y = 0; y < DPT; ++y) acc[y] = 0.0f;
@@ -655,7 +684,7 @@ void sdpa_fwd_tiled(CLATTN_ARGS)
             const int kk = x / HEAD_DIM, d = x - kk * HEAD_DIM;
             const int j = j0 + kk;
             kv_tile[kk * KV_LD + d] =
-                (j < M) ? kb[(long)j * HEAD_DIM + d] : 0.0f;
+                (j < M) ? kb[(long)j * k_sn + d] : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
 
@@ -683,7 +712,7 @@ void sdpa_fwd_tiled(CLATTN_ARGS)
             const int kk = x / VALUE_DIM, d = x - kk * VALUE_DIM;
             const int j = j0 + kk;
             kv_tile[kk * KV_LD + d] =
-                (j < M) ? vb[(long)j * VALUE_DIM + d] : 0.0f;
+                (j < M) ? vb[(long)j * v_sn + d] : 0.0f;
         }
         if (t == 0) {
             __local float *sr = s_tile + r * S_LD;
@@ -724,7 +753,7 @@ void sdpa_fwd_tiled(CLATTN_ARGS)
     const float lsum = row_tile[r];
     if (!row_ok) return;
 
-    __global float *op = out + ((long)bh * N + i) * VALUE_DIM;
+    __global float *op = out + clattn_row_at(out_lay, b, h, i);
     const float inv = (lsum == 0.0f) ? 0.0f : 1.0f / lsum;
     for (int y = 0; y < DPT; ++y) {
         const int d = t + TPR * y;

@@ -371,6 +371,22 @@ clattn_status clattn__sdpa_set_tail_args(clattn_ctx *ctx, cl_kernel k, cl_uint f
     return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, "setting attention arguments");
 }
 
+/* The kernels' long4 layout of a tensor with heads h, rows and width:
+ * the problem's own when strided, else contiguous [B, h, rows, width]. */
+static cl_long4 kernel_layout(const clattn__sdpa_problem *pr, const clattn__sdpa_layout *l,
+                              int heads, int rows, int width)
+{
+    cl_long4 v;
+    if (pr->strided) {
+        v.s[0] = l->off, v.s[1] = l->sb, v.s[2] = l->sh, v.s[3] = l->sn;
+    } else {
+        v.s[0] = 0, v.s[3] = width;
+        v.s[2] = (cl_long)rows * width;
+        v.s[1] = (cl_long)heads * v.s[2];
+    }
+    return v;
+}
+
 static clattn_status run_fused(clattn_ctx *ctx, cl_program prog, const clattn__sdpa_problem *pr)
 {
     cl_kernel k;
@@ -378,6 +394,10 @@ static clattn_status run_fused(clattn_ctx *ctx, cl_program prog, const clattn__s
     cl_mem keys = pr->k;
     const char *name;
     size_t global[2], local[2];
+    const cl_long4 lq = kernel_layout(pr, &pr->lq, pr->Hq, pr->N, pr->D);
+    const cl_long4 lk = kernel_layout(pr, &pr->lk, pr->Hkv, pr->M, pr->D);
+    const cl_long4 lv = kernel_layout(pr, &pr->lv, pr->Hkv, pr->M, pr->Dv);
+    const cl_long4 lo = kernel_layout(pr, &pr->lo, pr->Hq, pr->N, pr->Dv);
     if (ctx->attention_variant == CLATTN_ATTN_CPU) {
         /* K transposed to [B, Hkv, D, Mp] so each q element meets 16 keys
          * in one vector; padding keys are zero and never visible. */
@@ -390,15 +410,17 @@ static clattn_status run_fused(clattn_ctx *ctx, cl_program prog, const clattn__s
             st = clattn__kernel_get(ctx, prog, "sdpa_transpose_k", &tk);
         if (st != CLATTN_OK)
             return st;
-        cl_int bh = (cl_int)bhkv, m = pr->M;
+        cl_int bh = (cl_int)bhkv, m = pr->M, hkv = pr->Hkv;
         cl_int err = CLATTN_ARG(tk, 0, pr->k);
         err |= CLATTN_ARG(tk, 1, keys);
         err |= CLATTN_ARG(tk, 2, bh);
         err |= CLATTN_ARG(tk, 3, m);
+        err |= CLATTN_ARG(tk, 4, hkv);
+        err |= CLATTN_ARG(tk, 5, lk);
         if (err != CL_SUCCESS)
             return clattn__fail_cl(ctx, err, "setting sdpa_transpose_k arguments");
-        size_t tg[3] = {mp, (size_t)pr->D, bhkv}, tl[3] = {CPU_KEY_BLOCK, 1, 1};
-        st = clattn__enqueue(ctx, tk, 3, tg, tl, "sdpa_transpose_k");
+        size_t tg[2] = {mp, bhkv}, tl[2] = {CPU_KEY_BLOCK, 1};
+        st = clattn__enqueue(ctx, tk, 2, tg, tl, "sdpa_transpose_k");
         if (st != CLATTN_OK)
             return st;
         name = "sdpa_fwd_cpu";
@@ -421,6 +443,10 @@ static clattn_status run_fused(clattn_ctx *ctx, cl_program prog, const clattn__s
     err |= CLATTN_ARG(k, 1, keys);
     err |= CLATTN_ARG(k, 2, pr->v);
     err |= CLATTN_ARG(k, 3, pr->out);
+    err |= CLATTN_ARG(k, 23, lq);
+    err |= CLATTN_ARG(k, 24, lk);
+    err |= CLATTN_ARG(k, 25, lv);
+    err |= CLATTN_ARG(k, 26, lo);
     if (err != CL_SUCCESS)
         return clattn__fail_cl(ctx, err, "setting attention arguments");
     st = clattn__sdpa_set_tail_args(ctx, k, 4, pr);
@@ -549,6 +575,9 @@ clattn_status clattn__sdpa_aux_buffers(clattn_ctx *ctx, const int32_t *kv_len,
 clattn_status clattn__sdpa_run(clattn_ctx *ctx, clattn__sdpa_problem *pr, bool cosine,
                                clattn_sdpa_impl impl)
 {
+    if (pr->strided && (impl == CLATTN_SDPA_UNFUSED || pr->weights || cosine))
+        return clattn__fail(ctx, CLATTN_ERR_INTERNAL,
+                            "strided attention inputs reach only the fused kernels");
     cl_program prog;
     clattn_status st = clattn__attention_program(ctx, pr->D, pr->Dv, pr->has_bias,
                                                  pr->score_mod, pr->mask_mod, &prog);

@@ -6,6 +6,12 @@
 
 #include "internal.h"
 
+/* Where a strided q, k, v or out keeps element (b, h, i, d):
+ * off + b*sb + h*sh + i*sn + d (elements). */
+typedef struct clattn__sdpa_layout {
+    int64_t off, sb, sh, sn;
+} clattn__sdpa_layout;
+
 /* One attention call, checked and resolved to buffers and integers. */
 typedef struct clattn__sdpa_problem {
     int B, Hq, Hkv, N, M, D, Dv;
@@ -17,6 +23,11 @@ typedef struct clattn__sdpa_problem {
     cl_mem k;                   /* [B, Hkv, M, D] */
     cl_mem v;                   /* [B, Hkv, M, Dv] */
     cl_mem out;                 /* [B, Hq, N, Dv] */
+    /* strided: q, k, v, out are laid out as lq, lk, lv, lo say rather
+     * than contiguous (multi-head attention reading heads straight from
+     * its projections). Only the fused path takes it. */
+    bool strided;
+    clattn__sdpa_layout lq, lk, lv, lo;
     cl_mem weights;             /* [B, Hq, N, M] or NULL */
     cl_mem lse;                 /* [B, Hq, N] or a dummy */
     cl_mem bias;                /* broadcast to [B, Hq, N, M] or a dummy */

@@ -31,38 +31,42 @@ typedef struct pack_src {
     bool trans;
 } pack_src;
 
-/* Runs packing kernel kname of gemm.cl from src into scratch slot (bytes
- * long) over global, with local (NULL: the implementation's choice). */
-static clattn_status run_pack(clattn_ctx *ctx, const char *kname, int slot, size_t bytes,
-                              const pack_src *src, size_t dim0, size_t dim1,
-                              const size_t *global, const size_t *local, cl_mem *packed)
+/* Runs packing kernel kname of gemm.cl from src into packed over global,
+ * with local (NULL: the implementation's choice). */
+static clattn_status run_pack(clattn_ctx *ctx, const char *kname, const pack_src *src,
+                              size_t dim0, size_t dim1, const size_t *global,
+                              const size_t *local, cl_mem packed)
 {
-    clattn_status st = clattn__scratch(ctx, slot, bytes, kname, packed);
     cl_kernel kp;
-    if (st != CLATTN_OK || (st = kernel(ctx, kname, CLATTN_ACT_NONE, &kp)) != CLATTN_OK)
+    clattn_status st = kernel(ctx, kname, CLATTN_ACT_NONE, &kp);
+    if (st != CLATTN_OK)
         return st;
     cl_long off = (cl_long)src->off, bs = (cl_long)src->stride;
     cl_int ld = (cl_int)src->ld, tr = src->trans, d0 = (cl_int)dim0, d1 = (cl_int)dim1;
     cl_int err = CL_SUCCESS;
     ARG(kp, 0, src->mem); ARG(kp, 1, off); ARG(kp, 2, ld); ARG(kp, 3, tr); ARG(kp, 4, bs);
-    ARG(kp, 5, d0); ARG(kp, 6, d1); ARG(kp, 7, *packed);
+    ARG(kp, 5, d0); ARG(kp, 6, d1); ARG(kp, 7, packed);
     if (err != CL_SUCCESS)
         return clattn__fail_cl(ctx, err, kname);
     err = clEnqueueNDRangeKernel(ctx->queue, kp, 3, NULL, global, local, 0, NULL, NULL);
     return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, kname);
 }
 
-/* Packs op(B) [k, n] of every batch into 16-column panels in the
- * CLATTN_SCRATCH_GEMM_B slot: [batch][ceil(n/16)][k][16]. One work-item
- * per 16 x 16 tile; local size 1 (see the kernel). */
+/* Bytes of op(B) [k, n] x batch packed into 16-column panels. */
+static size_t packed_b_bytes(size_t n, size_t k, size_t batch)
+{
+    return batch * ((n + GEMM_PANEL - 1) / GEMM_PANEL) * k * GEMM_PANEL * sizeof(float);
+}
+
+/* Packs op(B) [k, n] of every batch into 16-column panels in packed:
+ * [batch][ceil(n/16)][k][16]. One work-item per 16 x 16 tile; local size
+ * 1 (see the kernel). */
 static clattn_status pack_b(clattn_ctx *ctx, const pack_src *b, size_t n, size_t k,
-                            size_t batch, cl_mem *packed)
+                            size_t batch, cl_mem packed)
 {
     size_t panels = (n + GEMM_PANEL - 1) / GEMM_PANEL;
     size_t global[3] = {(k + GEMM_PANEL - 1) / GEMM_PANEL, panels, batch}, local[3] = {1, 1, 1};
-    return run_pack(ctx, "gemm_pack_b", CLATTN_SCRATCH_GEMM_B,
-                    batch * panels * k * GEMM_PANEL * sizeof(float), b, k, n, global, local,
-                    packed);
+    return run_pack(ctx, "gemm_pack_b", b, k, n, global, local, packed);
 }
 
 /* Packs op(A) [m, k] of every batch into row blocks in the
@@ -72,9 +76,33 @@ static clattn_status pack_a(clattn_ctx *ctx, const pack_src *a, size_t m, size_t
 {
     size_t blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS;
     size_t global[3] = {k, blocks, batch};
-    return run_pack(ctx, "gemm_pack_a", CLATTN_SCRATCH_GEMM_A,
-                    batch * blocks * k * GEMM_ROWS * sizeof(float), a, m, k, global, NULL,
-                    packed);
+    clattn_status st =
+        clattn__scratch(ctx, CLATTN_SCRATCH_GEMM_A, batch * blocks * k * GEMM_ROWS * sizeof(float),
+                        "gemm_pack_a", packed);
+    return st != CLATTN_OK ? st : run_pack(ctx, "gemm_pack_a", a, m, k, global, NULL, *packed);
+}
+
+clattn_status clattn__gemm_cpu_pack_weight(clattn_ctx *ctx, clattn_tensor *w)
+{
+    if (!w || ctx->gemm_backend != CLATTN_GEMM_CPU || w->gemm_packed || w->ndim != 2)
+        return CLATTN_OK;
+    size_t n = (size_t)w->shape[0], k = (size_t)w->shape[1];
+    if (n == 0 || k == 0 || n > INT32_MAX || k > INT32_MAX)
+        return CLATTN_OK;
+    cl_mem packed;
+    clattn_status st = clattn__buffer_create(ctx, packed_b_bytes(n, k, 1),
+                                             "a weight packed for the CPU GEMM", &packed);
+    if (st != CLATTN_OK)
+        return st;
+    /* clattn_linear's op(B) = w^T: w [n, k] read transposed, ld = k */
+    pack_src src = {w->mem, 0, k, 0, true};
+    st = pack_b(ctx, &src, n, k, 1, packed);
+    if (st != CLATTN_OK) {
+        clReleaseMemObject(packed);
+        return st;
+    }
+    w->gemm_packed = packed;
+    return CLATTN_OK;
 }
 
 clattn_status clattn__gemm_cpu(clattn_ctx *ctx, bool trans_a, bool trans_b, size_t m, size_t n,
@@ -85,7 +113,7 @@ clattn_status clattn__gemm_cpu(clattn_ctx *ctx, bool trans_a, bool trans_b, size
 {
     return clattn__gemm_cpu_epilogue(ctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda,
                                      a_stride, b, b_off, ldb, b_stride, beta, c, c_off, ldc,
-                                     c_stride, batch, NULL, CLATTN_ACT_NONE);
+                                     c_stride, batch, NULL, CLATTN_ACT_NONE, NULL);
 }
 
 clattn_status clattn__gemm_cpu_epilogue(clattn_ctx *ctx, bool trans_a, bool trans_b, size_t m,
@@ -93,7 +121,8 @@ clattn_status clattn__gemm_cpu_epilogue(clattn_ctx *ctx, bool trans_a, bool tran
                                         size_t a_off, size_t lda, size_t a_stride, cl_mem b,
                                         size_t b_off, size_t ldb, size_t b_stride, float beta,
                                         cl_mem c, size_t c_off, size_t ldc, size_t c_stride,
-                                        size_t batch, cl_mem bias, clattn_activation act)
+                                        size_t batch, cl_mem bias, clattn_activation act,
+                                        cl_mem packed_b)
 {
     if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX || lda > INT32_MAX ||
         ldb > INT32_MAX || ldc > INT32_MAX)
@@ -110,8 +139,16 @@ clattn_status clattn__gemm_cpu_epilogue(clattn_ctx *ctx, bool trans_a, bool tran
     if (k > 0) {
         /* a broadcast B (stride 0) is packed once and stays broadcast */
         size_t pack_batch = b_stride == 0 ? 1 : batch;
-        pack_src src = {b, b_off, ldb, b_stride, trans_b};
-        clattn_status st = pack_b(ctx, &src, n, k, pack_batch, &bsrc);
+        clattn_status st = CLATTN_OK;
+        if (packed_b && batch == 1) {
+            bsrc = packed_b;
+        } else {
+            pack_src src = {b, b_off, ldb, b_stride, trans_b};
+            st = clattn__scratch(ctx, CLATTN_SCRATCH_GEMM_B, packed_b_bytes(n, k, pack_batch),
+                                 "gemm_pack_b", &bsrc);
+            if (st == CLATTN_OK)
+                st = pack_b(ctx, &src, n, k, pack_batch, bsrc);
+        }
         if (st != CLATTN_OK)
             return st;
         size_t panels = (n + GEMM_PANEL - 1) / GEMM_PANEL;

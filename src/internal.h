@@ -206,6 +206,12 @@ struct clattn_tensor {
     int64_t shape[CLATTN_MAX_DIMS];
     size_t numel;
     cl_mem mem;
+    /* w^T packed once into the CPU GEMM's 16-column panels (see
+     * clattn__gemm_cpu_pack_weight), which clattn_linear then reads
+     * instead of packing w on every call. Nothing invalidates it, so it is
+     * set only on weights never written afterwards (the embedder's, which
+     * no API exposes). NULL otherwise; released with the tensor. */
+    cl_mem gemm_packed;
 };
 
 /* A tensor struct viewing a buffer the caller owns (scratch, a module's
@@ -321,13 +327,21 @@ clattn_status clattn__gemm_cpu(clattn_ctx *ctx, bool trans_a, bool trans_b, size
                                size_t c_stride, size_t batch);
 
 /* The same with an epilogue: C = act(alpha op(A) op(B) + beta C + bias),
- * bias a [n] buffer or NULL (clattn_linear's fused path). */
+ * bias a [n] buffer or NULL (clattn_linear's fused path). packed_b: op(B)
+ * already in panels (a tensor's gemm_packed; b is then not read, and
+ * batch must be 1), or NULL to pack b now. */
 clattn_status clattn__gemm_cpu_epilogue(clattn_ctx *ctx, bool trans_a, bool trans_b, size_t m,
                                         size_t n, size_t k, float alpha, cl_mem a,
                                         size_t a_off, size_t lda, size_t a_stride, cl_mem b,
                                         size_t b_off, size_t ldb, size_t b_stride, float beta,
                                         cl_mem c, size_t c_off, size_t ldc, size_t c_stride,
-                                        size_t batch, cl_mem bias, clattn_activation act);
+                                        size_t batch, cl_mem bias, clattn_activation act,
+                                        cl_mem packed_b);
+
+/* Sets w->gemm_packed: w [out, in] packed as clattn_linear's op(B) = w^T,
+ * for a weight that will not be written again. A no-op unless the
+ * context's GEMM backend is the CPU kernel, or when already packed. */
+clattn_status clattn__gemm_cpu_pack_weight(clattn_ctx *ctx, clattn_tensor *w);
 
 /* ---- layers.c: helpers shared with layers_rows.c ------------------------ */
 

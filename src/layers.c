@@ -127,7 +127,8 @@ clattn_status clattn_linear(clattn_ctx *ctx, const clattn_tensor *x, const clatt
         bool fuse_act = act == CLATTN_ACT_NONE || act == CLATTN_ACT_RELU;
         st = clattn__gemm_cpu_epilogue(ctx, false, true, rows, out, in, 1.0f, x->mem, 0, in, 0,
                                        w->mem, 0, in, 0, 0.0f, y->mem, 0, out, 0, 1,
-                                       b ? b->mem : NULL, fuse_act ? act : CLATTN_ACT_NONE);
+                                       b ? b->mem : NULL, fuse_act ? act : CLATTN_ACT_NONE,
+                                       w->gemm_packed);
         if (st != CLATTN_OK || fuse_act)
             return st;
         return bias_act(ctx, y->mem, y->mem, NULL, rows, out, act);

@@ -320,6 +320,12 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
                             (long long)B, (long long)N, (long long)out_w);
     int extra = (blk->add_bias_kv ? 1 : 0) + (blk->add_zero_attn ? 1 : 0);
     int64_t Mt = M + extra;
+    /* Inference without weights or extra keys: the fused kernel reads the
+     * heads straight out of the projections and writes them merged, so
+     * nothing is split or merged (copies that cost a third of a small
+     * BERT batch). Training keeps the head-split copies for backward. */
+    bool direct = !call->train && !call->weights && extra == 0;
+    int64_t qk_ld = E, v_ld = V, k_col = 0, v_col = 0;
 
     /* Projections, then heads. */
     clattn_tensor q, k, v, proj, pk, pv;
@@ -330,13 +336,16 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
         if (st == CLATTN_OK)
             st = clattn_linear(ctx, xq, blk->w_qkv, blk->b_qkv, CLATTN_ACT_NONE, &proj);
         pk = pv = proj;
-        if (st == CLATTN_OK)
+        qk_ld = v_ld = 3 * E, k_col = E, v_col = 2 * E;
+        if (st == CLATTN_OK && !direct) {
             st = clattn__split_heads(ctx, &proj, 0, 3 * E, B, H, N, E / H, 0, NULL, &blk->q, &q);
-        if (st == CLATTN_OK)
-            st = clattn__split_heads(ctx, &proj, E, 3 * E, B, H, N, E / H, extra, blk->bias_k, &blk->k, &k);
-        if (st == CLATTN_OK)
-            st = clattn__split_heads(ctx, &proj, 2 * E, 3 * E, B, H, N, V / H, extra, blk->bias_v, &blk->v,
-                             &v);
+            if (st == CLATTN_OK)
+                st = clattn__split_heads(ctx, &proj, E, 3 * E, B, H, N, E / H, extra,
+                                         blk->bias_k, &blk->k, &k);
+            if (st == CLATTN_OK)
+                st = clattn__split_heads(ctx, &proj, 2 * E, 3 * E, B, H, N, V / H, extra,
+                                         blk->bias_v, &blk->v, &v);
+        }
     } else {
         int64_t sq[3] = {B, N, E}, sk[3] = {B, M, E}, sv[3] = {B, M, V};
         /* Packed parameters may have changed since the last call (a load,
@@ -355,12 +364,15 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
             st = clattn_linear(ctx, xk, blk->w_k, blk->b_k, CLATTN_ACT_NONE, &pk);
         if (st == CLATTN_OK)
             st = clattn_linear(ctx, xv, blk->w_v, blk->b_v, CLATTN_ACT_NONE, &pv);
-        if (st == CLATTN_OK)
+        if (st == CLATTN_OK && !direct) {
             st = clattn__split_heads(ctx, &proj, 0, E, B, H, N, E / H, 0, NULL, &blk->q, &q);
-        if (st == CLATTN_OK)
-            st = clattn__split_heads(ctx, &pk, 0, E, B, H, M, E / H, extra, blk->bias_k, &blk->k, &k);
-        if (st == CLATTN_OK)
-            st = clattn__split_heads(ctx, &pv, 0, V, B, H, M, V / H, extra, blk->bias_v, &blk->v, &v);
+            if (st == CLATTN_OK)
+                st = clattn__split_heads(ctx, &pk, 0, E, B, H, M, E / H, extra, blk->bias_k,
+                                         &blk->k, &k);
+            if (st == CLATTN_OK)
+                st = clattn__split_heads(ctx, &pv, 0, V, B, H, M, V / H, extra, blk->bias_v,
+                                         &blk->v, &v);
+        }
     }
     if (st != CLATTN_OK)
         return st;
@@ -430,9 +442,17 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
             pr.weights = call->weights->mem;
         }
     }
-    int64_t so[4] = {B, H, N, V / H};
+    /* Merged heads [B, N, V]: straight into y when there is no output
+     * projection. */
+    int64_t so[4] = {B, H, N, V / H}, sm[3] = {B, N, V};
     clattn_tensor heads_out, merged;
-    st = clattn__workspace(ctx, &blk->heads_out, 4, so, "attention output [B, H, N, Dv]", &heads_out);
+    if (blk->w_o)
+        st = clattn__workspace(ctx, &blk->merged, 3, sm, "merged heads [B, N, V]", &merged);
+    else
+        merged = *y;
+    if (st == CLATTN_OK && !direct)
+        st = clattn__workspace(ctx, &blk->heads_out, 4, so, "attention output [B, H, N, Dv]",
+                               &heads_out);
     if (st != CLATTN_OK)
         return st;
     pr.B = (int)B, pr.Hq = pr.Hkv = (int)H, pr.N = (int)N, pr.M = (int)Mt;
@@ -440,7 +460,17 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
     pr.scale = (float)(1.0 / sqrt((double)pr.D));
     pr.wl = -1;
     pr.wr = kernel_causal ? 0 : -1;
-    pr.q = q.mem, pr.k = k.mem, pr.v = v.mem, pr.out = heads_out.mem;
+    if (direct) {
+        /* head h of row i: columns [h*D, (h+1)*D) of the projection row */
+        pr.strided = true;
+        pr.lq = (clattn__sdpa_layout){0, N * qk_ld, pr.D, qk_ld};
+        pr.lk = (clattn__sdpa_layout){k_col, M * qk_ld, pr.D, qk_ld};
+        pr.lv = (clattn__sdpa_layout){v_col, M * v_ld, pr.Dv, v_ld};
+        pr.lo = (clattn__sdpa_layout){0, N * V, pr.Dv, V};
+        pr.q = proj.mem, pr.k = pk.mem, pr.v = pv.mem, pr.out = merged.mem;
+    } else {
+        pr.q = q.mem, pr.k = k.mem, pr.v = v.mem, pr.out = heads_out.mem;
+    }
     if (call->train) {
         st = save_for_backward(ctx, blk, call, B, N, M, kernel_causal, host_bias_ndim, bshape);
         if (st != CLATTN_OK)
@@ -457,21 +487,12 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
         st = clattn__heads_kernel(ctx, "mean_heads", pr.weights, call->weights->mem, 3, ints, 3,
                                   global);
     }
-    if (st != CLATTN_OK)
-        return st;
-
-    /* Merge heads straight into y when there is no output projection. */
-    int64_t sm[3] = {B, N, V};
-    if (blk->w_o) {
-        st = clattn__workspace(ctx, &blk->merged, 3, sm, "merged heads [B, N, V]", &merged);
-        if (st != CLATTN_OK)
-            return st;
-    } else {
-        merged = *y;
+    if (st == CLATTN_OK && !direct) {
+        size_t global[3] = {(size_t)(V / H), (size_t)N, (size_t)(B * H)};
+        cl_int ints[4] = {(cl_int)B, (cl_int)H, (cl_int)N, (cl_int)(V / H)};
+        st = clattn__heads_kernel(ctx, "merge_heads", heads_out.mem, merged.mem, 4, ints, 3,
+                                  global);
     }
-    size_t global[3] = {(size_t)(V / H), (size_t)N, (size_t)(B * H)};
-    cl_int ints[4] = {(cl_int)B, (cl_int)H, (cl_int)N, (cl_int)(V / H)};
-    st = clattn__heads_kernel(ctx, "merge_heads", heads_out.mem, merged.mem, 4, ints, 3, global);
     if (st == CLATTN_OK && blk->w_o)
         st = clattn_linear(ctx, &merged, blk->w_o, blk->b_o, CLATTN_ACT_NONE, y);
     return st;

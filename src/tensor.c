@@ -137,6 +137,8 @@ void clattn_tensor_destroy(clattn_tensor *t)
         return;
     if (t->mem)
         clReleaseMemObject(t->mem);
+    if (t->gemm_packed)
+        clReleaseMemObject(t->gemm_packed);
     free(t);
 }
 
