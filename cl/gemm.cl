@@ -34,6 +34,10 @@
  *   GEMM_LOCAL [8] work-items per work-group: consecutive row blocks, so
  *                  one group reuses its B panel from L1/L2.
  *   GEMM_ACT   [ACT_NONE] the epilogue's activation (one program each).
+ *   GEMM_SUPER_BYTES [256 KiB] rows of A a run of work-groups shares,
+ *   GEMM_A_CACHED_BYTES [1 MiB] the A that stays in L2 without that,
+ *   GEMM_B_CACHED_BYTES [3 MiB] the largest B re-read from L3 instead:
+ *                  see gemm_group_order.
  */
 
 #ifndef GEMM_ROWS
@@ -44,6 +48,15 @@
 #endif
 #ifndef GEMM_ACT
 #define GEMM_ACT ACT_NONE
+#endif
+#ifndef GEMM_SUPER_BYTES
+#define GEMM_SUPER_BYTES 262144
+#endif
+#ifndef GEMM_A_CACHED_BYTES
+#define GEMM_A_CACHED_BYTES 1048576
+#endif
+#ifndef GEMM_B_CACHED_BYTES
+#define GEMM_B_CACHED_BYTES 3145728
 #endif
 
 /* Packs op(B) [K, N] into 16-column panels [ceil(N/16)][K][16] (pad = 0).
@@ -97,6 +110,34 @@ void gemm_pack_b(__global const float *b, const long b_off,
 
 #define R_ GEMM_ROWS
 
+/* The (row group, panel) of this work-group. POCL runs work-groups in
+ * order of linear id, so the launch grid's own order (row groups fastest)
+ * streams all of A through the caches once per B panel: with M = 4096,
+ * K = 384, N = 1536 (a BERT feed-forward) that is 6 MiB from L3 for each
+ * of 96 panels. When B is small enough to stay in L3, consecutive groups
+ * instead walk every panel of a super-block of row groups whose A rows
+ * (about GEMM_SUPER_BYTES) stay in L2, and B is re-read per super-block:
+ * 126-146 against 153-179 GFLOP/s on that shape and its K = 1536 twin.
+ * With A in L2 anyway, or a large B (n = k = 2048: 150 against 170), the
+ * grid's order was as fast or faster. */
+static inline void gemm_group_order(int K, int *g, int *p)
+{
+    const int G0 = get_num_groups(0), G1 = get_num_groups(1);
+    const int L = get_group_id(0) + get_group_id(1) * G0;
+    /* S = G0 is the grid's own order */
+    const long group_bytes = (long)GEMM_LOCAL * R_ * 4 * max(K, 1);
+    const long b_bytes = (long)G1 * 16 * 4 * max(K, 1);
+    const int S = (long)G0 * group_bytes <= GEMM_A_CACHED_BYTES ||
+                          b_bytes > GEMM_B_CACHED_BYTES
+                      ? G0
+                      : clamp((int)(GEMM_SUPER_BYTES / group_bytes), 1, G0);
+    const int s = L / (S * G1);              /* super-blocks before: full */
+    const int Se = min(S, G0 - s * S);       /* this one may be short */
+    const int rem = L - s * S * G1;
+    *p = rem / Se;
+    *g = s * S + (rem - *p * Se);
+}
+
 /* The two kernels differ only in how A is addressed, and that must be a
  * compile-time constant: with a run-time k stride the A loads cannot be
  * combined and the kernel ran at 70 instead of 130 GFLOP/s (n = 1024).
@@ -113,8 +154,9 @@ void NAME(const int M, const int N, const int K, const float alpha,          \
           const int ldc, const long c_bs,                                    \
           __global const float *bias, const int has_bias)                    \
 {                                                                            \
-    const int i0 = get_global_id(0) * R_;                                    \
-    const int p = get_global_id(1);                                          \
+    int g, p;                                                                \
+    gemm_group_order(K, &g, &p);                                             \
+    const int i0 = (g * GEMM_LOCAL + (int)get_local_id(0)) * R_;             \
     const int bt = get_global_id(2);                                         \
     if (i0 >= M) return;                                                     \
     /* Rows past M repeat row M-1 (their results are not stored), so the   \

@@ -145,6 +145,10 @@ static void all_cases(clattn_ctx *ctx)
     one_case(ctx, true, false, 37, 300, 600, 1, false, 1.0f, 0.0f);
     one_case(ctx, true, true, 13, 257, 513, 3, false, 0.5f, 1.0f);
     one_case(ctx, true, false, 7, 259, 520, 2, true, 1.0f, 0.0f);
+    /* Over 1 MiB of A with a small B: the CPU GEMM's work-groups walk
+     * super-blocks of rows (gemm_group_order), the last one short. */
+    one_case(ctx, false, true, 1100, 100, 300, 1, false, 1.0f, 0.0f);
+    one_case(ctx, true, false, 760, 40, 400, 2, true, 1.0f, 0.5f);
 }
 
 int main(void)
