@@ -419,8 +419,8 @@ static clattn_status run_fused(clattn_ctx *ctx, cl_program prog, const clattn__s
         err |= CLATTN_ARG(tk, 5, lk);
         if (err != CL_SUCCESS)
             return clattn__fail_cl(ctx, err, "setting sdpa_transpose_k arguments");
-        size_t tg[2] = {mp, bhkv}, tl[2] = {CPU_KEY_BLOCK, 1};
-        st = clattn__enqueue(ctx, tk, 2, tg, tl, "sdpa_transpose_k");
+        size_t tg[3] = {mp / 16, ((size_t)pr->D + 15) / 16, bhkv}, tl[3] = {1, 1, 1};
+        st = clattn__enqueue(ctx, tk, 3, tg, tl, "sdpa_transpose_k");
         if (st != CLATTN_OK)
             return st;
         name = "sdpa_fwd_cpu";

@@ -345,6 +345,11 @@ clattn_status clattn__gemm_cpu_pack_weight(clattn_ctx *ctx, clattn_tensor *w);
 
 /* ---- layers.c: helpers shared with layers_rows.c ------------------------ */
 
+/* y += x W^T + b: clattn_linear's checks and shapes, accumulating into y
+ * in the GEMM's store (a residual add without its own pass). */
+clattn_status clattn__linear_acc(clattn_ctx *ctx, const clattn_tensor *x, const clattn_tensor *w,
+                                 const clattn_tensor *b, clattn_tensor *y);
+
 /* Name of layers.cl's fused bias + activation kernel for act. */
 const char *clattn__bias_act_kernel_name(clattn_activation act);
 

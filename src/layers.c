@@ -77,10 +77,29 @@ static clattn_status bias_act(clattn_ctx *ctx, cl_mem x, cl_mem y, cl_mem b, siz
 
 /* ---- linear -------------------------------------------------------------- */
 
+/* y = act(x W^T + b) + beta y, beta 0 (clattn_linear) or 1 with act NONE
+ * (clattn__linear_acc). */
+static clattn_status linear(clattn_ctx *ctx, const clattn_tensor *x, const clattn_tensor *w,
+                            const clattn_tensor *b, clattn_activation act, float beta,
+                            clattn_tensor *y);
+
 clattn_status clattn_linear(clattn_ctx *ctx, const clattn_tensor *x, const clattn_tensor *w,
                             const clattn_tensor *b, clattn_activation act, clattn_tensor *y)
 {
     clattn__clear_thread_error();
+    return linear(ctx, x, w, b, act, 0.0f, y);
+}
+
+clattn_status clattn__linear_acc(clattn_ctx *ctx, const clattn_tensor *x, const clattn_tensor *w,
+                                 const clattn_tensor *b, clattn_tensor *y)
+{
+    return linear(ctx, x, w, b, CLATTN_ACT_NONE, 1.0f, y);
+}
+
+static clattn_status linear(clattn_ctx *ctx, const clattn_tensor *x, const clattn_tensor *w,
+                            const clattn_tensor *b, clattn_activation act, float beta,
+                            clattn_tensor *y)
+{
     if (!ctx)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "linear: ctx is NULL");
     clattn_status st = clattn__check_tensor(ctx, "linear", "x", x);
@@ -126,14 +145,14 @@ clattn_status clattn_linear(clattn_ctx *ctx, const clattn_tensor *x, const clatt
     if (ctx->gemm_backend == CLATTN_GEMM_CPU && rows > 0 && out > 0) {
         bool fuse_act = act == CLATTN_ACT_NONE || act == CLATTN_ACT_RELU;
         st = clattn__gemm_cpu_epilogue(ctx, false, true, rows, out, in, 1.0f, x->mem, 0, in, 0,
-                                       w->mem, 0, in, 0, 0.0f, y->mem, 0, out, 0, 1,
+                                       w->mem, 0, in, 0, beta, y->mem, 0, out, 0, 1,
                                        b ? b->mem : NULL, fuse_act ? act : CLATTN_ACT_NONE,
                                        w->gemm_packed);
         if (st != CLATTN_OK || fuse_act)
             return st;
         return bias_act(ctx, y->mem, y->mem, NULL, rows, out, act);
     }
-    st = clattn__gemm(ctx, false, true, rows, out, in, 1.0f, x->mem, 0, in, w->mem, 0, in, 0.0f,
+    st = clattn__gemm(ctx, false, true, rows, out, in, 1.0f, x->mem, 0, in, w->mem, 0, in, beta,
                       y->mem, 0, out);
     if (st != CLATTN_OK || (!b && act == CLATTN_ACT_NONE))
         return st;

@@ -446,7 +446,7 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
      * projection. */
     int64_t so[4] = {B, H, N, V / H}, sm[3] = {B, N, V};
     clattn_tensor heads_out, merged;
-    if (blk->w_o)
+    if (blk->w_o || call->accumulate)
         st = clattn__workspace(ctx, &blk->merged, 3, sm, "merged heads [B, N, V]", &merged);
     else
         merged = *y;
@@ -493,7 +493,10 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
         st = clattn__heads_kernel(ctx, "merge_heads", heads_out.mem, merged.mem, 4, ints, 3,
                                   global);
     }
-    if (st == CLATTN_OK && blk->w_o)
-        st = clattn_linear(ctx, &merged, blk->w_o, blk->b_o, CLATTN_ACT_NONE, y);
-    return st;
+    if (st != CLATTN_OK)
+        return st;
+    if (!blk->w_o)
+        return call->accumulate ? clattn_add(ctx, y, &merged, y) : CLATTN_OK;
+    return call->accumulate ? clattn__linear_acc(ctx, &merged, blk->w_o, blk->b_o, y)
+                            : clattn_linear(ctx, &merged, blk->w_o, blk->b_o, CLATTN_ACT_NONE, y);
 }

@@ -259,7 +259,8 @@ static clattn_status run(clattn_module *m, const clattn_forward_args *a, clattn_
         bool self = c->kind == CLATTN_MODULE_SELF_ATTENTION;
         clattn__attn_call call = {a->query, self ? a->query : a->key, self ? a->query : a->value,
                                   &a->attn_mask, &a->key_padding_mask, a->is_causal,
-                                  a->attn_weights, a->average_attn_weights, NULL, train};
+                                  a->attn_weights, a->average_attn_weights, NULL, train,
+                                  false};
         if (!a->query || (!self && (!a->key || !a->value)))
             return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: query%s must be given", what,
                                 self ? "" : ", key and value");

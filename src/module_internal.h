@@ -144,6 +144,9 @@ typedef struct clattn__attn_call {
      * query rows are computed like any other. NULL: all keys valid. */
     const int32_t *kv_len;
     bool train;                 /* save what clattn__attn_block_backward needs */
+    /* y += the block's output instead of y = it (a residual add done by
+     * the output projection's GEMM; not with train) */
+    bool accumulate;
 } clattn__attn_call;
 
 /* view [B, heads, n + extra, dh] (in the workspace out) of the columns
@@ -191,7 +194,8 @@ typedef struct clattn__layer {
     clattn__attn_block self_attn, cross_attn;
     clattn_tensor *w1, *b1, *w2, *b2;  /* linear1 [ff, E], linear2 [E, ff] */
     clattn__norm norm1, norm2, norm3;
-    clattn__buffer h, ff, tmp;          /* workspace [B, N, E], [B, N, ff], [B, N, E] */
+    clattn__buffer h, ff, tmp;          /* workspace [B, N, E], [B, N, ff], [B, N, E]
+                                         * (tmp: training's sub-block outputs) */
     /* Training (transformer_train.c): the residual stream at the sub-block
      * boundaries stream[0..3] [B, N, E], each sub-block's norm input (post-
      * norm) or normalised input (pre-norm) aux[0..2] [B, N, E], the feed-

@@ -110,7 +110,9 @@ static clattn_status view(clattn_ctx *ctx, clattn__buffer *buf, int64_t b, int64
 }
 
 /* One residual sub-block: x = norm(x + f(x)) or x = x + f(norm(x)).
- * f's input is x or, pre-norm, the normalised copy h; f writes tmp. */
+ * f's input is x or, pre-norm, the normalised copy h; f adds its result
+ * to out (x itself: the residual add happens in the store of f's last
+ * GEMM, after everything that reads x). */
 typedef clattn_status (*sublayer_fn)(clattn_ctx *ctx, clattn__layer *layer,
                                      const clattn__layer_call *call, const clattn_tensor *in,
                                      clattn_tensor *out, clattn_tensor *ff);
@@ -121,7 +123,7 @@ static clattn_status self_attention(clattn_ctx *ctx, clattn__layer *layer,
 {
     (void)ff;
     clattn__attn_call ac = {in, in, in, call->self_mask, call->self_kpm, call->self_causal,
-                            NULL, false, call->self_kv_len, false};
+                            NULL, false, call->self_kv_len, false, true};
     return clattn__attn_block_forward(ctx, &layer->self_attn, &ac, out);
 }
 
@@ -131,7 +133,7 @@ static clattn_status cross_attention(clattn_ctx *ctx, clattn__layer *layer,
 {
     (void)ff;
     clattn__attn_call ac = {in, call->memory, call->memory, call->memory_mask, call->memory_kpm,
-                            call->memory_causal, NULL, false, NULL, false};
+                            call->memory_causal, NULL, false, NULL, false, true};
     return clattn__attn_block_forward(ctx, &layer->cross_attn, &ac, out);
 }
 
@@ -141,25 +143,19 @@ static clattn_status feed_forward(clattn_ctx *ctx, clattn__layer *layer,
 {
     (void)call;
     clattn_status st = clattn_linear(ctx, in, layer->w1, layer->b1, layer->act, ff);
-    return st == CLATTN_OK ? clattn_linear(ctx, ff, layer->w2, layer->b2, CLATTN_ACT_NONE, out)
-                           : st;
+    return st == CLATTN_OK ? clattn__linear_acc(ctx, ff, layer->w2, layer->b2, out) : st;
 }
 
 static clattn_status residual(clattn_ctx *ctx, clattn__layer *layer, sublayer_fn f,
                               const clattn__norm *norm, const clattn__layer_call *call,
-                              clattn_tensor *x, clattn_tensor *h, clattn_tensor *tmp,
-                              clattn_tensor *ff)
+                              clattn_tensor *x, clattn_tensor *h, clattn_tensor *ff)
 {
     clattn_status st;
     if (layer->norm_first) {
         st = clattn_layer_norm(ctx, x, norm->weight, norm->bias, layer->eps, h);
-        if (st == CLATTN_OK)
-            st = f(ctx, layer, call, h, tmp, ff);
-        return st == CLATTN_OK ? clattn_add(ctx, x, tmp, x) : st;
+        return st == CLATTN_OK ? f(ctx, layer, call, h, x, ff) : st;
     }
-    st = f(ctx, layer, call, x, tmp, ff);
-    if (st == CLATTN_OK)
-        st = clattn_add(ctx, x, tmp, x);
+    st = f(ctx, layer, call, x, x, ff);
     return st == CLATTN_OK ? clattn_layer_norm(ctx, x, norm->weight, norm->bias, layer->eps, x)
                            : st;
 }
@@ -168,18 +164,16 @@ clattn_status clattn__layer_forward(clattn_ctx *ctx, clattn__layer *layer,
                                     const clattn__layer_call *call, clattn_tensor *x)
 {
     int64_t b = x->shape[0], n = x->shape[1], e = layer->d_model;
-    clattn_tensor h, tmp, ff;
+    clattn_tensor h, ff;
     clattn_status st = view(ctx, &layer->h, b, n, e, "layer workspace [B, N, E]", &h);
-    if (st == CLATTN_OK)
-        st = view(ctx, &layer->tmp, b, n, e, "layer workspace [B, N, E]", &tmp);
     if (st == CLATTN_OK)
         st = view(ctx, &layer->ff, b, n, layer->dim_ff, "feed-forward workspace [B, N, ff]", &ff);
     if (st == CLATTN_OK)
-        st = residual(ctx, layer, self_attention, &layer->norm1, call, x, &h, &tmp, &ff);
+        st = residual(ctx, layer, self_attention, &layer->norm1, call, x, &h, &ff);
     if (st == CLATTN_OK && layer->decoder)
-        st = residual(ctx, layer, cross_attention, &layer->norm2, call, x, &h, &tmp, &ff);
+        st = residual(ctx, layer, cross_attention, &layer->norm2, call, x, &h, &ff);
     if (st == CLATTN_OK)
         st = residual(ctx, layer, feed_forward, layer->decoder ? &layer->norm3 : &layer->norm2,
-                      call, x, &h, &tmp, &ff);
+                      call, x, &h, &ff);
     return st;
 }

@@ -42,12 +42,14 @@ static clattn_status sub_forward(clattn_ctx *ctx, clattn__layer *layer,
 {
     if (kind == SUB_SELF) {
         clattn__attn_call ac = {in,   in,    in,   call->self_mask, call->self_kpm,
-                                call->self_causal, NULL, false, call->self_kv_len, true};
+                                call->self_causal, NULL, false, call->self_kv_len, true,
+                                false};
         return clattn__attn_block_forward(ctx, &layer->self_attn, &ac, out);
     }
     if (kind == SUB_CROSS) {
         clattn__attn_call ac = {in,    call->memory, call->memory, call->memory_mask,
-                                call->memory_kpm, call->memory_causal, NULL, false, NULL, true};
+                                call->memory_kpm, call->memory_causal, NULL, false, NULL, true,
+                                false};
         return clattn__attn_block_forward(ctx, &layer->cross_attn, &ac, out);
     }
     /* Feed-forward: the pre-activation and the activation are both kept,
