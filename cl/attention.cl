@@ -55,7 +55,7 @@
  *                         each K/V block (8 at D = Dv = 64, 4 at 128, 2 at 256)
  *     KEY_BLOCK     [64]  sdpa_fwd_cpu: keys per step, multiple of 16;
  *                         also defines the kt padding Mp
- *     CPU_LOCAL     [8]   sdpa_fwd_cpu: reqd work-group size (see below)
+ *     CPU_LOCAL     [2]   sdpa_fwd_cpu: reqd work-group size (see below)
  *     TILE_Q        [32]  sdpa_fwd_tiled: query rows per work-group
  *     TPR           [4]   sdpa_fwd_tiled: work-items per query row
  *     TILE_K        [32 if max(D,Dv) <= 128 else 16]
@@ -151,7 +151,7 @@
                     6144 / (ROWS_PER_ITEM * (HEAD_DIM + VALUE_DIM)))
 #endif
 #ifndef CPU_LOCAL
-#define CPU_LOCAL 8
+#define CPU_LOCAL 2
 #endif
 #ifndef TILE_Q
 #define TILE_Q 32

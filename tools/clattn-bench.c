@@ -11,7 +11,8 @@
  *   clattn-bench embed [--model DIR] [--b BATCH] [--json]
  *
  * Without shape options each runs its default sweep. --device SEL picks the
- * device, --reps R the timed repetitions (default: enough for ~0.5 s). */
+ * device, --reps R the timed repetitions (default: enough for ~0.5 s, at
+ * least 3); times are the best of those repetitions. */
 #define _DEFAULT_SOURCE /* readlink */
 #include <clattn.h>
 
@@ -82,8 +83,12 @@ static clattn_tensor *tensor(clattn_ctx *ctx, int ndim, int64_t a, int64_t b, in
     return t;
 }
 
-/* Runs fn once to warm up (compiles, allocates scratch), then times it:
- * the given repetitions, or as many as fit in about half a second. */
+/* Runs fn once to warm up (compiles, allocates scratch), then times it
+ * the given repetitions, or as many as fit in about half a second (at
+ * least 3), and returns the fastest single run. The best, not the mean:
+ * this machine type's speed swings by 20-40% within minutes (other
+ * tenants of the host), which only ever adds time, and the peers in
+ * tools/bench-peers.py are timed the same way. */
 typedef clattn_status (*bench_fn)(void *arg);
 static double time_it(clattn_ctx *ctx, bench_fn fn, void *arg, int reps)
 {
@@ -92,16 +97,18 @@ static double time_it(clattn_ctx *ctx, bench_fn fn, void *arg, int reps)
         st = clattn_ctx_finish(ctx);
     if (st != CLATTN_OK)
         die("warm-up", st);
-    double t0 = now_s();
+    double t0 = now_s(), best = INFINITY;
     int done = 0;
     do {
+        double t1 = now_s();
         if ((st = fn(arg)) != CLATTN_OK)
             die("run", st);
         if ((st = clattn_ctx_finish(ctx)) != CLATTN_OK)
             die("finish", st);
+        best = fmin(best, now_s() - t1);
         done++;
-    } while (reps > 0 ? done < reps : (now_s() - t0 < 0.5 && done < 1000));
-    return (now_s() - t0) / done;
+    } while (reps > 0 ? done < reps : ((now_s() - t0 < 0.5 || done < 3) && done < 1000));
+    return best;
 }
 
 /* ---- attention ------------------------------------------------------------ */
@@ -245,6 +252,8 @@ static void bench_attention(clattn_ctx *ctx, const options *o)
         printf("device: %s / %s\n", info.platform_name, info.device_name);
         printf("CLBlast SGEMM n=%d: %.1f GFLOP/s (the vs-sgemm reference); clattn's GEMM: %.1f\n",
                sgemm_n, sgemm, own);
+        printf("times: the best of the timed runs (%s)\n",
+               o->reps > 0 ? "--reps" : "as many as fit in 0.5 s, at least 3");
         printf("  B  Hq Hkv      N      M    D   Dv mask            fused ms   GFLOP/s "
                "unfused ms speedup vs-sgemm peak-MiB\n");
     }
