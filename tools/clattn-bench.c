@@ -434,7 +434,8 @@ static void bench_gemm(clattn_ctx *ctx, const options *o)
     else
         printf("device: %s / %s, CLBlast parameters: %s\n"
                "GFLOP/s of clattn_matmul (the context's GEMM: $CLATTN_GEMM_KERNEL or the\n"
-               "device's default) and of CLBlast on the same device, one run\n"
+               "device's default) and of CLBlast on the same device, one run, best of the\n"
+               "timed runs of each\n"
                "     n   clattn  CLBlast    ratio\n",
                info.platform_name, info.device_name,
                o->no_tuning ? "CLBlast's own" : "clattn's tuned (CPU)");
