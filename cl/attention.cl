@@ -144,8 +144,10 @@
 #define KEY_BLOCK 64
 #endif
 #ifndef ROW_GROUPS
-/* keep the private q and accumulator rows of a work-item <= 24 KiB: with
- * ~46 KiB (D=128, Dv=256, 5 groups) llvmpipe/Rusticl returned wrong rows */
+/* keep the private q and accumulator rows of a work-item <= 24 KiB. (Wrong
+ * rows once seen on llvmpipe with 5 groups at D=128, Dv=256 came from its
+ * loop limit, clattn_ctx.loop_budget in src/internal.h, not from the size;
+ * llvmpipe no longer runs this kernel.) */
 #define ROW_GROUPS (6144 / (ROWS_PER_ITEM * (HEAD_DIM + VALUE_DIM)) > 8 ? 8 : \
                     6144 / (ROWS_PER_ITEM * (HEAD_DIM + VALUE_DIM)) < 1 ? 1 : \
                     6144 / (ROWS_PER_ITEM * (HEAD_DIM + VALUE_DIM)))

@@ -624,10 +624,11 @@ void sdpa_bwd_cpu(BWD_ARGS)
                 }
 #endif
 #if (HEAD_DIM % 16) != 0
-                /* the last HEAD_DIM % 16 columns; written with the rows
-                 * outermost because llvmpipe (Mesa 22/LLVM 15) dropped the
-                 * kernel's later dK/dV stores at HEAD_DIM = 8 and 24 when
-                 * this loop ran over d outermost */
+                /* the last HEAD_DIM % 16 columns, rows outermost. (d
+                 * outermost made llvmpipe drop the kernel's later dK/dV
+                 * stores at HEAD_DIM = 8 and 24, most likely through its
+                 * loop limit, clattn_ctx.loop_budget in src/internal.h;
+                 * llvmpipe no longer runs this family.) */
 #define DQ_TAIL (HEAD_DIM % 16)
                 for (int x = 0; x < n4; ++x) {
                     __global float *row = dqb + (long)(i + x) * HEAD_DIM + (HEAD_DIM - DQ_TAIL);

@@ -199,7 +199,13 @@ typedef struct clattn_ctx_params {
     /* Fused attention kernel family: "cpu" (registers, for CPU devices) or
      * "tiled" (local-memory tiles, for GPUs). NULL means
      * $CLATTN_ATTENTION_KERNEL, else chosen from the device type. Both give
-     * the same results; this exists to test and tune them anywhere. */
+     * the same results; this exists to test and tune them anywhere. One
+     * exception: Mesa's llvmpipe (Rusticl) always gets "tiled", with a
+     * warning in the log if "cpu" was asked for, because llvmpipe cuts
+     * short the loops of a kernel invocation after 65535 iterations in all
+     * and the "cpu" family passes that from a few hundred keys. See
+     * clattn_ctx_attention_kernel, clattn_sdpa and clattn_sdpa_backward for
+     * what this limit means on llvmpipe. */
     const char *attention_kernel;
     /* true (the default): on devices where clattn has measured better CLBlast
      * GEMM parameters than CLBlast's database (POCL's CPU devices), apply
@@ -250,6 +256,10 @@ CLATTN_API const char *clattn_ctx_last_error(const clattn_ctx *ctx);
 
 /* The device this context runs on. */
 CLATTN_API clattn_status clattn_ctx_device_info(const clattn_ctx *ctx, clattn_device_info *info);
+
+/* The fused attention kernel family the context runs: "cpu" or "tiled"
+ * (see clattn_ctx_params.attention_kernel); NULL for a NULL ctx. */
+CLATTN_API const char *clattn_ctx_attention_kernel(const clattn_ctx *ctx);
 
 /* The underlying OpenCL objects (owned by the context; do not release). */
 CLATTN_API cl_context clattn_ctx_cl_context(const clattn_ctx *ctx);
@@ -339,7 +349,9 @@ CLATTN_API clattn_status clattn_tensor_copy(const clattn_tensor *src, clattn_ten
  *   c: [M, N]
  * With 3 dimensions the leading one is a batch: a [Ba, ., .], b [Bb, ., .],
  * c [B, M, N], where Ba and Bb are B or 1 (a batch of 1 is broadcast).
- * c must not alias a or b. Errors: CLATTN_ERR_INVALID_ARG naming the shapes. */
+ * c must not alias a or b. Errors: CLATTN_ERR_INVALID_ARG naming the shapes;
+ * CLATTN_ERR_UNSUPPORTED for k > 65023 with the CPU GEMM on Mesa's llvmpipe
+ * (its loop limit, see clattn_ctx_params.attention_kernel). */
 CLATTN_API clattn_status clattn_matmul(clattn_ctx *ctx, const clattn_tensor *a, bool trans_a,
                                        const clattn_tensor *b, bool trans_b, float alpha,
                                        float beta, clattn_tensor *c);
@@ -440,7 +452,11 @@ CLATTN_API clattn_sdpa_params clattn_sdpa_params_default(void);
  * inputs. Non-blocking (clattn_ctx_finish or a read waits).
  * Errors: CLATTN_ERR_INVALID_ARG naming the argument and the shapes;
  * CLATTN_ERR_BUILD for snippets that do not compile; CLATTN_ERR_OUT_OF_MEMORY
- * when scratch or the unfused N x M scores do not fit on the device. */
+ * when scratch or the unfused N x M scores do not fit on the device;
+ * CLATTN_ERR_UNSUPPORTED for impl = CLATTN_SDPA_FUSED on Mesa's llvmpipe
+ * when M is past what its loop limit lets the fused kernel run (about
+ * 10600 keys at D = 64, 6500 at 128, 2250 at 256; AUTO then takes the
+ * unfused path, which has no such limit). */
 CLATTN_API clattn_status clattn_sdpa(clattn_ctx *ctx, const clattn_tensor *q,
                                      const clattn_tensor *k, const clattn_tensor *v,
                                      clattn_tensor *out, const clattn_sdpa_params *p);
@@ -1283,7 +1299,9 @@ typedef struct clattn_sdpa_grads {
  * with a broadcast bias. Non-blocking.
  * Errors: CLATTN_ERR_INVALID_ARG (the forward's checks; lse, dout or a
  * gradient NULL where required, of another context or of the wrong shape;
- * dbias without p->bias; aliasing), CLATTN_ERR_UNSUPPORTED (score_mod),
+ * dbias without p->bias; aliasing), CLATTN_ERR_UNSUPPORTED (score_mod;
+ * and on Mesa's llvmpipe, N or M past what its loop limit lets the
+ * kernels run: about 9200 at D = 64, 2600 at 128, 680 at 256, for N = M),
  * CLATTN_ERR_BUILD (a mask_mod that does not compile),
  * CLATTN_ERR_OUT_OF_MEMORY (scratch). */
 CLATTN_API clattn_status clattn_sdpa_backward(clattn_ctx *ctx, const clattn_tensor *q,

@@ -29,9 +29,10 @@
 #define SOFTMAX_WG 128
 
 /* Row groups per work-item share each K/V block loaded from memory; sized
- * so a work-item's private q rows and accumulators stay near 24 KiB (with
- * 46 KiB, llvmpipe left some output rows unwritten). Must match the
- * default in cl/attention.cl, so it is passed explicitly. */
+ * so a work-item's private q rows and accumulators stay near 24 KiB. (The
+ * rows llvmpipe once left unwritten with 46 KiB were its loop limit, see
+ * clattn_ctx.loop_budget; llvmpipe no longer runs this family.) Must match
+ * the default in cl/attention.cl, so it is passed explicitly. */
 static int cpu_row_groups(int d, int dv)
 {
     int g = 6144 / (CPU_ROWS_PER_ITEM * (d + dv));
@@ -63,6 +64,36 @@ static void tiled_tunables(const clattn_ctx *ctx, int d, int dv, int *tile_q, in
         else
             *tile_q /= 2;
     }
+}
+
+/* Loop iterations of one sdpa_fwd_tiled invocation over M keys, counted
+ * from its loops: per tile of TILE_K keys, the d loop of S (D), the K and
+ * V tile loads (TILE_K * D / WG and TILE_K * Dv / WG per work-item), the
+ * row softmax (2 TILE_K) and the output loop of P.V (Dv / TPR). On
+ * llvmpipe it bounds the real count from above: D = 64 ran correctly at
+ * M = 12288 (estimate 68.0K) and failed at 16384 (90.6K); D = 128 ran at
+ * 4096 (37.0K) and failed at 8192 (74.0K); D = 256 ran at 2048 (53.4K) and
+ * failed at 4096 (107K). With the 10% margin the limits are 10656 keys at
+ * D = 64, 6528 at 128 and 2256 at 256, each checked correct there. */
+static int64_t tiled_fwd_loop_iterations(const clattn_ctx *ctx, int d, int dv, int m)
+{
+    int tq, tpr, tk;
+    tiled_tunables(ctx, d, dv, &tq, &tpr, &tk);
+    int64_t wg = (int64_t)tq * tpr, tiles = ((int64_t)m + tk - 1) / tk;
+    int64_t per_tile = d + ((int64_t)tk * d + wg - 1) / wg + ((int64_t)tk * dv + wg - 1) / wg +
+                       2 * (int64_t)tk + (dv + tpr - 1) / tpr + 1;
+    return tiles * per_tile;
+}
+
+bool clattn__sdpa_fused_fits(const clattn_ctx *ctx, int d, int dv, int m)
+{
+    if (ctx->loop_budget == 0)
+        return true;
+    /* 10% below the limit: the count above leaves out a few short loops
+     * outside the tile loop. The CPU family never runs under a budget
+     * (context.c picks tiled there). */
+    return ctx->attention_variant == CLATTN_ATTN_TILED &&
+           tiled_fwd_loop_iterations(ctx, d, dv, m) <= ctx->loop_budget / 10 * 9;
 }
 
 /* Compiler options that specialise attention.cl for one problem shape.
@@ -598,6 +629,19 @@ clattn_status clattn__sdpa_run(clattn_ctx *ctx, clattn__sdpa_problem *pr, bool c
             return st;
     }
     bool unfused = impl == CLATTN_SDPA_UNFUSED || pr->weights;
+    if (!unfused && !clattn__sdpa_fused_fits(ctx, pr->D, pr->Dv, pr->M)) {
+        /* The fused kernel would run past the driver's loop limit and
+         * return wrong rows without an error. The unfused path's loops are
+         * short (a GEMM over D, a softmax row split over a work-group). */
+        if (impl == CLATTN_SDPA_FUSED || pr->strided)
+            return clattn__fail(ctx, CLATTN_ERR_UNSUPPORTED,
+                                "sdpa: M = %d keys at D = %d, Dv = %d is past what the fused "
+                                "kernel can run on %s (it stops every kernel invocation after "
+                                "%lld loop iterations); use impl = CLATTN_SDPA_UNFUSED or AUTO",
+                                pr->M, pr->D, pr->Dv, ctx->info.device_name,
+                                (long long)ctx->loop_budget);
+        unfused = true;
+    }
     return unfused ? run_unfused(ctx, prog, pr) : run_fused(ctx, prog, pr);
 }
 

@@ -32,7 +32,7 @@
 #define CPU_LOCAL 1
 
 /* Row groups per work-item, kept so that its private rows stay within
- * 6144 floats (24 KiB, the forward's budget; llvmpipe misbehaves beyond).
+ * 6144 floats (24 KiB, the forward's budget).
  * Must match the defaults in the kernel file; passed explicitly. */
 static int cpu_groups(int width)
 {
@@ -364,6 +364,35 @@ static clattn_status run_bwd_kernel(clattn_ctx *ctx, cl_program prog, const char
     return st == CLATTN_OK ? clattn__enqueue(ctx, k, 2, global, local, name) : st;
 }
 
+/* Loop iterations of one invocation of each tiled gradient kernel, for
+ * drivers with a loop budget (clattn_ctx.loop_budget, Mesa's llvmpipe).
+ * Per tile of the other side: the two local-tile loads, the d loops of S
+ * and dP (D + Dv), the per-row output loops (the loops over one tile's
+ * rows inside them are unrolled there); dkdv runs over the queries of
+ * every query head sharing its kv head. On llvmpipe this bounds the real
+ * count from above: D = 64 ran correctly at N = M = 8192 (dq 47.9K,
+ * dkdv 52.2K) and failed at N = 16384 (dkdv 104K) and M = 16384 (dq
+ * 95.7K); D = 256 ran at N = M = 512 (39.2K, 43.4K) and failed at 1024
+ * (78.5K, 86.8K). */
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+static bool tiled_fits_budget(const clattn_ctx *ctx, const clattn__sdpa_problem *pr)
+{
+    if (ctx->loop_budget == 0)
+        return true;
+    tiles t = tiled_tunables(ctx, pr->D, pr->Dv);
+    int64_t d = pr->D, dv = pr->Dv, dpt = ceil_div(d, t.tpr), vpt = ceil_div(dv, t.tpr);
+    int64_t dq_wg = (int64_t)t.dq_q * t.tpr, kv_wg = (int64_t)t.kv_k * t.tpr;
+    int64_t dq_tile = ceil_div((int64_t)t.dq_k * d, dq_wg) + ceil_div((int64_t)t.dq_k * dv, dq_wg) +
+                      d + dv + t.dq_k / t.tpr + dpt + 3;
+    int64_t kv_tile = ceil_div((int64_t)t.kv_q * d, kv_wg) + ceil_div((int64_t)t.kv_q * dv, kv_wg) +
+                      ceil_div(t.kv_q, kv_wg) + d + dv + t.kv_q / t.tpr + vpt + dpt + 3;
+    int64_t dq_iters = ceil_div(pr->M, t.dq_k) * dq_tile;
+    int64_t kv_iters = (int64_t)(pr->Hq / pr->Hkv) * ceil_div(pr->N, t.kv_q) * kv_tile;
+    int64_t limit = ctx->loop_budget / 10 * 9; /* as the forward's margin */
+    return dq_iters <= limit && kv_iters <= limit;
+}
+
 /* Tiled family: the dkdv kernel (key-parallel) and the dq kernel
  * (query-parallel, also writing dS for dbias). */
 static clattn_status run_tiled(clattn_ctx *ctx, cl_program prog, const bwd_buffers *b, int np,
@@ -464,6 +493,16 @@ clattn_status clattn_sdpa_backward(clattn_ctx *ctx, const clattn_tensor *q, cons
     cl_mem dv = grads->dv ? grads->dv->mem : NULL;
     if (!dq && !dk && !dv && !grads->dbias)
         return CLATTN_OK; /* nothing asked for */
+    /* Past the driver's loop limit the kernels would return wrong
+     * gradients without an error (context.c picks the tiled family on
+     * such drivers). */
+    if (!cpu_family(ctx) && !tiled_fits_budget(ctx, &pr))
+        return clattn__fail(ctx, CLATTN_ERR_UNSUPPORTED,
+                            "%s: N = %d queries, M = %d keys at D = %d, Dv = %d are past what "
+                            "the backward kernels can run on %s (it stops every kernel "
+                            "invocation after %lld loop iterations)",
+                            FN, pr.N, pr.M, pr.D, pr.Dv, ctx->info.device_name,
+                            (long long)ctx->loop_budget);
 
     pr.has_lse = true;
     pr.lse = lse->mem;

@@ -69,6 +69,13 @@ clattn_status clattn__sdpa_set_tail_args(clattn_ctx *ctx, cl_kernel k, cl_uint f
 clattn_status clattn__sdpa_softmax(clattn_ctx *ctx, cl_program prog, cl_mem scores,
                                    const clattn__sdpa_problem *pr);
 
+/* Whether the fused forward kernel can run M keys at head sizes (D, Dv)
+ * on this device: false only under a driver loop limit (clattn_ctx.
+ * loop_budget, Mesa's llvmpipe) that the kernel would overrun. Then
+ * clattn__sdpa_run takes the unfused path (impl AUTO) or fails with
+ * CLATTN_ERR_UNSUPPORTED (impl FUSED, strided inputs). */
+bool clattn__sdpa_fused_fits(const clattn_ctx *ctx, int d, int dv, int m);
+
 /* Runs a checked problem (cosine normalises q and k first). */
 clattn_status clattn__sdpa_run(clattn_ctx *ctx, clattn__sdpa_problem *pr, bool cosine,
                                clattn_sdpa_impl impl);

@@ -40,6 +40,11 @@ static char *device_options(const clattn_device_info *info)
                            (unsigned long long)info->local_mem_bytes, info->max_work_group_size);
 }
 
+/* Mesa's llvmpipe stops an invocation's loops after this many iterations
+ * in all (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS, a compile-time constant
+ * with no switch; see clattn_ctx.loop_budget). */
+#define LLVMPIPE_LOOP_BUDGET 65535
+
 /* *out = the value of the named choice: dflt when name is NULL, cpu_value
  * for "cpu", other_value for other; anything else is an error. */
 static clattn_status pick_variant(clattn_ctx *ctx, const char *what, const char *name,
@@ -70,11 +75,21 @@ static clattn_status finish_setup(clattn_ctx *ctx, const clattn_ctx_params *p)
     /* Each choice: the "cpu" option on CPU devices unless told otherwise
      * (parameter, then environment). */
     bool cpu = ctx->info.type == CLATTN_DEVICE_CPU;
+    bool llvmpipe = strstr(ctx->info.device_name, "llvmpipe") != NULL;
+    ctx->loop_budget = llvmpipe ? LLVMPIPE_LOOP_BUDGET : 0;
     clattn_status st = pick_variant(
         ctx, "attention kernel",
         p->attention_kernel ? p->attention_kernel : clattn__env_attention_kernel(),
-        "tiled", cpu ? CLATTN_ATTN_CPU : CLATTN_ATTN_TILED, CLATTN_ATTN_CPU, CLATTN_ATTN_TILED,
-        &ctx->attention_variant);
+        "tiled", cpu && !llvmpipe ? CLATTN_ATTN_CPU : CLATTN_ATTN_TILED, CLATTN_ATTN_CPU,
+        CLATTN_ATTN_TILED, &ctx->attention_variant);
+    if (st == CLATTN_OK && llvmpipe && ctx->attention_variant == CLATTN_ATTN_CPU) {
+        /* A work-item of the CPU family loops over every key for dozens of
+         * rows: past llvmpipe's loop budget from a few hundred keys (N = M
+         * = 512, D = 64 left 480 of 512 rows unwritten). */
+        clattn__log(ctx, CLATTN_LOG_WARN,
+                    "attention kernel 'cpu' exceeds llvmpipe's loop limit; using 'tiled'");
+        ctx->attention_variant = CLATTN_ATTN_TILED;
+    }
     if (st == CLATTN_OK)
         st = pick_variant(ctx, "GEMM kernel",
                           p->gemm_kernel ? p->gemm_kernel : clattn__env_gemm_kernel(),
@@ -271,6 +286,13 @@ clattn_status clattn_ctx_build_stats(const clattn_ctx *ctx, clattn_build_stats *
 cl_context clattn_ctx_cl_context(const clattn_ctx *ctx) { return ctx ? ctx->cl_ctx : NULL; }
 cl_command_queue clattn_ctx_cl_queue(const clattn_ctx *ctx) { return ctx ? ctx->queue : NULL; }
 cl_device_id clattn_ctx_cl_device(const clattn_ctx *ctx) { return ctx ? ctx->device : NULL; }
+
+const char *clattn_ctx_attention_kernel(const clattn_ctx *ctx)
+{
+    if (!ctx)
+        return NULL;
+    return ctx->attention_variant == CLATTN_ATTN_CPU ? "cpu" : "tiled";
+}
 
 clattn_status clattn__enqueue(clattn_ctx *ctx, cl_kernel kernel, cl_uint dims,
                               const size_t *global, const size_t *local, const char *what)

@@ -128,6 +128,15 @@ clattn_status clattn__gemm_cpu_epilogue(clattn_ctx *ctx, bool trans_a, bool tran
         ldb > INT32_MAX || ldc > INT32_MAX)
         return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
                             "GEMM dimensions m=%zu n=%zu k=%zu exceed 2^31", m, n, k);
+    /* A work-item loops once per k (and a few dozen times besides): under a
+     * driver loop limit (llvmpipe) a longer k comes back unwritten without
+     * an error (k = 65000 ran there, 70000 did not). */
+    if (ctx->loop_budget > 0 && (int64_t)k > ctx->loop_budget - 512)
+        return clattn__fail(ctx, CLATTN_ERR_UNSUPPORTED,
+                            "GEMM k=%zu is past what the CPU GEMM kernel can run on %s (it "
+                            "stops every kernel invocation after %lld loop iterations); "
+                            "use gemm_kernel = \"clblast\"",
+                            k, ctx->info.device_name, (long long)ctx->loop_budget);
     /* op(B) is always packed into 16-column panels (the kernel could
      * read a row-major B in place, but with n = 2048 its 8 KiB row stride
      * hit the same L1 sets on every step: 30 against 89 GFLOP/s packed),

@@ -194,6 +194,12 @@ struct clattn_ctx {
 
     int attention_variant;     /* clattn__attention_variant */
     int gemm_backend;          /* clattn__gemm_backend */
+    /* Loop iterations one kernel invocation may run before the driver
+     * silently cuts its loops short; 0 = no limit. Mesa's llvmpipe (under
+     * Rusticl) shares one counter of 65535 between all loops of an
+     * invocation (LP_MAX_TGSI_LOOP_ITERATIONS), so long loops return wrong
+     * results there without any error. See clattn__sdpa_fused_fits. */
+    int64_t loop_budget;
 
     char *last_error;          /* malloc'd; NULL when none */
 };

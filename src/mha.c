@@ -323,8 +323,11 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
     /* Inference without weights or extra keys: the fused kernel reads the
      * heads straight out of the projections and writes them merged, so
      * nothing is split or merged (copies that cost a third of a small
-     * BERT batch). Training keeps the head-split copies for backward. */
-    bool direct = !call->train && !call->weights && extra == 0;
+     * BERT batch). Training keeps the head-split copies for backward, and
+     * so does a key count the fused kernel cannot run on this device
+     * (llvmpipe's loop limit), which then takes the unfused path. */
+    bool direct = !call->train && !call->weights && extra == 0 &&
+                  clattn__sdpa_fused_fits(ctx, (int)(E / H), (int)(V / H), (int)M);
     int64_t qk_ld = E, v_ld = V, k_col = 0, v_col = 0;
 
     /* Projections, then heads. */

@@ -41,13 +41,14 @@ typedef enum mask_kind {
     MASK_BIAS_BOOL,      /* -inf entries, one fully masked row */
     MASK_WINDOW_BIAS,    /* (4, 2) + [N, M] bias */
     MASK_MOD,            /* mask_mod snippet */
-    MASK_KINDS
+    MASK_KINDS,
+    MASK_WINDOW_ANY = MASK_KINDS /* (wl, wr) of the case; random_cases only */
 } mask_kind;
 
 static const char *mask_names[] = {"none", "causal", "window(3,0)", "window(0,3)",
                                    "window(5,5)", "kv_len", "causal+kv_len", "bias",
                                    "bias-broadcast", "bool-bias", "window(4,2)+bias",
-                                   "mask_mod"};
+                                   "mask_mod", "window(wl,wr)"};
 
 typedef struct tcase {
     int B, Hq, Hkv, N, M, D, Dv;
@@ -56,6 +57,7 @@ typedef struct tcase {
     bool cosine, weights, lse;
     clattn_sdpa_impl impl;
     float scale; /* 0: default */
+    int wl, wr;  /* MASK_WINDOW_ANY only */
 } tcase;
 
 static int n_cases_run;
@@ -122,6 +124,10 @@ static void run_case(clattn_ctx *ctx, const tcase *c, const char *variant)
     case MASK_WINDOW_LEFT: p.window_left = 3, p.window_right = 0, r.wl = 3, r.wr = 0; break;
     case MASK_WINDOW_RIGHT: p.window_left = 0, p.window_right = 3, r.wl = 0, r.wr = 3; break;
     case MASK_WINDOW_BOTH: p.window_left = p.window_right = r.wl = r.wr = 5; break;
+    case MASK_WINDOW_ANY:
+        p.window_left = r.wl = c->wl;
+        p.window_right = r.wr = c->wr;
+        break;
     case MASK_CAUSAL_KV_LEN: p.causal = true, r.wr = 0; /* fall through */
     case MASK_KV_LEN:
         for (int b = 0; b < c->B; b++)
@@ -188,11 +194,14 @@ static void run_case(clattn_ctx *ctx, const tcase *c, const char *variant)
     p.impl = c->impl;
 
     char what[256];
+    char win[40] = "";
+    if (c->mask == MASK_WINDOW_ANY)
+        snprintf(win, sizeof win, " wl=%d wr=%d", c->wl, c->wr);
     snprintf(what, sizeof what,
-             "%s B=%d Hq=%d Hkv=%d N=%d M=%d D=%d Dv=%d mask=%s mod=%d%s%s%s impl=%d", variant,
-             c->B, c->Hq, c->Hkv, c->N, c->M, c->D, c->Dv, mask_names[c->mask], (int)c->mod,
-             c->cosine ? " cosine" : "", c->weights ? " weights" : "", c->lse ? " lse" : "",
-             (int)c->impl);
+             "%s B=%d Hq=%d Hkv=%d N=%d M=%d D=%d Dv=%d mask=%s%s mod=%d%s%s%s impl=%d scale=%g",
+             variant, c->B, c->Hq, c->Hkv, c->N, c->M, c->D, c->Dv, mask_names[c->mask], win,
+             (int)c->mod, c->cosine ? " cosine" : "", c->weights ? " weights" : "",
+             c->lse ? " lse" : "", (int)c->impl, (double)c->scale);
     clattn_status st = clattn_sdpa(ctx, tq, tk, tv, to, &p);
     CHECK(st == CLATTN_OK, "%s: %s: %s", what, clattn_status_str(st), clattn_last_error());
     if (st == CLATTN_OK) {
@@ -364,23 +373,109 @@ static void edge_cases(clattn_ctx *ctx, const char *variant)
 {
     const tcase cases[] = {
         /* causal with N > M: the first N - M rows see nothing. */
-        {2, 2, 1, 40, 9, 16, 16, MASK_CAUSAL, REF_MOD_NONE, false, false, true, CLATTN_SDPA_AUTO, 0},
-        {2, 2, 1, 40, 9, 16, 16, MASK_CAUSAL, REF_MOD_NONE, false, true, true, CLATTN_SDPA_AUTO, 0},
+        {2, 2, 1, 40, 9, 16, 16, MASK_CAUSAL, REF_MOD_NONE, false, false, true, CLATTN_SDPA_AUTO, 0, 0, 0},
+        {2, 2, 1, 40, 9, 16, 16, MASK_CAUSAL, REF_MOD_NONE, false, true, true, CLATTN_SDPA_AUTO, 0, 0, 0},
         /* causal with N < M (decoding with a cache), MQA. */
-        {1, 4, 1, 3, 130, 64, 64, MASK_CAUSAL, REF_MOD_NONE, false, false, true, CLATTN_SDPA_AUTO, 0},
+        {1, 4, 1, 3, 130, 64, 64, MASK_CAUSAL, REF_MOD_NONE, false, false, true, CLATTN_SDPA_AUTO, 0, 0, 0},
         /* single query, single key. */
-        {1, 1, 1, 1, 1, 1, 1, MASK_NONE, REF_MOD_NONE, false, true, true, CLATTN_SDPA_AUTO, 0},
+        {1, 1, 1, 1, 1, 1, 1, MASK_NONE, REF_MOD_NONE, false, true, true, CLATTN_SDPA_AUTO, 0, 0, 0},
         /* key blocks fully outside a narrow window are skipped. */
-        {1, 1, 1, 257, 257, 64, 32, MASK_WINDOW_LEFT, REF_MOD_ALIBI, false, false, true, CLATTN_SDPA_FUSED, 0},
+        {1, 1, 1, 257, 257, 64, 32, MASK_WINDOW_LEFT, REF_MOD_ALIBI, false, false, true, CLATTN_SDPA_FUSED, 0, 0, 0},
         /* every key of a batch masked by kv_len = 0, cosine score. */
-        {3, 2, 2, 17, 65, 17, 3, MASK_CAUSAL_KV_LEN, REF_MOD_NONE, true, false, true, CLATTN_SDPA_FUSED, 0},
+        {3, 2, 2, 17, 65, 17, 3, MASK_CAUSAL_KV_LEN, REF_MOD_NONE, true, false, true, CLATTN_SDPA_FUSED, 0, 0, 0},
         /* large D and Dv together, softcap, weights. */
-        {1, 2, 1, 33, 70, 256, 256, MASK_BIAS_BOOL, REF_MOD_SOFTCAP, false, true, true, CLATTN_SDPA_AUTO, 0},
+        {1, 2, 1, 33, 70, 256, 256, MASK_BIAS_BOOL, REF_MOD_SOFTCAP, false, true, true, CLATTN_SDPA_AUTO, 0, 0, 0},
         /* N, M not multiples of any block, custom score_mod with mask_mod. */
-        {3, 6, 3, 113, 67, 80, 48, MASK_MOD, REF_MOD_CUSTOM, false, false, true, CLATTN_SDPA_FUSED, 0},
+        {3, 6, 3, 113, 67, 80, 48, MASK_MOD, REF_MOD_CUSTOM, false, false, true, CLATTN_SDPA_FUSED, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         run_case(ctx, &cases[i], variant);
+}
+
+/* Pseudo-random shapes and windows from a fixed seed, beyond the grid of
+ * the sweep: N and M anywhere in 1..400 (any offset against the CPU
+ * kernel's 6-row groups and 64-key blocks), windows of 0..299 keys on
+ * either side or unlimited (blocks skipped or cut anywhere), GQA ratios
+ * of 1, 2 and 3. Two head sizes keep it to four programs. */
+static void random_cases(clattn_ctx *ctx, const char *variant)
+{
+    uint32_t x = 20261121u;
+#define RND(n) ((uint32_t)(((x = x * 1664525u + 1013904223u) >> 8) % (uint32_t)(n)))
+    static const int ratios[][2] = {{1, 1}, {2, 1}, {3, 3}, {6, 2}};
+    for (int i = 0; i < 24; i++) {
+        tcase c;
+        memset(&c, 0, sizeof c);
+        c.D = RND(2) ? 72 : 24;
+        c.Dv = RND(3) ? c.D : 40;
+        c.N = 1 + (int)RND(400);
+        c.M = 1 + (int)RND(400);
+        const int *r = ratios[RND(4)];
+        c.Hq = r[0], c.Hkv = r[1];
+        c.B = 1 + (int)RND(2);
+        while ((double)c.N * c.M * (c.D + c.Dv) * c.Hq * c.B > 8e6 && c.N > 1)
+            c.N /= 2; /* keep the reference quick */
+        c.mask = MASK_WINDOW_ANY;
+        c.wl = RND(4) ? (int)RND(300) : -1;
+        c.wr = RND(4) ? (int)RND(300) : -1;
+        c.cosine = RND(6) == 0;
+        c.lse = true;
+        c.impl = CLATTN_SDPA_AUTO;
+        c.scale = RND(3) == 0 ? 0.25f + 0.05f * (float)RND(40) : 0.0f;
+        run_case(ctx, &c, variant);
+    }
+#undef RND
+}
+
+/* Long key ranges on every device; then, on Mesa's llvmpipe, its loop
+ * limit: 65535 loop iterations per kernel invocation in all, after which
+ * it silently cuts loops short. The CPU family left 480 of 512 rows
+ * unwritten at N = M = 512 there, so llvmpipe always runs the tiled one;
+ * past what that can run, AUTO takes the unfused path and FUSED (like the
+ * backward) is refused. */
+static void long_key_cases(clattn_ctx *ctx, const char *variant)
+{
+    const tcase cases[] = {
+        {1, 1, 1, 600, 600, 64, 64, MASK_BIAS, REF_MOD_NONE, false, false, true, CLATTN_SDPA_AUTO, 0, 0, 0},
+        {1, 2, 1, 40, 3000, 64, 64, MASK_BIAS_BCAST, REF_MOD_NONE, false, false, true,
+         CLATTN_SDPA_AUTO, 0, 0, 0},
+        {1, 1, 1, 125, 316, 72, 72, MASK_BIAS_BOOL, REF_MOD_NONE, false, false, true,
+         CLATTN_SDPA_AUTO, 1.44f, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        run_case(ctx, &cases[i], variant);
+
+    clattn_device_info info;
+    CHECK_OK(clattn_ctx_device_info(ctx, &info));
+    if (!strstr(info.device_name, "llvmpipe"))
+        return;
+    CHECK(strcmp(clattn_ctx_attention_kernel(ctx), "tiled") == 0, "llvmpipe runs %s",
+          clattn_ctx_attention_kernel(ctx));
+    /* 12000 keys at D = 64: past the fused kernel's budget (about 10600). */
+    const tcase past = {1, 1, 1, 4, 12000, 64, 64, MASK_NONE, REF_MOD_NONE, false, false, true,
+                        CLATTN_SDPA_AUTO, 0, 0, 0};
+    run_case(ctx, &past, "llvmpipe-unfused");
+    int64_t sq[4] = {1, 1, 4, 64}, sk[4] = {1, 1, 12000, 64}, sl[3] = {1, 1, 4};
+    clattn_tensor *q = test_tensor(ctx, 4, sq, NULL), *k = test_tensor(ctx, 4, sk, NULL);
+    clattn_tensor *v = test_tensor(ctx, 4, sk, NULL), *o = test_tensor(ctx, 4, sq, NULL);
+    clattn_tensor *lse = test_tensor(ctx, 3, sl, NULL), *dq = test_tensor(ctx, 4, sq, NULL);
+    CHECK_OK(clattn_tensor_fill(q, 0.5f));
+    CHECK_OK(clattn_tensor_fill(k, 0.25f));
+    CHECK_OK(clattn_tensor_fill(v, 1.0f));
+    clattn_sdpa_params p = clattn_sdpa_params_default();
+    p.impl = CLATTN_SDPA_FUSED;
+    CHECK_STATUS(clattn_sdpa(ctx, q, k, v, o, &p), CLATTN_ERR_UNSUPPORTED);
+    CHECK(strstr(clattn_last_error(), "loop iterations") != NULL, "message: %s",
+          clattn_last_error());
+    p.impl = CLATTN_SDPA_AUTO;
+    p.lse = lse;
+    CHECK_OK(clattn_sdpa(ctx, q, k, v, o, &p));
+    p.lse = NULL;
+    clattn_sdpa_grads g = {dq, NULL, NULL, NULL};
+    CHECK_STATUS(clattn_sdpa_backward(ctx, q, k, v, o, lse, o, &p, &g), CLATTN_ERR_UNSUPPORTED);
+    CHECK(strstr(clattn_last_error(), "loop iterations") != NULL, "message: %s",
+          clattn_last_error());
+    clattn_tensor_destroy(q), clattn_tensor_destroy(k), clattn_tensor_destroy(v);
+    clattn_tensor_destroy(o), clattn_tensor_destroy(lse), clattn_tensor_destroy(dq);
 }
 
 static void error_cases(clattn_ctx *ctx)
@@ -464,21 +559,24 @@ int main(void)
     clattn_ctx *ctx = test_ctx();
     /* The other fused family too, on a subset: both must agree everywhere. */
     clattn_ctx_params op = clattn_ctx_params_default();
-    const char *primary = getenv("CLATTN_ATTENTION_KERNEL");
-    bool primary_tiled = primary && strcmp(primary, "tiled") == 0;
-    clattn_device_info info;
-    clattn_ctx_device_info(ctx, &info);
-    if (!primary)
-        primary_tiled = info.type != CLATTN_DEVICE_CPU;
+    bool primary_tiled = strcmp(clattn_ctx_attention_kernel(ctx), "tiled") == 0;
     op.attention_kernel = primary_tiled ? "cpu" : "tiled";
     clattn_ctx *other = NULL;
     CHECK_OK(clattn_ctx_create(&op, &other));
+    /* llvmpipe runs "tiled" whatever is asked: no second family there. */
+    if (other && strcmp(clattn_ctx_attention_kernel(other), op.attention_kernel) != 0) {
+        clattn_ctx_destroy(other);
+        other = NULL;
+    }
 
     sweep(ctx, primary_tiled ? "tiled" : "cpu", small, small ? 3 : 1);
     snippet_sweep(ctx, primary_tiled ? "tiled" : "cpu", small, small ? 2 : 1);
     softmax_kernel_case(ctx);
-    if (!small)
+    if (!small) {
         edge_cases(ctx, primary_tiled ? "tiled" : "cpu");
+        long_key_cases(ctx, primary_tiled ? "tiled" : "cpu");
+        random_cases(ctx, primary_tiled ? "tiled" : "cpu");
+    }
     if (other) {
         sweep(other, op.attention_kernel, small, small ? 7 : 3);
         snippet_sweep(other, op.attention_kernel, small, small ? 5 : 3);

@@ -81,6 +81,25 @@ static void test_selection(void)
     CHECK_STATUS(clattn_ctx_create(&p, &ctx), CLATTN_ERR_INVALID_ARG);
     CHECK(ctx == NULL && strstr(clattn_last_error(), "GEMM kernel 'openblas' unknown"),
           "message: %s", clattn_last_error());
+
+    /* The family actually run: as asked, except that llvmpipe always runs
+     * "tiled" (its loop limit, see clattn_ctx_params.attention_kernel). */
+    CHECK(clattn_ctx_attention_kernel(NULL) == NULL, "NULL ctx has a kernel family");
+    static const char *const families[] = {"cpu", "tiled"};
+    for (int f = 0; f < 2; f++) {
+        p = clattn_ctx_params_default();
+        p.cache_dir = "off";
+        p.attention_kernel = families[f];
+        CHECK_OK(clattn_ctx_create(&p, &ctx));
+        if (!ctx)
+            continue;
+        clattn_device_info info;
+        CHECK_OK(clattn_ctx_device_info(ctx, &info));
+        const char *want = strstr(info.device_name, "llvmpipe") ? "tiled" : families[f];
+        CHECK(strcmp(clattn_ctx_attention_kernel(ctx), want) == 0, "asked %s, runs %s",
+              families[f], clattn_ctx_attention_kernel(ctx));
+        clattn_ctx_destroy(ctx);
+    }
 }
 
 static void test_create_and_interop(void)

@@ -172,9 +172,9 @@ int main(int argc, char **argv)
         if (json) {
             printf(",\n  \"build\": {\"status\": \"%s\", \"context_ms\": %.1f, \"build_ms\": %.1f, "
                    "\"programs_from_source\": %d, \"programs_from_cache\": %d, "
-                   "\"cache_dir\": ",
+                   "\"attention_kernel\": \"%s\", \"cache_dir\": ",
                    clattn_status_str(st), ms, bs.build_ms, bs.programs_from_source,
-                   bs.programs_from_cache);
+                   bs.programs_from_cache, st == CLATTN_OK ? clattn_ctx_attention_kernel(ctx) : "");
             json_str(bs.cache_dir);
             if (st != CLATTN_OK) {
                 printf(", \"error\": ");
@@ -189,6 +189,7 @@ int main(int argc, char **argv)
                    : bs.programs_from_cache                           ? "partial hit"
                                                                       : "cache miss",
                    bs.cache_enabled ? bs.cache_dir : "disabled");
+            printf("attention kernels: %s\n", clattn_ctx_attention_kernel(ctx));
         } else {
             printf("build failed: %s: %s\n", clattn_status_str(st), clattn_last_error());
         }
