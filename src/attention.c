@@ -79,10 +79,11 @@ static int64_t tiled_fwd_loop_iterations(const clattn_ctx *ctx, int d, int dv, i
 {
     int tq, tpr, tk;
     tiled_tunables(ctx, d, dv, &tq, &tpr, &tk);
-    int64_t wg = (int64_t)tq * tpr, tiles = ((int64_t)m + tk - 1) / tk;
-    int64_t per_tile = d + ((int64_t)tk * d + wg - 1) / wg + ((int64_t)tk * dv + wg - 1) / wg +
-                       2 * (int64_t)tk + (dv + tpr - 1) / tpr + 1;
-    return tiles * per_tile;
+    int64_t wg = (int64_t)tq * tpr;
+    int64_t per_tile = d + clattn__ceil_div((int64_t)tk * d, wg) +
+                       clattn__ceil_div((int64_t)tk * dv, wg) + 2 * (int64_t)tk +
+                       clattn__ceil_div(dv, tpr) + 1;
+    return clattn__ceil_div(m, tk) * per_tile;
 }
 
 bool clattn__sdpa_fused_fits(const clattn_ctx *ctx, int d, int dv, int m)

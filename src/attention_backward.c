@@ -374,23 +374,35 @@ static clattn_status run_bwd_kernel(clattn_ctx *ctx, cl_program prog, const char
  * dkdv 52.2K) and failed at N = 16384 (dkdv 104K) and M = 16384 (dq
  * 95.7K); D = 256 ran at N = M = 512 (39.2K, 43.4K) and failed at 1024
  * (78.5K, 86.8K). */
-static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 static bool tiled_fits_budget(const clattn_ctx *ctx, const clattn__sdpa_problem *pr)
 {
     if (ctx->loop_budget == 0)
         return true;
     tiles t = tiled_tunables(ctx, pr->D, pr->Dv);
-    int64_t d = pr->D, dv = pr->Dv, dpt = ceil_div(d, t.tpr), vpt = ceil_div(dv, t.tpr);
+    int64_t d = pr->D, dv = pr->Dv, dpt = clattn__ceil_div(d, t.tpr), vpt = clattn__ceil_div(dv, t.tpr);
     int64_t dq_wg = (int64_t)t.dq_q * t.tpr, kv_wg = (int64_t)t.kv_k * t.tpr;
-    int64_t dq_tile = ceil_div((int64_t)t.dq_k * d, dq_wg) + ceil_div((int64_t)t.dq_k * dv, dq_wg) +
+    int64_t dq_tile = clattn__ceil_div((int64_t)t.dq_k * d, dq_wg) + clattn__ceil_div((int64_t)t.dq_k * dv, dq_wg) +
                       d + dv + t.dq_k / t.tpr + dpt + 3;
-    int64_t kv_tile = ceil_div((int64_t)t.kv_q * d, kv_wg) + ceil_div((int64_t)t.kv_q * dv, kv_wg) +
-                      ceil_div(t.kv_q, kv_wg) + d + dv + t.kv_q / t.tpr + vpt + dpt + 3;
-    int64_t dq_iters = ceil_div(pr->M, t.dq_k) * dq_tile;
-    int64_t kv_iters = (int64_t)(pr->Hq / pr->Hkv) * ceil_div(pr->N, t.kv_q) * kv_tile;
+    int64_t kv_tile = clattn__ceil_div((int64_t)t.kv_q * d, kv_wg) + clattn__ceil_div((int64_t)t.kv_q * dv, kv_wg) +
+                      clattn__ceil_div(t.kv_q, kv_wg) + d + dv + t.kv_q / t.tpr + vpt + dpt + 3;
+    int64_t dq_iters = clattn__ceil_div(pr->M, t.dq_k) * dq_tile;
+    int64_t kv_iters = (int64_t)(pr->Hq / pr->Hkv) * clattn__ceil_div(pr->N, t.kv_q) * kv_tile;
     int64_t limit = ctx->loop_budget / 10 * 9; /* as the forward's margin */
     return dq_iters <= limit && kv_iters <= limit;
+}
+
+/* One tiled gradient kernel: `tile` owned rows of `rows` per work-group,
+ * tpr work-items per row, one grid row per (batch, head). */
+static clattn_status run_tiled_kernel(clattn_ctx *ctx, cl_program prog, const char *name,
+                                      const bwd_buffers *b, cl_mem g1, cl_mem g2, cl_mem dummy,
+                                      int np, const clattn__sdpa_problem *pr, int rows, int tile,
+                                      int tpr, int heads)
+{
+    bwd_outputs o = {{g1, g2, NULL, NULL}, 1};
+    size_t global[2] = {clattn__round_up((size_t)rows, (size_t)tile) * (size_t)tpr,
+                        (size_t)pr->B * (size_t)heads};
+    size_t local[2] = {(size_t)tile * (size_t)tpr, 1};
+    return run_bwd_kernel(ctx, prog, name, b, &o, dummy, np, pr, global, local);
 }
 
 /* Tiled family: the dkdv kernel (key-parallel) and the dq kernel
@@ -401,22 +413,12 @@ static clattn_status run_tiled(clattn_ctx *ctx, cl_program prog, const bwd_buffe
 {
     tiles t = tiled_tunables(ctx, pr->D, pr->Dv);
     clattn_status st = CLATTN_OK;
-    if (dk || dv) {
-        bwd_outputs o = {{dk, dv, NULL, NULL}, 1};
-        size_t global[2] = {((size_t)pr->M + (size_t)t.kv_k - 1) / (size_t)t.kv_k *
-                                (size_t)(t.kv_k * t.tpr),
-                            (size_t)pr->B * (size_t)pr->Hkv};
-        size_t local[2] = {(size_t)(t.kv_k * t.tpr), 1};
-        st = run_bwd_kernel(ctx, prog, "sdpa_bwd_dkdv_tiled", b, &o, dummy, np, pr, global, local);
-    }
-    if (st == CLATTN_OK && (dq || ds)) {
-        bwd_outputs o = {{dq, ds, NULL, NULL}, 1};
-        size_t global[2] = {((size_t)pr->N + (size_t)t.dq_q - 1) / (size_t)t.dq_q *
-                                (size_t)(t.dq_q * t.tpr),
-                            (size_t)pr->B * (size_t)pr->Hq};
-        size_t local[2] = {(size_t)(t.dq_q * t.tpr), 1};
-        st = run_bwd_kernel(ctx, prog, "sdpa_bwd_dq_tiled", b, &o, dummy, np, pr, global, local);
-    }
+    if (dk || dv)
+        st = run_tiled_kernel(ctx, prog, "sdpa_bwd_dkdv_tiled", b, dk, dv, dummy, np, pr, pr->M,
+                              t.kv_k, t.tpr, pr->Hkv);
+    if (st == CLATTN_OK && (dq || ds))
+        st = run_tiled_kernel(ctx, prog, "sdpa_bwd_dq_tiled", b, dq, ds, dummy, np, pr, pr->N,
+                              t.dq_q, t.tpr, pr->Hq);
     return st;
 }
 

@@ -418,6 +418,9 @@ char *clattn__aprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2))
 /* Rounds x up to a multiple of m (m > 0). */
 static inline size_t clattn__round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 
+/* ceil(a / b) for a >= 0, b > 0. */
+static inline int64_t clattn__ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 /* Enqueues a kernel with the given global size (rounded up to local if
  * local is not NULL) on the context's queue. */
 clattn_status clattn__enqueue(clattn_ctx *ctx, cl_kernel kernel, cl_uint dims,
