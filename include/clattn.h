@@ -258,7 +258,9 @@ CLATTN_API const char *clattn_ctx_last_error(const clattn_ctx *ctx);
 CLATTN_API clattn_status clattn_ctx_device_info(const clattn_ctx *ctx, clattn_device_info *info);
 
 /* The fused attention kernel family the context runs: "cpu" or "tiled"
- * (see clattn_ctx_params.attention_kernel); NULL for a NULL ctx. */
+ * (see clattn_ctx_params.attention_kernel); NULL for a NULL ctx. The
+ * string is static (never freed by the caller, valid for the process) and
+ * fixed at context creation, so any thread may read it. */
 CLATTN_API const char *clattn_ctx_attention_kernel(const clattn_ctx *ctx);
 
 /* The underlying OpenCL objects (owned by the context; do not release). */
