@@ -1,0 +1,290 @@
+/* tensor.c - float32 device tensors with a shape, and host transfers. */
+#include "core/core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const clattn__program_spec clattn__elementwise_program = {{"core/elementwise.cl", NULL}, NULL};
+
+clattn_status clattn__buffer_create(clattn_ctx *ctx, size_t bytes, const char *what, cl_mem *out)
+{
+    if (bytes == 0)
+        bytes = 4; /* OpenCL refuses empty buffers; a dummy keeps callers simple */
+    if (bytes > ctx->info.max_alloc_bytes)
+        return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY,
+                            "%s needs %zu bytes, over the device's largest allocation of %llu "
+                            "bytes (%s)",
+                            what, bytes, (unsigned long long)ctx->info.max_alloc_bytes,
+                            ctx->info.device_name);
+    cl_int err;
+    *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (!*out)
+        return clattn__fail(ctx, clattn__status_from_cl(err),
+                            "allocating %zu bytes for %s failed: %s (%d)", bytes, what,
+                            clattn__cl_error_name(err), (int)err);
+    return CLATTN_OK;
+}
+
+clattn_tensor clattn__tensor_view(clattn_ctx *ctx, cl_mem mem, int32_t ndim,
+                                  const int64_t *shape)
+{
+    clattn_tensor t;
+    memset(&t, 0, sizeof t);
+    t.ctx = ctx;
+    t.mem = mem;
+    t.ndim = ndim;
+    t.numel = 1;
+    for (int32_t i = 0; i < ndim; i++) {
+        t.shape[i] = shape[i];
+        t.numel *= (size_t)shape[i];
+    }
+    return t;
+}
+
+clattn_status clattn__buffer_reserve(clattn_ctx *ctx, clattn__buffer *buf, size_t bytes,
+                                     const char *what)
+{
+    if (buf->mem && buf->bytes >= bytes)
+        return CLATTN_OK;
+    clattn__buffer_release(buf);
+    clattn_status st = clattn__buffer_create(ctx, bytes, what, &buf->mem);
+    if (st == CLATTN_OK)
+        buf->bytes = bytes;
+    return st;
+}
+
+void clattn__buffer_release(clattn__buffer *buf)
+{
+    if (buf->mem)
+        clReleaseMemObject(buf->mem);
+    buf->mem = NULL;
+    buf->bytes = 0;
+}
+
+clattn_status clattn__workspace(clattn_ctx *ctx, clattn__buffer *buf, int32_t ndim,
+                                const int64_t *shape, const char *what, clattn_tensor *view)
+{
+    size_t n = 1;
+    for (int32_t i = 0; i < ndim; i++)
+        n *= (size_t)shape[i];
+    clattn_status st = clattn__buffer_reserve(ctx, buf, n * sizeof(float), what);
+    if (st == CLATTN_OK)
+        *view = clattn__tensor_view(ctx, buf->mem, ndim, shape);
+    return st;
+}
+
+clattn_status clattn__scratch(clattn_ctx *ctx, int slot, size_t bytes, const char *what,
+                              cl_mem *out)
+{
+    clattn__buffer buf = {ctx->scratch[slot], ctx->scratch_bytes[slot]};
+    clattn_status st = clattn__buffer_reserve(ctx, &buf, bytes, what);
+    ctx->scratch[slot] = buf.mem;
+    ctx->scratch_bytes[slot] = buf.bytes;
+    *out = buf.mem;
+    return st;
+}
+
+clattn_status clattn_tensor_create(clattn_ctx *ctx, int32_t ndim, const int64_t *shape,
+                                   clattn_tensor **out)
+{
+    clattn__clear_thread_error();
+    if (!ctx || !shape || !out)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "ctx, shape and out must not be NULL");
+    *out = NULL;
+    if (ndim < 1 || ndim > CLATTN_MAX_DIMS)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "tensor: ndim %d out of range 1..%d", ndim, CLATTN_MAX_DIMS);
+    char sbuf[128];
+    clattn__shape_str(shape, ndim, sbuf, sizeof sbuf);
+    /* Overflow-checked element and byte count before anything is allocated. */
+    size_t numel = 1;
+    for (int32_t i = 0; i < ndim; i++) {
+        if (shape[i] < 1)
+            return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                                "tensor %s: every dimension must be >= 1", sbuf);
+        if ((uint64_t)shape[i] > SIZE_MAX / sizeof(float) / numel)
+            return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                                "tensor %s: size overflows (more than %zu bytes)", sbuf,
+                                (size_t)SIZE_MAX);
+        numel *= (size_t)shape[i];
+    }
+    size_t bytes = numel * sizeof(float);
+    if (bytes > ctx->info.max_alloc_bytes)
+        return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY,
+                            "tensor %s needs %zu bytes, over the device's largest allocation "
+                            "of %llu bytes (%s)",
+                            sbuf, bytes, (unsigned long long)ctx->info.max_alloc_bytes,
+                            ctx->info.device_name);
+
+    clattn_tensor *t = calloc(1, sizeof *t);
+    if (!t)
+        return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+    clattn_status st = clattn__buffer_create(ctx, bytes, sbuf, &t->mem);
+    if (st != CLATTN_OK) {
+        free(t);
+        return st;
+    }
+    t->ctx = ctx;
+    t->ndim = ndim;
+    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    t->numel = numel;
+    *out = t;
+    return CLATTN_OK;
+}
+
+void clattn_tensor_destroy(clattn_tensor *t)
+{
+    if (!t)
+        return;
+    if (t->mem)
+        clReleaseMemObject(t->mem);
+    if (t->gemm_packed)
+        clReleaseMemObject(t->gemm_packed);
+    free(t);
+}
+
+static clattn_status transfer(const clattn_tensor *t, bool write, size_t offset, size_t count,
+                              void *host)
+{
+    clattn__clear_thread_error();
+    if (!t)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "tensor is NULL");
+    if (count == 0)
+        return CLATTN_OK;
+    if (!host)
+        return clattn__fail(t->ctx, CLATTN_ERR_INVALID_ARG, "host pointer is NULL");
+    if (offset > t->numel || count > t->numel - offset) {
+        char sbuf[128];
+        return clattn__fail(t->ctx, CLATTN_ERR_INVALID_ARG,
+                            "range [%zu, %zu + %zu) is outside tensor %s of %zu elements",
+                            offset, offset, count,
+                            clattn__shape_str(t->shape, t->ndim, sbuf, sizeof sbuf), t->numel);
+    }
+    cl_int err = write ? clEnqueueWriteBuffer(t->ctx->queue, t->mem, CL_TRUE,
+                                              offset * sizeof(float), count * sizeof(float), host,
+                                              0, NULL, NULL)
+                       : clEnqueueReadBuffer(t->ctx->queue, t->mem, CL_TRUE,
+                                             offset * sizeof(float), count * sizeof(float), host,
+                                             0, NULL, NULL);
+    return err == CL_SUCCESS
+               ? CLATTN_OK
+               : clattn__fail_cl(t->ctx, err, write ? "clEnqueueWriteBuffer" : "clEnqueueReadBuffer");
+}
+
+clattn_status clattn_tensor_write(clattn_tensor *t, const float *src)
+{
+    return transfer(t, true, 0, t ? t->numel : 0, (void *)src);
+}
+
+clattn_status clattn_tensor_read(const clattn_tensor *t, float *dst)
+{
+    return transfer(t, false, 0, t ? t->numel : 0, dst);
+}
+
+clattn_status clattn_tensor_write_range(clattn_tensor *t, size_t offset, size_t count,
+                                        const float *src)
+{
+    return transfer(t, true, offset, count, (void *)src);
+}
+
+clattn_status clattn_tensor_read_range(const clattn_tensor *t, size_t offset, size_t count,
+                                       float *dst)
+{
+    return transfer(t, false, offset, count, dst);
+}
+
+clattn_status clattn_tensor_fill(clattn_tensor *t, float value)
+{
+    clattn__clear_thread_error();
+    if (!t)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "tensor is NULL");
+    clattn_ctx *ctx = t->ctx;
+    cl_program prog;
+    cl_kernel k;
+    clattn_status st = clattn__program_get(ctx, &clattn__elementwise_program, NULL, NULL, &prog);
+    if (st == CLATTN_OK)
+        st = clattn__kernel_get(ctx, prog, "fill_f32", &k);
+    if (st != CLATTN_OK)
+        return st;
+    cl_ulong n = t->numel;
+    cl_int err = CLATTN_ARG(k, 0, t->mem);
+    err |= CLATTN_ARG(k, 1, n);
+    err |= CLATTN_ARG(k, 2, value);
+    if (err != CL_SUCCESS)
+        return clattn__fail_cl(ctx, err, "clSetKernelArg(fill_f32)");
+    size_t global = t->numel, local = 64;
+    return clattn__enqueue(ctx, k, 1, &global, &local, "fill_f32");
+}
+
+int32_t clattn_tensor_shape(const clattn_tensor *t, int64_t *shape)
+{
+    if (!t)
+        return 0;
+    if (shape)
+        memcpy(shape, t->shape, (size_t)t->ndim * sizeof *shape);
+    return t->ndim;
+}
+
+size_t clattn_tensor_numel(const clattn_tensor *t) { return t ? t->numel : 0; }
+
+cl_mem clattn_tensor_cl_mem(const clattn_tensor *t) { return t ? t->mem : NULL; }
+
+clattn_status clattn_tensor_view(const clattn_tensor *t, int32_t ndim, const int64_t *shape,
+                                 clattn_tensor **out)
+{
+    clattn__clear_thread_error();
+    if (!t || !shape || !out)
+        return clattn__fail(t ? t->ctx : NULL, CLATTN_ERR_INVALID_ARG,
+                            "tensor_view: t, shape and out must not be NULL");
+    *out = NULL;
+    char from[128], to[128];
+    clattn__shape_str(t->shape, t->ndim, from, sizeof from);
+    if (ndim < 1 || ndim > CLATTN_MAX_DIMS)
+        return clattn__fail(t->ctx, CLATTN_ERR_INVALID_ARG,
+                            "tensor_view of %s: ndim %d out of range 1..%d", from, ndim,
+                            CLATTN_MAX_DIMS);
+    clattn__shape_str(shape, ndim, to, sizeof to);
+    /* Counted with an overflow check: a huge shape must not wrap to numel. */
+    size_t numel = 1;
+    for (int32_t i = 0; i < ndim; i++) {
+        if (shape[i] < 1 || (uint64_t)shape[i] > t->numel / numel)
+            return clattn__fail(t->ctx, CLATTN_ERR_INVALID_ARG,
+                                "tensor_view: %s is not a shape of the %zu elements of %s", to,
+                                t->numel, from);
+        numel *= (size_t)shape[i];
+    }
+    if (numel != t->numel)
+        return clattn__fail(t->ctx, CLATTN_ERR_INVALID_ARG,
+                            "tensor_view: %s has %zu elements, %s has %zu", to, numel, from,
+                            t->numel);
+    clattn_tensor *v = calloc(1, sizeof *v);
+    if (!v)
+        return clattn__fail(t->ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+    *v = clattn__tensor_view(t->ctx, t->mem, ndim, shape);
+    /* The view holds its own reference, so either handle may go first. */
+    clRetainMemObject(t->mem);
+    *out = v;
+    return CLATTN_OK;
+}
+
+clattn_status clattn_tensor_copy(const clattn_tensor *src, clattn_tensor *dst)
+{
+    clattn__clear_thread_error();
+    if (!src || !dst)
+        return clattn__fail(src ? src->ctx : dst ? dst->ctx : NULL, CLATTN_ERR_INVALID_ARG,
+                            "tensor_copy: src and dst must not be NULL");
+    if (src->ctx != dst->ctx || src->numel != dst->numel) {
+        char a[128], b[128];
+        return clattn__fail(dst->ctx, CLATTN_ERR_INVALID_ARG,
+                            "tensor_copy: src %s and dst %s must have the same element count "
+                            "and context",
+                            clattn__shape_str(src->shape, src->ndim, a, sizeof a),
+                            clattn__shape_str(dst->shape, dst->ndim, b, sizeof b));
+    }
+    if (src->mem == dst->mem)
+        return CLATTN_OK;
+    cl_int err = clEnqueueCopyBuffer(dst->ctx->queue, src->mem, dst->mem, 0, 0,
+                                     src->numel * sizeof(float), 0, NULL, NULL);
+    return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(dst->ctx, err, "clEnqueueCopyBuffer");
+}

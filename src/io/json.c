@@ -1,0 +1,98 @@
+/* json_util.c - small helpers for the JSON files clattn reads as untrusted
+ * input (config.json, tokenizer.json, ...). */
+#include "io/io.h"
+
+#include <math.h>
+#include <string.h>
+
+const char *clattn__json_unknown_key(json_t *obj, const char *const *allowed)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(obj, key, value)
+    {
+        (void)value;
+        bool known = false;
+        for (const char *const *a = allowed; *a && !known; a++)
+            known = strcmp(*a, key) == 0;
+        if (!known)
+            return key;
+    }
+    return NULL;
+}
+
+bool clattn__json_integral(const json_t *v, int64_t *out)
+{
+    if (json_is_integer(v)) {
+        *out = (int64_t)json_integer_value(v);
+        return true;
+    }
+    /* JSON writers may emit 64.0 for 64: accept integral reals that fit. */
+    double d = json_is_real(v) ? json_real_value(v) : NAN;
+    if (d == floor(d) && fabs(d) < 9.0e18) {
+        *out = (int64_t)d;
+        return true;
+    }
+    return false;
+}
+
+void clattn__json_fail_key(clattn__json_reader *r, clattn_status st, const char *key,
+                           const char *what)
+{
+    if (r->st == CLATTN_OK)
+        r->st = clattn__fail(r->ctx, st, "%s: %s'%s' %s", r->file, r->where ? r->where : "",
+                             key, what);
+}
+
+int64_t clattn__json_get_int(clattn__json_reader *r, json_t *obj, const char *key, int64_t def,
+                             int64_t lo, int64_t hi)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return def;
+    int64_t x;
+    if (!clattn__json_integral(v, &x))
+        clattn__json_fail_key(r, CLATTN_ERR_FORMAT, key, "must be an integer");
+    else if (x < lo || x > hi)
+        clattn__json_fail_key(r, CLATTN_ERR_FORMAT, key, "is out of range");
+    else
+        return x;
+    return def;
+}
+
+bool clattn__json_get_bool(clattn__json_reader *r, json_t *obj, const char *key, bool def)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return def;
+    if (!json_is_boolean(v)) {
+        clattn__json_fail_key(r, CLATTN_ERR_FORMAT, key, "must be true or false");
+        return def;
+    }
+    return json_is_true(v);
+}
+
+double clattn__json_get_real(clattn__json_reader *r, json_t *obj, const char *key, double def)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return def;
+    if (!json_is_number(v)) {
+        clattn__json_fail_key(r, CLATTN_ERR_FORMAT, key, "must be a number");
+        return def;
+    }
+    return json_number_value(v);
+}
+
+const char *clattn__json_get_string(clattn__json_reader *r, json_t *obj, const char *key,
+                                    const char *def)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return def;
+    if (!json_is_string(v)) {
+        clattn__json_fail_key(r, CLATTN_ERR_FORMAT, key, "must be a string");
+        return def;
+    }
+    return json_string_value(v);
+}

@@ -1,0 +1,29 @@
+/* nn/nn.h - the layer ops (linear, embedding, elementwise, layer norm,
+ * softmax, dropout) and their backward passes, shared within nn/ and with
+ * the subsystems built on them. */
+#ifndef CLATTN_NN_H
+#define CLATTN_NN_H
+
+#include "core/core.h"
+#include "gemm/gemm.h"
+
+/* ---- layers.c: helpers shared with layers_rows.c ------------------------ */
+
+/* y += x W^T + b: clattn_linear's checks and shapes, accumulating into y
+ * in the GEMM's store (a residual add without its own pass). */
+clattn_status clattn__linear_acc(clattn_ctx *ctx, const clattn_tensor *x, const clattn_tensor *w,
+                                 const clattn_tensor *b, clattn_tensor *y);
+
+/* Name of layers.cl's fused bias + activation kernel for act. */
+const char *clattn__bias_act_kernel_name(clattn_activation act);
+
+/* Returns the named kernel of layers.cl (built once per context). */
+clattn_status clattn__layers_kernel(clattn_ctx *ctx, const char *name, cl_kernel *out);
+
+/* The layer ops' programs: nn/layers.cl, nn/layers_backward.cl,
+ * nn/dropout.cl. */
+extern const clattn__program_spec clattn__layers_program;
+extern const clattn__program_spec clattn__layers_backward_program;
+extern const clattn__program_spec clattn__dropout_program;
+
+#endif /* CLATTN_NN_H */

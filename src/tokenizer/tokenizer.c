@@ -1,0 +1,731 @@
+/* tokenizer.c - BERT's WordPiece tokenizer, token for token as Hugging
+ * Face's fast tokenizer (the tokenizers crate) computes it.
+ *
+ * The pipeline of one text: decode UTF-8 -> split out the added (special)
+ * tokens, matched on the raw text -> for each piece between them:
+ * BertNormalizer -> BertPreTokenizer (whitespace, punctuation) -> WordPiece
+ * (greedy longest match first, "##" continuations) -> truncation -> the
+ * post-processor's template ([CLS] ... [SEP]).
+ *
+ * Files are untrusted input: tokenizer.json (or vocab.txt with
+ * tokenizer_config.json) is checked key by key, and anything clattn would
+ * not reproduce exactly is refused by name rather than approximated. The
+ * character-level half lives in tokenizer_unicode.c, encoding in
+ * tokenizer_encode.c; this file loads the files. */
+#include "tokenizer/tokenizer.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ======================================================================== */
+/* The tokenizer                                                            */
+/* ======================================================================== */
+
+
+static uint64_t hash_bytes(const char *s, size_t len)
+{
+    return clattn__hash64(s, len, 0);
+}
+
+const vocab_slot *clattn__vocab_find(const clattn_tokenizer *t, const char *s, size_t len)
+{
+    if (!t->n_slots)
+        return NULL;
+    size_t mask = t->n_slots - 1;
+    for (size_t i = (size_t)hash_bytes(s, len) & mask;; i = (i + 1) & mask) {
+        const vocab_slot *v = &t->slots[i];
+        if (!v->token)
+            return NULL;
+        if (v->len == len && memcmp(v->token, s, len) == 0)
+            return v;
+    }
+}
+
+/* Inserts or (a later duplicate line of vocab.txt, as the crate does)
+ * overwrites; false when out of memory. */
+static bool vocab_put(clattn_tokenizer *t, const char *s, size_t len, int32_t id)
+{
+    size_t mask = t->n_slots - 1;
+    size_t i = (size_t)hash_bytes(s, len) & mask;
+    while (t->slots[i].token) {
+        if (t->slots[i].len == len && memcmp(t->slots[i].token, s, len) == 0) {
+            t->slots[i].id = id;
+            return true;
+        }
+        i = (i + 1) & mask;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return false;
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    t->slots[i] = (vocab_slot){copy, len, id};
+    t->n_vocab++;
+    return true;
+}
+
+static bool vocab_init(clattn_tokenizer *t, size_t entries)
+{
+    size_t n = 64;
+    while (n < entries * 2 + 1)
+        n *= 2;
+    t->slots = calloc(n, sizeof *t->slots);
+    t->n_slots = t->slots ? n : 0;
+    return t->slots != NULL;
+}
+
+void clattn_tokenizer_destroy(clattn_tokenizer *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n_slots; i++)
+        free(t->slots[i].token);
+    free(t->slots);
+    for (int32_t i = 0; i < t->n_added; i++) {
+        free(t->added[i].cps);
+        free(t->added[i].content);
+    }
+    free(t->added);
+    free(t->prefix);
+    free(t);
+}
+
+/* ======================================================================== */
+/* Loading: shared pieces                                                   */
+/* ======================================================================== */
+
+typedef struct loader {
+    clattn_tokenizer *t;
+    const char *file;           /* full path, for messages */
+    clattn_status st;
+} loader;
+
+static void fail(loader *l, clattn_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(loader *l, clattn_status st, const char *fmt, ...)
+{
+    if (l->st != CLATTN_OK)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    l->st = clattn__fail(NULL, st, "%s: %s", l->file, msg);
+}
+
+static bool get_bool(loader *l, json_t *obj, const char *where, const char *key, bool def)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return def;
+    if (!json_is_boolean(v)) {
+        fail(l, CLATTN_ERR_FORMAT, "%s'%s' must be true or false", where, key);
+        return def;
+    }
+    return json_is_true(v);
+}
+
+static int64_t get_int(loader *l, json_t *obj, const char *where, const char *key, int64_t def,
+                       int64_t lo, int64_t hi)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return def;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        fail(l, CLATTN_ERR_FORMAT, "%s'%s' must be an integer from %lld to %lld", where, key,
+             (long long)lo, (long long)hi);
+        return def;
+    }
+    return (int64_t)json_integer_value(v);
+}
+
+static const char *get_string(loader *l, json_t *obj, const char *where, const char *key,
+                              const char *def)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return def;
+    if (!json_is_string(v)) {
+        fail(l, CLATTN_ERR_FORMAT, "%s'%s' must be a string", where, key);
+        return def;
+    }
+    return json_string_value(v);
+}
+
+/* Refuses every key of obj not in allowed (NULL-terminated): a setting
+ * clattn does not know could change the tokens. */
+static void check_keys(loader *l, json_t *obj, const char *where, const char *const *allowed)
+{
+    const char *key = clattn__json_unknown_key(obj, allowed);
+    if (key)
+        fail(l, CLATTN_ERR_UNSUPPORTED, "%sunsupported setting '%s'", where, key);
+}
+
+/* The id of a token by content: added tokens first, as the crate looks. */
+static bool lookup_id(const clattn_tokenizer *t, const char *s, int32_t *id)
+{
+    for (int32_t i = 0; i < t->n_added; i++)
+        if (strcmp(t->added[i].content, s) == 0) {
+            *id = t->added[i].id;
+            return true;
+        }
+    const vocab_slot *v = clattn__vocab_find(t, s, strlen(s));
+    if (v)
+        *id = v->id;
+    return v != NULL;
+}
+
+static void add_token(loader *l, const char *content, int32_t id)
+{
+    if (l->st != CLATTN_OK)
+        return;
+    clattn_tokenizer *t = l->t;
+    size_t len = strlen(content);
+    if (len == 0) {
+        fail(l, CLATTN_ERR_FORMAT, "an added token is empty");
+        return;
+    }
+    added_token *a = realloc(t->added, (size_t)(t->n_added + 1) * sizeof *a);
+    if (!a) {
+        fail(l, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+        return;
+    }
+    t->added = a;
+    a = &t->added[t->n_added];
+    *a = (added_token){0};
+    a->cps = malloc(len * sizeof *a->cps);
+    a->content = clattn__strdup(content);
+    if (!a->cps || !a->content) {
+        free(a->cps);
+        free(a->content);
+        fail(l, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+        return;
+    }
+    a->n = clattn__utf8_decode((const unsigned char *)content, len, a->cps);
+    a->id = id;
+    t->n_added++;
+}
+
+static void set_template(loader *l, const int32_t *pre, int32_t n_pre, const int32_t *post,
+                         int32_t n_post)
+{
+    clattn_tokenizer *t = l->t;
+    memcpy(t->pre, pre, (size_t)n_pre * sizeof *pre);
+    memcpy(t->post, post, (size_t)n_post * sizeof *post);
+    t->n_pre = n_pre;
+    t->n_post = n_post;
+}
+
+/* Resolves the unk token and counts the vocabulary size. */
+static void finish(loader *l, const char *unk)
+{
+    clattn_tokenizer *t = l->t;
+    if (l->st != CLATTN_OK)
+        return;
+    const vocab_slot *u = clattn__vocab_find(t, unk, strlen(unk));
+    if (!u) {
+        fail(l, CLATTN_ERR_FORMAT, "the vocabulary has no unk token '%s'", unk);
+        return;
+    }
+    t->unk_id = u->id;
+    t->vocab_size = t->n_vocab;
+    for (int32_t i = 0; i < t->n_added; i++)
+        if (!clattn__vocab_find(t, t->added[i].content, strlen(t->added[i].content)))
+            t->vocab_size++;
+}
+
+/* ======================================================================== */
+/* tokenizer.json                                                           */
+/* ======================================================================== */
+
+static void read_normalizer(loader *l, json_t *n)
+{
+    clattn__bert_norm *o = &l->t->norm;
+    if (!n || json_is_null(n)) {
+        *o = (clattn__bert_norm){0};
+        return;
+    }
+    const char *type = json_is_object(n) ? get_string(l, n, "normalizer: ", "type", "") : "";
+    if (strcmp(type, "BertNormalizer") != 0) {
+        fail(l, CLATTN_ERR_UNSUPPORTED,
+             "normalizer '%s' is not supported (only BertNormalizer)", type);
+        return;
+    }
+    static const char *const keys[] = {"type", "clean_text", "handle_chinese_chars",
+                                       "strip_accents", "lowercase", NULL};
+    check_keys(l, n, "normalizer: ", keys);
+    o->clean_text = get_bool(l, n, "normalizer: ", "clean_text", true);
+    o->handle_chinese_chars = get_bool(l, n, "normalizer: ", "handle_chinese_chars", true);
+    o->lowercase = get_bool(l, n, "normalizer: ", "lowercase", true);
+    /* null: strip accents when lowercasing, as BERT's uncased models do. */
+    o->strip_accents = get_bool(l, n, "normalizer: ", "strip_accents", o->lowercase);
+}
+
+static void read_model(loader *l, json_t *m, const char **unk)
+{
+    clattn_tokenizer *t = l->t;
+    if (!json_is_object(m)) {
+        fail(l, CLATTN_ERR_FORMAT, "'model' must be an object");
+        return;
+    }
+    const char *type = get_string(l, m, "model: ", "type", "");
+    if (strcmp(type, "WordPiece") != 0) {
+        fail(l, CLATTN_ERR_UNSUPPORTED, "model '%s' is not supported (only WordPiece)", type);
+        return;
+    }
+    static const char *const keys[] = {"type", "vocab", "unk_token", "continuing_subword_prefix",
+                                       "max_input_chars_per_word", NULL};
+    check_keys(l, m, "model: ", keys);
+    *unk = get_string(l, m, "model: ", "unk_token", "[UNK]");
+    t->prefix = clattn__strdup(get_string(l, m, "model: ", "continuing_subword_prefix", "##"));
+    t->prefix_len = t->prefix ? strlen(t->prefix) : 0;
+    t->max_chars = (int32_t)get_int(l, m, "model: ", "max_input_chars_per_word", 100, 0, INT32_MAX);
+    if (!t->prefix)
+        fail(l, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+    json_t *vocab = json_object_get(m, "vocab");
+    if (!json_is_object(vocab)) {
+        fail(l, CLATTN_ERR_FORMAT, "model: 'vocab' must be an object of token: id");
+        return;
+    }
+    if (l->st != CLATTN_OK)
+        return;
+    if (!vocab_init(t, json_object_size(vocab))) {
+        fail(l, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+        return;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach(vocab, key, value)
+    {
+        if (!json_is_integer(value) || json_integer_value(value) < 0 ||
+            json_integer_value(value) > INT32_MAX) {
+            fail(l, CLATTN_ERR_FORMAT, "model: vocab: the id of '%s' must be an integer from 0 "
+                 "to 2147483647", key);
+            return;
+        }
+        if (!vocab_put(t, key, strlen(key), (int32_t)json_integer_value(value))) {
+            fail(l, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+            return;
+        }
+    }
+}
+
+static void read_added_tokens(loader *l, json_t *arr)
+{
+    if (!arr || json_is_null(arr))
+        return;
+    if (!json_is_array(arr)) {
+        fail(l, CLATTN_ERR_FORMAT, "'added_tokens' must be an array");
+        return;
+    }
+    size_t i;
+    json_t *a;
+    json_array_foreach(arr, i, a)
+    {
+        if (!json_is_object(a)) {
+            fail(l, CLATTN_ERR_FORMAT, "added_tokens[%zu] must be an object", i);
+            return;
+        }
+        static const char *const keys[] = {"id",     "content",    "single_word", "lstrip",
+                                           "rstrip", "normalized", "special",     NULL};
+        char where[64];
+        snprintf(where, sizeof where, "added_tokens[%zu]: ", i);
+        check_keys(l, a, where, keys);
+        const char *content = get_string(l, a, where, "content", NULL);
+        int64_t id = get_int(l, a, where, "id", -1, 0, INT32_MAX);
+        if (l->st != CLATTN_OK)
+            return;
+        if (!content || id < 0) {
+            fail(l, CLATTN_ERR_FORMAT, "%s'content' and 'id' are required", where);
+            return;
+        }
+        /* Matching options other than the plain one would need word
+         * boundaries or matching on normalized text: refused, not guessed. */
+        static const char *const flags[] = {"single_word", "lstrip", "rstrip", "normalized"};
+        for (int f = 0; f < 4; f++)
+            if (get_bool(l, a, where, flags[f], false))
+                fail(l, CLATTN_ERR_UNSUPPORTED, "%stoken '%s': \"%s\": true is not supported",
+                     where, content, flags[f]);
+        add_token(l, content, (int32_t)id);
+    }
+}
+
+/* The ids of a special token named in the template: the post-processor's
+ * own table first, then the vocabulary. */
+static int32_t special_ids(loader *l, json_t *table, const char *name, int32_t *ids, int32_t room)
+{
+    json_t *e = json_object_get(table, name);
+    if (e) {
+        json_t *list = json_object_get(e, "ids");
+        size_t n = json_array_size(list);
+        if (!json_is_array(list) || n == 0 || n > (size_t)room) {
+            fail(l, CLATTN_ERR_FORMAT, "post_processor: special token '%s' needs 1 to %d ids",
+                 name, room);
+            return 0;
+        }
+        for (size_t i = 0; i < n; i++) {
+            json_t *v = json_array_get(list, i);
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > INT32_MAX) {
+                fail(l, CLATTN_ERR_FORMAT, "post_processor: special token '%s': bad id", name);
+                return 0;
+            }
+            ids[i] = (int32_t)json_integer_value(v);
+        }
+        return (int32_t)n;
+    }
+    if (room < 1 || !lookup_id(l->t, name, &ids[0])) {
+        fail(l, CLATTN_ERR_FORMAT, "post_processor: unknown special token '%s'", name);
+        return 0;
+    }
+    return 1;
+}
+
+static void read_post_processor(loader *l, json_t *p)
+{
+    if (!p || json_is_null(p))
+        return;                 /* no special tokens at all */
+    const char *type = json_is_object(p) ? get_string(l, p, "post_processor: ", "type", "") : "";
+    int32_t pre[8], post[8], n_pre = 0, n_post = 0;
+    if (strcmp(type, "BertProcessing") == 0) {
+        static const char *const keys[] = {"type", "sep", "cls", NULL};
+        check_keys(l, p, "post_processor: ", keys);
+        json_t *cls = json_object_get(p, "cls"), *sep = json_object_get(p, "sep");
+        json_t *ci = json_array_get(cls, 1), *si = json_array_get(sep, 1);
+        if (!json_is_integer(ci) || !json_is_integer(si) || json_integer_value(ci) < 0 ||
+            json_integer_value(ci) > INT32_MAX || json_integer_value(si) < 0 ||
+            json_integer_value(si) > INT32_MAX) {
+            fail(l, CLATTN_ERR_FORMAT, "post_processor: 'cls' and 'sep' must be [token, id]");
+            return;
+        }
+        pre[n_pre++] = (int32_t)json_integer_value(ci);
+        post[n_post++] = (int32_t)json_integer_value(si);
+    } else if (strcmp(type, "TemplateProcessing") == 0) {
+        static const char *const keys[] = {"type", "single", "pair", "special_tokens", NULL};
+        check_keys(l, p, "post_processor: ", keys);
+        json_t *single = json_object_get(p, "single");
+        json_t *table = json_object_get(p, "special_tokens");
+        if (!json_is_array(single)) {
+            fail(l, CLATTN_ERR_FORMAT, "post_processor: 'single' must be an array");
+            return;
+        }
+        bool seen_seq = false;
+        size_t i;
+        json_t *item;
+        json_array_foreach(single, i, item)
+        {
+            json_t *sp = json_object_get(item, "SpecialToken");
+            json_t *sq = json_object_get(item, "Sequence");
+            json_t *one = sp ? sp : sq;
+            json_t *type_id = json_object_get(one, "type_id");
+            if ((sp != NULL) == (sq != NULL) || !json_is_object(one) ||
+                !json_is_string(json_object_get(one, "id"))) {
+                fail(l, CLATTN_ERR_FORMAT, "post_processor: single[%zu] must be "
+                     "{\"SpecialToken\": {...}} or {\"Sequence\": {...}}", i);
+                return;
+            }
+            if (type_id && !(json_is_integer(type_id) && json_integer_value(type_id) == 0)) {
+                fail(l, CLATTN_ERR_UNSUPPORTED, "post_processor: single[%zu]: type_id other "
+                     "than 0 is not supported (token_type_ids are all 0)", i);
+                return;
+            }
+            const char *id = json_string_value(json_object_get(one, "id"));
+            if (sq) {
+                if (seen_seq || strcmp(id, "A") != 0) {
+                    fail(l, CLATTN_ERR_UNSUPPORTED,
+                         "post_processor: 'single' must hold the sequence \"A\" once");
+                    return;
+                }
+                seen_seq = true;
+            } else if (!seen_seq) {
+                n_pre += special_ids(l, table, id, pre + n_pre, 8 - n_pre);
+            } else {
+                n_post += special_ids(l, table, id, post + n_post, 8 - n_post);
+            }
+            if (l->st != CLATTN_OK)
+                return;
+        }
+        if (!seen_seq) {
+            fail(l, CLATTN_ERR_FORMAT, "post_processor: 'single' has no Sequence");
+            return;
+        }
+    } else {
+        fail(l, CLATTN_ERR_UNSUPPORTED, "post_processor '%s' is not supported "
+             "(only TemplateProcessing and BertProcessing)", type);
+        return;
+    }
+    set_template(l, pre, n_pre, post, n_post);
+}
+
+static void read_truncation(loader *l, json_t *tr)
+{
+    if (!tr || json_is_null(tr))
+        return;
+    if (!json_is_object(tr)) {
+        fail(l, CLATTN_ERR_FORMAT, "'truncation' must be an object or null");
+        return;
+    }
+    static const char *const keys[] = {"max_length", "strategy", "stride", "direction", NULL};
+    check_keys(l, tr, "truncation: ", keys);
+    const char *dir = get_string(l, tr, "truncation: ", "direction", "Right");
+    if (strcmp(dir, "Right") != 0)
+        fail(l, CLATTN_ERR_UNSUPPORTED, "truncation: direction '%s' is not supported", dir);
+    /* The strategy only matters for pairs; one sequence is cut at the end. */
+    l->t->max_length = (int32_t)get_int(l, tr, "truncation: ", "max_length", 0, 0, INT32_MAX);
+}
+
+static void load_json(loader *l)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(l->file, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        fail(l, CLATTN_ERR_FORMAT, "line %d: %s", jerr.line, jerr.text);
+        return;
+    }
+    if (!json_is_object(root)) {
+        fail(l, CLATTN_ERR_FORMAT, "the top level must be an object");
+    } else {
+        static const char *const keys[] = {"version",     "truncation",   "padding",
+                                           "added_tokens", "normalizer",  "pre_tokenizer",
+                                           "post_processor", "decoder",   "model", NULL};
+        check_keys(l, root, "", keys);
+        json_t *pre = json_object_get(root, "pre_tokenizer");
+        const char *pt = json_is_object(pre) ? get_string(l, pre, "pre_tokenizer: ", "type", "")
+                                             : "null";
+        if (strcmp(pt, "BertPreTokenizer") != 0)
+            fail(l, CLATTN_ERR_UNSUPPORTED,
+                 "pre_tokenizer '%s' is not supported (only BertPreTokenizer)", pt);
+        const char *unk = "[UNK]";
+        read_normalizer(l, json_object_get(root, "normalizer"));
+        read_model(l, json_object_get(root, "model"), &unk);
+        read_added_tokens(l, json_object_get(root, "added_tokens"));
+        read_post_processor(l, json_object_get(root, "post_processor"));
+        read_truncation(l, json_object_get(root, "truncation"));
+        /* "padding" is parsed by callers who want it: encode never pads. */
+        finish(l, unk);
+    }
+    json_decref(root);
+}
+
+/* ======================================================================== */
+/* vocab.txt + tokenizer_config.json (what transformers converts)           */
+/* ======================================================================== */
+
+/* A special token in tokenizer_config.json: a string, or an AddedToken
+ * object with "content". */
+static const char *config_token(loader *l, json_t *cfg, const char *key, const char *def)
+{
+    json_t *v = json_object_get(cfg, key);
+    if (json_is_object(v))
+        return get_string(l, v, key, "content", def);
+    return get_string(l, cfg, "", key, def);
+}
+
+static void load_vocab_txt(loader *l, const char *vocab_path, const char *config_path)
+{
+    clattn_tokenizer *t = l->t;
+    json_t *cfg = NULL;
+    FILE *cf = fopen(config_path, "rb");
+    if (cf) {
+        fclose(cf);
+        loader cl = {t, config_path, CLATTN_OK};
+        json_error_t jerr;
+        cfg = json_load_file(config_path, JSON_REJECT_DUPLICATES, &jerr);
+        if (!cfg)
+            fail(&cl, CLATTN_ERR_FORMAT, "line %d: %s", jerr.line, jerr.text);
+        else if (!json_is_object(cfg))
+            fail(&cl, CLATTN_ERR_FORMAT, "the top level must be an object");
+        if (cl.st == CLATTN_OK) {
+            const char *cls = get_string(&cl, cfg, "", "tokenizer_class", "BertTokenizer");
+            if (strcmp(cls, "BertTokenizer") != 0 && strcmp(cls, "BertTokenizerFast") != 0 &&
+                strcmp(cls, "DistilBertTokenizer") != 0 &&
+                strcmp(cls, "DistilBertTokenizerFast") != 0)
+                fail(&cl, CLATTN_ERR_UNSUPPORTED, "tokenizer_class '%s' is not supported "
+                     "(only BERT's WordPiece tokenizers)", cls);
+        }
+        if (cl.st != CLATTN_OK) {
+            l->st = cl.st;
+            json_decref(cfg);
+            return;
+        }
+    }
+    json_t *c = cfg ? cfg : json_object();
+    loader cl = {t, config_path, CLATTN_OK};
+    t->norm.clean_text = true;
+    t->norm.handle_chinese_chars = get_bool(&cl, c, "", "tokenize_chinese_chars", true);
+    t->norm.lowercase = get_bool(&cl, c, "", "do_lower_case", true);
+    t->norm.strip_accents = get_bool(&cl, c, "", "strip_accents", t->norm.lowercase);
+    /* transformers writes a huge sentinel for "no limit". */
+    json_t *mml = json_object_get(c, "model_max_length");
+    if (json_is_integer(mml) && json_integer_value(mml) > 0 &&
+        json_integer_value(mml) <= 1000000)
+        t->max_length = (int32_t)json_integer_value(mml);
+    const char *names[5] = {config_token(&cl, c, "unk_token", "[UNK]"),
+                            config_token(&cl, c, "sep_token", "[SEP]"),
+                            config_token(&cl, c, "pad_token", "[PAD]"),
+                            config_token(&cl, c, "cls_token", "[CLS]"),
+                            config_token(&cl, c, "mask_token", "[MASK]")};
+    char *unk = clattn__strdup(names[0]), *sep = clattn__strdup(names[1]);
+    char *spec[5];
+    for (int i = 0; i < 5; i++)
+        spec[i] = clattn__strdup(names[i]);
+    json_decref(c);
+    if (cl.st != CLATTN_OK)
+        l->st = cl.st;
+    t->max_chars = 100;
+    t->prefix = clattn__strdup("##");
+    t->prefix_len = 2;
+
+    FILE *f = l->st == CLATTN_OK ? fopen(vocab_path, "rb") : NULL;
+    if (l->st == CLATTN_OK && !f)
+        fail(l, CLATTN_ERR_IO, "cannot open: %s", strerror(errno));
+    size_t size = 0;
+    char *text = NULL;
+    if (f) {
+        if (fseek(f, 0, SEEK_END) == 0) {
+            long sz = ftell(f);
+            if (sz >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+                size = (size_t)sz;
+                text = malloc(size + 1);
+                if (text && fread(text, 1, size, f) != size) {
+                    free(text);
+                    text = NULL;
+                    fail(l, CLATTN_ERR_IO, "read failed");
+                }
+            }
+        }
+        fclose(f);
+        if (!text)
+            fail(l, CLATTN_ERR_OUT_OF_MEMORY, "cannot read the file into memory");
+    }
+    if (l->st == CLATTN_OK) {
+        size_t lines = 1;
+        for (size_t i = 0; i < size; i++)
+            lines += text[i] == '\n';
+        if (!vocab_init(t, lines) || !t->prefix || !unk || !sep)
+            fail(l, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+        int32_t id = 0;
+        for (size_t i = 0; i < size && l->st == CLATTN_OK; id++) {
+            size_t e = i;
+            while (e < size && text[e] != '\n')
+                e++;
+            size_t n = e - i;
+            /* The crate trims trailing whitespace of each line (\r too). */
+            while (n > 0 && (text[i + n - 1] == ' ' || text[i + n - 1] == '\t' ||
+                             text[i + n - 1] == '\r'))
+                n--;
+            if (id == INT32_MAX)
+                fail(l, CLATTN_ERR_FORMAT, "too many lines");
+            else if (!vocab_put(t, text + i, n, id))
+                fail(l, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+            i = e + 1;
+        }
+    }
+    free(text);
+    /* The special tokens become added tokens; one the vocabulary lacks gets
+     * the next free id, as transformers adds it. */
+    int32_t next = t->n_vocab;
+    for (int i = 0; i < 5 && l->st == CLATTN_OK; i++) {
+        int32_t id;
+        if (!spec[i] || !*spec[i])
+            continue;
+        bool dup = false;
+        for (int32_t k = 0; k < t->n_added; k++)
+            dup = dup || strcmp(t->added[k].content, spec[i]) == 0;
+        if (dup)
+            continue;
+        if (i == 0 && !clattn__vocab_find(t, spec[i], strlen(spec[i])))
+            break;              /* finish() reports the missing unk token */
+        if (!lookup_id(t, spec[i], &id))
+            id = next++;
+        add_token(l, spec[i], id);
+    }
+    if (l->st == CLATTN_OK) {
+        int32_t pre, post;
+        loader vl = {t, vocab_path, CLATTN_OK};
+        finish(&vl, unk ? unk : "[UNK]");
+        l->st = vl.st;
+        if (l->st == CLATTN_OK && lookup_id(t, spec[3] ? spec[3] : "[CLS]", &pre) &&
+            lookup_id(t, sep, &post))
+            set_template(l, &pre, 1, &post, 1);
+    }
+    free(unk);
+    free(sep);
+    for (int i = 0; i < 5; i++)
+        free(spec[i]);
+}
+
+/* ======================================================================== */
+/* Public: loading and queries                                              */
+/* ======================================================================== */
+
+static bool file_exists(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f)
+        fclose(f);
+    return f != NULL;
+}
+
+clattn_status clattn_tokenizer_load(const char *dir, clattn_tokenizer **out)
+{
+    clattn__clear_thread_error();
+    if (out)
+        *out = NULL;
+    if (!dir || !out)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG,
+                            "tokenizer_load: dir and out must not be NULL");
+    char *json_path = clattn__aprintf("%s/tokenizer.json", dir);
+    char *vocab_path = clattn__aprintf("%s/vocab.txt", dir);
+    char *config_path = clattn__aprintf("%s/tokenizer_config.json", dir);
+    clattn_tokenizer *t = calloc(1, sizeof *t);
+    clattn_status st = CLATTN_OK;
+    if (!json_path || !vocab_path || !config_path || !t) {
+        st = clattn__fail(NULL, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+    } else if (file_exists(json_path)) {
+        loader l = {t, json_path, CLATTN_OK};
+        load_json(&l);
+        st = l.st;
+    } else if (file_exists(vocab_path)) {
+        loader l = {t, vocab_path, CLATTN_OK};
+        load_vocab_txt(&l, vocab_path, config_path);
+        st = l.st;
+    } else {
+        st = clattn__fail(NULL, CLATTN_ERR_IO,
+                          "%s: no tokenizer: neither tokenizer.json nor vocab.txt can be opened",
+                          dir);
+    }
+    free(json_path);
+    free(vocab_path);
+    free(config_path);
+    if (st != CLATTN_OK) {
+        clattn_tokenizer_destroy(t);
+        return st;
+    }
+    *out = t;
+    return CLATTN_OK;
+}
+
+int32_t clattn_tokenizer_token_id(const clattn_tokenizer *t, const char *token)
+{
+    int32_t id;
+    if (!t || !token || !lookup_id(t, token, &id))
+        return -1;
+    return id;
+}
+
+int32_t clattn_tokenizer_vocab_size(const clattn_tokenizer *t)
+{
+    return t ? t->vocab_size : 0;
+}
+
+int32_t clattn_tokenizer_max_length(const clattn_tokenizer *t)
+{
+    return t ? t->max_length : 0;
+}
+

@@ -1,0 +1,290 @@
+/* loss.c - training losses (mean squared error, cross-entropy) and the
+ * deterministic two-stage sums of cl/loss.cl they share with the
+ * optimisers' gradient norms (see the top of cl/loss.cl). */
+#include "train/train.h"
+
+const clattn__program_spec clattn__loss_program = {{"train/loss.cl", NULL}, NULL};
+
+/* Upper bound on the reduction work-group size: wider groups only add
+ * tree levels, and 256 fits every device we know. */
+/* Stage-1 work-groups per tensor: enough to fill a device, few enough
+ * that stage 2 (one work-group) stays short. Each work-item adds at
+ * least PARTIAL_MIN_ITEMS elements before the tree takes over. */
+#define PARTIAL_GROUPS_MAX 256
+#define PARTIAL_MIN_ITEMS 16
+
+/* ======================================================================== */
+/* Reductions                                                                */
+/* ======================================================================== */
+
+clattn_status clattn__loss_kernel(clattn_ctx *ctx, const char *name, cl_kernel *out)
+{
+    cl_program prog;
+    clattn_status st = clattn__program_get(ctx, &clattn__loss_program, NULL, NULL, &prog);
+    return st == CLATTN_OK ? clattn__kernel_get(ctx, prog, name, out) : st;
+}
+
+/* Stage-1 work-groups for n elements at wg work-items each. */
+static size_t partial_groups(size_t n, size_t wg)
+{
+    size_t g = (n + wg * PARTIAL_MIN_ITEMS - 1) / (wg * PARTIAL_MIN_ITEMS);
+    return g < 1 ? 1 : g > PARTIAL_GROUPS_MAX ? PARTIAL_GROUPS_MAX : g;
+}
+
+/* Stage 2: buf[n] = sum(buf[0..n)) / divisor, one work-group. */
+static clattn_status sum_partials(clattn_ctx *ctx, cl_mem buf, size_t n, float divisor)
+{
+    cl_kernel k;
+    size_t wg;
+    clattn_status st = clattn__loss_kernel(ctx, "sum_partials", &k);
+    if (st == CLATTN_OK)
+        st = clattn__work_group_width(ctx, k, n, sizeof(cl_float), &wg);
+    if (st != CLATTN_OK)
+        return st;
+    cl_ulong nn = n;
+    cl_int err = CLATTN_ARG(k, 0, buf);
+    err |= CLATTN_ARG(k, 1, nn);
+    err |= CLATTN_ARG(k, 2, divisor);
+    err |= clSetKernelArg(k, 3, wg * sizeof(cl_float), NULL);
+    if (err != CL_SUCCESS)
+        return clattn__fail_cl(ctx, err, "setting sum_partials arguments");
+    return clattn__enqueue(ctx, k, 1, &wg, &wg, "sum_partials");
+}
+
+/* Blocking read of the float buf[index]. */
+static clattn_status read_float(clattn_ctx *ctx, cl_mem buf, size_t index, float *out)
+{
+    cl_int err = clEnqueueReadBuffer(ctx->queue, buf, CL_TRUE, index * sizeof(float),
+                                     sizeof(float), out, 0, NULL, NULL);
+    return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, "reading a loss or norm");
+}
+
+clattn_status clattn__grad_sumsq(clattn_ctx *ctx, int32_t count, const clattn_tensor *const *grads,
+                                 clattn__buffer *scratch, float *sumsq)
+{
+    cl_kernel k;
+    clattn__group_limits lim;
+    clattn_status st = clattn__loss_kernel(ctx, "sumsq_partial", &k);
+    if (st == CLATTN_OK)
+        st = clattn__group_limits_get(ctx, k, "the gradient norm", &lim);
+    if (st != CLATTN_OK)
+        return st;
+    /* Partials of tensor i at [off_i, off_i + G_i); the total after them. */
+    size_t total = 0;
+    for (int32_t i = 0; i < count; i++) {
+        if (!grads[i])
+            continue;
+        size_t wg = clattn__reduction_width(ctx, &lim, grads[i]->numel, sizeof(cl_float));
+        total += partial_groups(grads[i]->numel, wg);
+    }
+    st = clattn__buffer_reserve(ctx, scratch, (total + 1) * sizeof(float),
+                                "gradient norm partial sums");
+    if (st != CLATTN_OK)
+        return st;
+    cl_ulong off = 0;
+    for (int32_t i = 0; i < count; i++) {
+        if (!grads[i])
+            continue;
+        size_t wg = clattn__reduction_width(ctx, &lim, grads[i]->numel, sizeof(cl_float));
+        size_t groups = partial_groups(grads[i]->numel, wg), global = groups * wg;
+        cl_ulong n = grads[i]->numel;
+        cl_int err = CLATTN_ARG(k, 0, grads[i]->mem);
+        err |= CLATTN_ARG(k, 1, n);
+        err |= CLATTN_ARG(k, 2, scratch->mem);
+        err |= CLATTN_ARG(k, 3, off);
+        err |= clSetKernelArg(k, 4, wg * sizeof(cl_float), NULL);
+        if (err != CL_SUCCESS)
+            return clattn__fail_cl(ctx, err, "setting sumsq_partial arguments");
+        st = clattn__enqueue(ctx, k, 1, &global, &wg, "sumsq_partial");
+        if (st != CLATTN_OK)
+            return st;
+        off += groups;
+    }
+    if (total == 0) {
+        *sumsq = 0.0f;
+        return CLATTN_OK;
+    }
+    st = sum_partials(ctx, scratch->mem, total, 1.0f);
+    return st == CLATTN_OK ? read_float(ctx, scratch->mem, total, sumsq) : st;
+}
+
+/* ======================================================================== */
+/* Mean squared error                                                        */
+/* ======================================================================== */
+
+clattn_status clattn_mse_loss(clattn_ctx *ctx, const clattn_tensor *pred,
+                              const clattn_tensor *target, float *loss, clattn_tensor *dpred)
+{
+    clattn__clear_thread_error();
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "mse_loss: ctx is NULL");
+    clattn_status st = clattn__check_tensor(ctx, "mse_loss", "pred", pred);
+    if (st == CLATTN_OK)
+        st = clattn__check_tensor(ctx, "mse_loss", "target", target);
+    if (st == CLATTN_OK && dpred)
+        st = clattn__check_tensor(ctx, "mse_loss", "dpred", dpred);
+    if (st != CLATTN_OK)
+        return st;
+    if (!clattn__same_shape(pred, target) || (dpred && !clattn__same_shape(pred, dpred))) {
+        char sp[96], stg[96], sd[96] = "NULL";
+        clattn__shape_str(pred->shape, pred->ndim, sp, sizeof sp);
+        clattn__shape_str(target->shape, target->ndim, stg, sizeof stg);
+        if (dpred)
+            clattn__shape_str(dpred->shape, dpred->ndim, sd, sizeof sd);
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "mse_loss: pred %s, target %s and dpred %s must have the same shape",
+                            sp, stg, sd);
+    }
+    if (!loss && !dpred)
+        return CLATTN_OK;
+
+    cl_kernel k;
+    size_t wg;
+    st = clattn__loss_kernel(ctx, "mse_partial", &k);
+    if (st == CLATTN_OK)
+        st = clattn__work_group_width(ctx, k, pred->numel, sizeof(cl_float), &wg);
+    if (st != CLATTN_OK)
+        return st;
+    size_t groups = partial_groups(pred->numel, wg), global = groups * wg;
+    cl_mem partials;
+    st = clattn__buffer_create(ctx, (groups + 1) * sizeof(float), "mse_loss partial sums",
+                               &partials);
+    if (st != CLATTN_OK)
+        return st;
+    cl_int has_grad = dpred != NULL;
+    cl_mem d = dpred ? dpred->mem : pred->mem; /* never written without has_grad */
+    cl_ulong n = pred->numel;
+    cl_float scale = (float)(2.0 / (double)pred->numel);
+    cl_int err = CLATTN_ARG(k, 0, pred->mem);
+    err |= CLATTN_ARG(k, 1, target->mem);
+    err |= CLATTN_ARG(k, 2, d);
+    err |= CLATTN_ARG(k, 3, has_grad);
+    err |= CLATTN_ARG(k, 4, n);
+    err |= CLATTN_ARG(k, 5, scale);
+    err |= CLATTN_ARG(k, 6, partials);
+    err |= clSetKernelArg(k, 7, wg * sizeof(cl_float), NULL);
+    if (err != CL_SUCCESS)
+        st = clattn__fail_cl(ctx, err, "setting mse_partial arguments");
+    if (st == CLATTN_OK)
+        st = clattn__enqueue(ctx, k, 1, &global, &wg, "mse_partial");
+    float value = 0.0f;
+    if (st == CLATTN_OK && loss)
+        st = sum_partials(ctx, partials, groups, (float)pred->numel);
+    if (st == CLATTN_OK && loss)
+        st = read_float(ctx, partials, groups, &value);
+    /* Released now, freed by OpenCL once the enqueued kernels are done. */
+    clReleaseMemObject(partials);
+    if (st == CLATTN_OK && loss)
+        *loss = value;
+    return st;
+}
+
+/* ======================================================================== */
+/* Cross-entropy                                                             */
+/* ======================================================================== */
+
+clattn_status clattn_cross_entropy_loss(clattn_ctx *ctx, const clattn_tensor *logits,
+                                        const int64_t *targets, int64_t ignore_index,
+                                        float *loss, clattn_tensor *dlogits)
+{
+    clattn__clear_thread_error();
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "cross_entropy_loss: ctx is NULL");
+    clattn_status st = clattn__check_tensor(ctx, "cross_entropy_loss", "logits", logits);
+    if (st == CLATTN_OK && dlogits)
+        st = clattn__check_tensor(ctx, "cross_entropy_loss", "dlogits", dlogits);
+    if (st != CLATTN_OK)
+        return st;
+    char sl[96];
+    clattn__shape_str(logits->shape, logits->ndim, sl, sizeof sl);
+    if (dlogits && !clattn__same_shape(logits, dlogits)) {
+        char sd[96];
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "cross_entropy_loss: dlogits %s must have the shape of logits %s",
+                            clattn__shape_str(dlogits->shape, dlogits->ndim, sd, sizeof sd), sl);
+    }
+    if (!targets)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "cross_entropy_loss: targets is NULL");
+    int64_t classes = logits->shape[logits->ndim - 1];
+    size_t rows = logits->numel / (size_t)classes;
+    if ((uint64_t)classes > UINT32_MAX)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "cross_entropy_loss: logits %s: over 2^32 - 1 classes", sl);
+    /* Every target before any device work: a bad one leaves dlogits as it was. */
+    size_t valid = 0;
+    for (size_t r = 0; r < rows; r++) {
+        if (targets[r] == ignore_index)
+            continue;
+        if (targets[r] < 0 || targets[r] >= classes)
+            return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                                "cross_entropy_loss: targets[%zu] = %lld is outside 0 .. %lld "
+                                "and is not ignore_index (%lld); logits %s",
+                                r, (long long)targets[r], (long long)(classes - 1),
+                                (long long)ignore_index, sl);
+        valid++;
+    }
+    if (!loss && !dlogits)
+        return CLATTN_OK;
+    if (valid == 0 && !dlogits) { /* every row ignored: 0 by definition */
+        *loss = 0.0f;
+        return CLATTN_OK;
+    }
+
+    cl_kernel k;
+    size_t wg;
+    st = clattn__loss_kernel(ctx, "ce_rows", &k);
+    if (st == CLATTN_OK)
+        st = clattn__work_group_width(ctx, k, (size_t)classes, sizeof(cl_float2), &wg);
+    if (st != CLATTN_OK)
+        return st;
+    cl_mem dev_targets = NULL, rowloss = NULL;
+    st = clattn__buffer_create(ctx, rows * sizeof(cl_long), "cross_entropy_loss targets",
+                               &dev_targets);
+    if (st == CLATTN_OK)
+        st = clattn__buffer_create(ctx, (rows + 1) * sizeof(float),
+                                   "cross_entropy_loss row losses", &rowloss);
+    cl_int err = CL_SUCCESS;
+    if (st == CLATTN_OK) {
+        /* Blocking: the targets are the caller's, borrowed for the call. */
+        err = clEnqueueWriteBuffer(ctx->queue, dev_targets, CL_TRUE, 0, rows * sizeof(cl_long),
+                                   targets, 0, NULL, NULL);
+        if (err != CL_SUCCESS)
+            st = clattn__fail_cl(ctx, err, "clEnqueueWriteBuffer(cross_entropy_loss targets)");
+    }
+    if (st == CLATTN_OK) {
+        cl_long ignore = ignore_index;
+        cl_uint cols = (cl_uint)classes;
+        cl_float nvalid = valid ? (float)valid : 1.0f; /* unused when every row is ignored */
+        cl_int has_grad = dlogits != NULL;
+        cl_mem d = dlogits ? dlogits->mem : rowloss; /* never written without has_grad */
+        err = CLATTN_ARG(k, 0, logits->mem);
+        err |= CLATTN_ARG(k, 1, dev_targets);
+        err |= CLATTN_ARG(k, 2, ignore);
+        err |= CLATTN_ARG(k, 3, cols);
+        err |= CLATTN_ARG(k, 4, nvalid);
+        err |= CLATTN_ARG(k, 5, has_grad);
+        err |= CLATTN_ARG(k, 6, d);
+        err |= CLATTN_ARG(k, 7, rowloss);
+        err |= clSetKernelArg(k, 8, wg * sizeof(cl_float2), NULL);
+        if (err != CL_SUCCESS)
+            st = clattn__fail_cl(ctx, err, "setting ce_rows arguments");
+    }
+    if (st == CLATTN_OK) {
+        size_t global = rows * wg;
+        st = clattn__enqueue(ctx, k, 1, &global, &wg, "ce_rows");
+    }
+    float value = 0.0f;
+    if (st == CLATTN_OK && loss && valid) {
+        st = sum_partials(ctx, rowloss, rows, (float)valid);
+        if (st == CLATTN_OK)
+            st = read_float(ctx, rowloss, rows, &value);
+    }
+    /* Released now, freed by OpenCL once the enqueued kernels are done. */
+    if (dev_targets)
+        clReleaseMemObject(dev_targets);
+    if (rowloss)
+        clReleaseMemObject(rowloss);
+    if (st == CLATTN_OK && loss)
+        *loss = value;
+    return st;
+}
