@@ -310,6 +310,28 @@ clattn_status clattn__check_tensor(clattn_ctx *ctx, const char *fn, const char *
 /* true when a and b have the same ndim and extents. */
 bool clattn__same_shape(const clattn_tensor *a, const clattn_tensor *b);
 
+/* One tensor argument of an op, for clattn__check_tensors: its name in
+ * messages, the tensor, and whether NULL is allowed. */
+typedef struct clattn__targ {
+    const char *name;
+    const clattn_tensor *t;
+    bool optional;
+} clattn__targ;
+#define CLATTN_TENSOR(t) ((clattn__targ){#t, (t), false})
+#define CLATTN_TENSOR_OPT(t) ((clattn__targ){#t, (t), true})
+
+/* Checks every argument as clattn__check_tensor does (an optional one may
+ * be NULL); fails on the first bad one, naming fn and the argument. */
+clattn_status clattn__check_tensors(clattn_ctx *ctx, const char *fn, const clattn__targ *args,
+                                    size_t n);
+
+/* The one idiom for an op's tensor arguments:
+ *     st = CLATTN_CHECK_TENSORS(ctx, "layer_norm", CLATTN_TENSOR(x),
+ *                               CLATTN_TENSOR_OPT(weight), CLATTN_TENSOR(y)); */
+#define CLATTN_CHECK_TENSORS(ctx, fn, ...)                                               \
+    clattn__check_tensors((ctx), (fn), (const clattn__targ[]){__VA_ARGS__},               \
+                          sizeof((const clattn__targ[]){__VA_ARGS__}) / sizeof(clattn__targ))
+
 /* ---- small helpers ----------------------------------------------------- */
 
 /* Formats a shape as "[2, 3, 4]" ("[]" for ndim 0) into buf (always
@@ -371,10 +393,40 @@ clattn_status clattn__work_group_width(clattn_ctx *ctx, cl_kernel k, size_t n,
 clattn_status clattn__run_rows(clattn_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows,
                                size_t cols, const char *what);
 
-/* Sets kernel argument index to the given value; the set of macros below
- * keeps argument lists readable at call sites. */
+/* One kernel argument for clattn__set_args: the size and address of a
+ * value (CLATTN_KARG: an lvalue such as x->mem or a local variable), or
+ * the size of a __local buffer (CLATTN_KLOCAL: ptr NULL). */
+typedef struct clattn__karg {
+    size_t size;
+    const void *ptr;
+} clattn__karg;
+#define CLATTN_KARG(value) ((clattn__karg){sizeof(value), &(value)})
+#define CLATTN_KLOCAL(bytes) ((clattn__karg){(size_t)(bytes), NULL})
+
+/* Sets arguments first, first + 1, ... of kernel k to args[0 .. n); on
+ * failure records "what: argument I: CL_..." and returns its status. */
+clattn_status clattn__set_args(clattn_ctx *ctx, cl_kernel k, cl_uint first,
+                               const clattn__karg *args, size_t n, const char *what);
+
+/* The one way to set a kernel's arguments, from index 0, in order:
+ *     st = CLATTN_SET_ARGS(ctx, k, "layer_norm", CLATTN_KARG(x->mem),
+ *                          CLATTN_KARG(cols), CLATTN_KLOCAL(wg * 8)); */
+#define CLATTN_SET_ARGS(ctx, k, what, ...)                                              \
+    clattn__set_args((ctx), (k), 0, (const clattn__karg[]){__VA_ARGS__},                \
+                     sizeof((const clattn__karg[]){__VA_ARGS__}) / sizeof(clattn__karg), \
+                     (what))
+/* The same from index first (kernels whose leading arguments another
+ * helper sets). */
+#define CLATTN_SET_ARGS_FROM(ctx, k, first, what, ...)                                  \
+    clattn__set_args((ctx), (k), (first), (const clattn__karg[]){__VA_ARGS__},          \
+                     sizeof((const clattn__karg[]){__VA_ARGS__}) / sizeof(clattn__karg), \
+                     (what))
+
+/* Sets kernel argument index to the given value (the older one-at-a-time
+ * form; new code uses CLATTN_SET_ARGS). */
 #define CLATTN_ARG(kernel, index, value) \
     clSetKernelArg((kernel), (index), sizeof(value), &(value))
+
 /* core/elementwise.cl: fills and elementwise adds (tensor.c and its users). */
 extern const clattn__program_spec clattn__elementwise_program;
 

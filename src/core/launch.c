@@ -7,6 +7,18 @@
 
 #include <stdio.h>
 
+clattn_status clattn__set_args(clattn_ctx *ctx, cl_kernel k, cl_uint first,
+                               const clattn__karg *args, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++) {
+        cl_int err = clSetKernelArg(k, first + (cl_uint)i, args[i].size, args[i].ptr);
+        if (err != CL_SUCCESS)
+            return clattn__fail(ctx, clattn__status_from_cl(err), "%s: argument %u: %s (%d)",
+                                what, (unsigned)(first + i), clattn__cl_error_name(err), (int)err);
+    }
+    return CLATTN_OK;
+}
+
 clattn_status clattn__enqueue(clattn_ctx *ctx, cl_kernel kernel, cl_uint dims,
                               const size_t *global, const size_t *local, const char *what)
 {

@@ -200,19 +200,15 @@ clattn_status clattn_tensor_fill(clattn_tensor *t, float value)
     if (!t)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "tensor is NULL");
     clattn_ctx *ctx = t->ctx;
-    cl_program prog;
+    static const clattn__kernel_spec FILL = {&clattn__elementwise_program, "fill_f32"};
     cl_kernel k;
-    clattn_status st = clattn__program_get(ctx, &clattn__elementwise_program, NULL, NULL, &prog);
+    cl_ulong n = t->numel;
+    clattn_status st = clattn__kernel(ctx, &FILL, &k);
     if (st == CLATTN_OK)
-        st = clattn__kernel_get(ctx, prog, "fill_f32", &k);
+        st = CLATTN_SET_ARGS(ctx, k, "fill_f32", CLATTN_KARG(t->mem), CLATTN_KARG(n),
+                             CLATTN_KARG(value));
     if (st != CLATTN_OK)
         return st;
-    cl_ulong n = t->numel;
-    cl_int err = CLATTN_ARG(k, 0, t->mem);
-    err |= CLATTN_ARG(k, 1, n);
-    err |= CLATTN_ARG(k, 2, value);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "clSetKernelArg(fill_f32)");
     size_t global = t->numel, local = 64;
     return clattn__enqueue(ctx, k, 1, &global, &local, "fill_f32");
 }

@@ -22,3 +22,16 @@ bool clattn__same_shape(const clattn_tensor *a, const clattn_tensor *b)
             return false;
     return true;
 }
+
+clattn_status clattn__check_tensors(clattn_ctx *ctx, const char *fn, const clattn__targ *args,
+                                    size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (args[i].optional && !args[i].t)
+            continue;
+        clattn_status st = clattn__check_tensor(ctx, fn, args[i].name, args[i].t);
+        if (st != CLATTN_OK)
+            return st;
+    }
+    return CLATTN_OK;
+}
