@@ -1,6 +1,7 @@
 /* device.c - OpenCL platform/device enumeration, capabilities, and the
- * device-choice rules of DESIGN.md ("N", "P:D", or a name substring; else
- * the first GPU, else the first device). */
+ * device-choice rules of CLATTN_DEVICE (README, "Environment variables"):
+ * "N", "P:D", or a name substring; else the first GPU, else the first
+ * device. */
 #include "core/core.h"
 
 #include <ctype.h>

@@ -1,5 +1,5 @@
-/* env.c - the one place that reads environment variables (DESIGN.md).
- * Everything else receives their values as arguments, so the library's
+/* env.c - the one place that reads environment variables
+ * (docs/ARCHITECTURE.md, "Layers"; the README lists them). Everything else receives their values as arguments, so the library's
  * behaviour can be followed from its inputs. */
 #include "core/core.h"
 
