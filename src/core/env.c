@@ -1,6 +1,7 @@
 /* env.c - the one place that reads environment variables
- * (docs/ARCHITECTURE.md, "Layers"; the README lists them). Everything else receives their values as arguments, so the library's
- * behaviour can be followed from its inputs. */
+ * (docs/ARCHITECTURE.md, "Layers"; the README lists them). Everything
+ * else receives their values as arguments, so the library's behaviour can
+ * be followed from its inputs. */
 #include "core/core.h"
 
 #include <stdlib.h>
