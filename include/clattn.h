@@ -193,8 +193,10 @@ typedef struct clattn_ctx_params {
      * $XDG_CACHE_HOME/clattn, else $HOME/.cache/clattn. "off" disables the
      * cache. An unusable directory silently disables it (the log says why). */
     const char *cache_dir;
-    /* Directory with the .cl kernel sources; NULL means $CLATTN_KERNEL_DIR,
-     * and if unset the sources embedded in the library are used. */
+    /* Directory with the .cl kernel sources, laid out as the repository's
+     * cl/ (core/common.cl, attention/..., nn/...); NULL means
+     * $CLATTN_KERNEL_DIR, and if unset the sources embedded in the library
+     * are used. */
     const char *kernel_dir;
     /* Fused attention kernel family: "cpu" (registers, for CPU devices) or
      * "tiled" (local-memory tiles, for GPUs). NULL means
@@ -217,7 +219,7 @@ typedef struct clattn_ctx_params {
     void *log_user;
     clattn_log_level log_level;    /* messages below this level are dropped */
     /* Who runs matrix products: "cpu" (clattn's register-blocked kernel,
-     * cl/gemm.cl, written for CPU devices) or "clblast". NULL means
+     * cl/gemm/gemm.cl, written for CPU devices) or "clblast". NULL means
      * $CLATTN_GEMM_KERNEL, else "cpu" on CPU devices and "clblast" on
      * GPUs. Both give the same results to float rounding. */
     const char *gemm_kernel;
@@ -937,7 +939,7 @@ CLATTN_API clattn_module_config clattn_module_get_config(const clattn_module *m)
 
 /* BERT's tokenizer, giving exactly the ids of Hugging Face's fast tokenizer
  * (the tokenizers crate, checked against it on a corpus of texts in
- * tests/test_tokenizer.c). It needs no device. The steps, per text:
+ * tests/tokenizer/test_tokenizer.c). It needs no device. The steps, per text:
  *   - the added tokens of the file ("[CLS]", "[SEP]", "[PAD]", ...) are
  *     found in the raw text (leftmost, longest) and kept as they are;
  *   - the rest is normalized (BertNormalizer): U+0000, U+FFFD and control
@@ -1022,7 +1024,7 @@ CLATTN_API int32_t clattn_tokenizer_max_length(const clattn_tokenizer *tok);
  * sentence-transformers saves it (all-MiniLM-L6-v2, bge-small, e5-small,
  * ...), with its tokenizer, pooling and normalisation. Texts in, one float
  * vector per text out, equal to SentenceTransformer(dir).encode(texts)
- * (checked in tests/test_embed.c to cosine >= 0.9999).
+ * (checked in tests/embed/test_embed.c to cosine >= 0.9999).
  *
  *     clattn_embedder *e;
  *     if (clattn_embedder_load(ctx, "models/all-MiniLM-L6-v2", &e) != CLATTN_OK)
