@@ -16,6 +16,7 @@
 #define _DEFAULT_SOURCE /* readlink */
 #include <clattn.h>
 
+#include "bench_dispatch.h"
 #include "bench_train.h"
 
 #include <limits.h>
@@ -33,6 +34,7 @@ typedef struct options {
     int reps;
     int b, hq, hkv, n, m, d, dv, wl, wr;
     int d_model, nhead, ff; /* layer */
+    int calls;              /* dispatch */
 } options;
 
 static double now_s(void)
@@ -721,6 +723,8 @@ static void usage(FILE *f)
                "                          [--norm-first]\n"
                "       clattn-bench embed [--model DIR] [--b BATCH]   (sentences/s: 256 texts\n"
                "                          of ~12 tokens, 64 of ~128; all-MiniLM-L6-v2)\n"
+               "       clattn-bench dispatch [--calls C]   (host cost of one op call on\n"
+               "                          [1, 8] tensors, microseconds; default 2000 calls)\n"
                "common: [--json] [--device SEL] [--reps R]\n");
 }
 
@@ -732,7 +736,7 @@ int main(int argc, char **argv)
     }
     const char *what = argv[1];
     options o = {.b = 1, .hq = 1, .hkv = -1, .n = 1024, .m = -1, .d = 64, .dv = -1, .wl = -1,
-                 .wr = -1, .d_model = 512, .nhead = 8, .ff = 2048};
+                 .wr = -1, .d_model = 512, .nhead = 8, .ff = 2048, .calls = 2000};
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -745,6 +749,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--d-model") == 0) target = &o.d_model;
         else if (strcmp(a, "--nhead") == 0) target = &o.nhead;
         else if (strcmp(a, "--ff") == 0) target = &o.ff;
+        else if (strcmp(a, "--calls") == 0) target = &o.calls;
         else if (strcmp(a, "--device") == 0 && val) o.device = argv[++i];
         else if (strcmp(a, "--model") == 0 && val) o.model = argv[++i];
         else if (strcmp(a, "--reps") == 0 && val) o.reps = atoi(argv[++i]);
@@ -797,6 +802,10 @@ int main(int argc, char **argv)
         bench_layer(ctx, &o);
     else if (strcmp(what, "embed") == 0)
         bench_embed(ctx, &o);
+    else if (strcmp(what, "dispatch") == 0) {
+        if ((st = bench_dispatch(ctx, o.calls, o.reps > 0 ? o.reps : 5, o.json)) != CLATTN_OK)
+            die("dispatch", st);
+    }
     else {
         fprintf(stderr, "clattn-bench: unknown benchmark '%s'\n", what);
         usage(stderr);
