@@ -296,6 +296,11 @@ clattn_status clattn__workspace(clattn_ctx *ctx, clattn__buffer *buf, int32_t nd
 clattn_status clattn__scratch(clattn_ctx *ctx, int slot, size_t bytes, const char *what,
                               cl_mem *out);
 
+/* Fails with CLATTN_ERR_OUT_OF_MEMORY ("what needs N bytes, over the
+ * device's largest allocation ...") when one buffer of bytes is over the
+ * device's CL_DEVICE_MAX_MEM_ALLOC_SIZE (info.max_alloc_bytes). */
+clattn_status clattn__alloc_check(clattn_ctx *ctx, size_t bytes, const char *what);
+
 /* Allocates a raw device buffer of bytes, checking the device's limit.
  * what names it in error messages. */
 clattn_status clattn__buffer_create(clattn_ctx *ctx, size_t bytes, const char *what, cl_mem *out);
