@@ -427,8 +427,9 @@ clattn_status clattn__set_args(clattn_ctx *ctx, cl_kernel k, cl_uint first,
                      sizeof((const clattn__karg[]){__VA_ARGS__}) / sizeof(clattn__karg), \
                      (what))
 
-/* Sets kernel argument index to the given value (the older one-at-a-time
- * form; new code uses CLATTN_SET_ARGS). */
+/* Sets kernel argument index to the given value: the older one-at-a-time
+ * form, left only in attention/sdpa.c and attention/sdpa_backward.c until
+ * they move to CLATTN_SET_ARGS, which all other code uses. */
 #define CLATTN_ARG(kernel, index, value) \
     clSetKernelArg((kernel), (index), sizeof(value), &(value))
 
