@@ -38,6 +38,27 @@ typedef struct clattn__sdpa_problem {
     const char *score_mod, *mask_mod;
 } clattn__sdpa_problem;
 
+/* ---- qkv_check.c: the q, k, v, out checks of sdpa and classic attention -- */
+
+/* What clattn__qkv_check requires of the tensors. */
+typedef struct clattn__qkv_rules {
+    int32_t ndim;     /* 4: heads [B, H, N, D] (sdpa); 3: one head [B, N, D] (classic) */
+    bool same_width;  /* q's last extent must equal k's (false: classic projects q) */
+    int max_head;     /* largest D and Dv; 0: no limit */
+} clattn__qkv_rules;
+
+/* Checks q [B, Hq, N, D], k [B, Hkv, M, D], v [B, Hkv, M, Dv] and out
+ * [B, Hq, N, Dv] (3-D rules: the same without the heads extent, H = 1):
+ * non-NULL, rules->ndim dimensions each, shapes that fit, Hq a multiple of
+ * Hkv, head sizes within rules->max_head, extents within the kernels' int,
+ * out not sharing a buffer with q, k or v. Fills pr's B, Hq, Hkv, N, M, D
+ * (k's width), Dv, q, k, v and out, and nothing else. fn starts every
+ * message. */
+clattn_status clattn__qkv_check(clattn_ctx *ctx, const char *fn, const clattn_tensor *q,
+                                const clattn_tensor *k, const clattn_tensor *v,
+                                const clattn_tensor *out, const clattn__qkv_rules *rules,
+                                clattn__sdpa_problem *pr);
+
 /* Checks q, k, v, out and the parameters (everything but p->weights and
  * p->lse) and fills pr (zeroed first) with the shape, scale, window, bias
  * strides and buffers. fn ("sdpa", "sdpa_backward") starts every message. */

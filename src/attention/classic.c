@@ -25,39 +25,19 @@ static clattn_status check_common(clattn_ctx *ctx, const char *fn, const clattn_
                                   const clattn_tensor *out, const clattn_classic_params *p,
                                   clattn__sdpa_problem *pr)
 {
-    if (!q || !k || !v || !out)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: q, k, v and out must not be NULL",
-                            fn);
-    char sq[96], sk[96], sv[96], so[96];
-    clattn__shape_str(q->shape, q->ndim, sq, sizeof sq);
-    clattn__shape_str(k->shape, k->ndim, sk, sizeof sk);
-    clattn__shape_str(v->shape, v->ndim, sv, sizeof sv);
-    clattn__shape_str(out->shape, out->ndim, so, sizeof so);
-    if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3 || out->ndim != 3 ||
-        k->shape[0] != q->shape[0] || v->shape[0] != q->shape[0] ||
-        v->shape[1] != k->shape[1] || out->shape[0] != q->shape[0] ||
-        out->shape[1] != q->shape[1] || out->shape[2] != v->shape[2])
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "%s: shapes do not fit: q %s [B, N, Dq], k %s [B, M, Dk], "
-                            "v %s [B, M, Dv], out %s [B, N, Dv]",
-                            fn, sq, sk, sv, so);
-    if (q->shape[0] * q->shape[1] > INT32_MAX || k->shape[0] * k->shape[1] > INT32_MAX)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: q %s or k %s too large", fn, sq,
-                            sk);
-    if (out->mem == q->mem || out->mem == k->mem || out->mem == v->mem)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: out must not alias q, k or v", fn);
+    /* One head; q's width is the projection's input, not k's. The head
+     * sizes are not limited: past the attention kernels' sizes the scores
+     * are computed by GEMM (clattn_general_attention). */
+    static const clattn__qkv_rules CLASSIC_QKV = {3, false, 0};
     memset(pr, 0, sizeof *pr);
-    pr->B = (int)q->shape[0];
-    pr->Hq = pr->Hkv = 1;
-    pr->N = (int)q->shape[1];
-    pr->M = (int)k->shape[1];
-    pr->D = (int)k->shape[2];
-    pr->Dv = (int)v->shape[2];
+    clattn_status st = clattn__qkv_check(ctx, fn, q, k, v, out, &CLASSIC_QKV, pr);
+    if (st != CLATTN_OK)
+        return st;
+    /* q is read by the projections only; general attention points pr->q
+     * at its projected queries. */
+    pr->q = NULL;
     pr->scale = 1.0f;
     pr->wl = pr->wr = -1;
-    pr->k = k->mem;
-    pr->v = v->mem;
-    pr->out = out->mem;
     if (p && p->weights) {
         const int64_t *w = p->weights->shape;
         char sw[96];
@@ -155,24 +135,17 @@ clattn_status clattn_additive_attention(clattn_ctx *ctx, const clattn_tensor *q,
     if (st == CLATTN_OK)
         st = clattn__gemm(ctx, false, true, bm, (size_t)a, (size_t)dk, 1.0f, k->mem, 0,
                           (size_t)dk, w_k->mem, 0, (size_t)dk, 0.0f, kp, 0, (size_t)a);
-    cl_program prog;
+    static const clattn__kernel_spec SCORES = {&clattn__classic_program, "additive_scores"};
     cl_kernel kern;
+    cl_int n = pr.N, m = pr.M, aa = (cl_int)a;
     if (st == CLATTN_OK)
-        st = clattn__program_get(ctx, &clattn__classic_program, NULL, NULL, &prog);
+        st = clattn__kernel(ctx, &SCORES, &kern);
     if (st == CLATTN_OK)
-        st = clattn__kernel_get(ctx, prog, "additive_scores", &kern);
+        st = CLATTN_SET_ARGS(ctx, kern, "additive_scores", CLATTN_KARG(qp), CLATTN_KARG(kp),
+                             CLATTN_KARG(w->mem), CLATTN_KARG(scores), CLATTN_KARG(n),
+                             CLATTN_KARG(m), CLATTN_KARG(aa));
     if (st != CLATTN_OK)
         return st;
-    cl_int n = pr.N, m = pr.M, aa = (cl_int)a;
-    cl_int err = CLATTN_ARG(kern, 0, qp);
-    err |= CLATTN_ARG(kern, 1, kp);
-    err |= CLATTN_ARG(kern, 2, w->mem);
-    err |= CLATTN_ARG(kern, 3, scores);
-    err |= CLATTN_ARG(kern, 4, n);
-    err |= CLATTN_ARG(kern, 5, m);
-    err |= CLATTN_ARG(kern, 6, aa);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting additive_scores arguments");
     size_t global[3] = {(size_t)pr.M, (size_t)pr.N, (size_t)pr.B};
     st = clattn__enqueue(ctx, kern, 3, global, NULL, "additive_scores");
     return st == CLATTN_OK ? softmax_and_values(ctx, scores, &pr) : st;

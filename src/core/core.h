@@ -296,6 +296,11 @@ clattn_status clattn__workspace(clattn_ctx *ctx, clattn__buffer *buf, int32_t nd
 clattn_status clattn__scratch(clattn_ctx *ctx, int slot, size_t bytes, const char *what,
                               cl_mem *out);
 
+/* Fails with CLATTN_ERR_OUT_OF_MEMORY ("what needs N bytes, over the
+ * device's largest allocation ...") when one buffer of bytes is over the
+ * device's CL_DEVICE_MAX_MEM_ALLOC_SIZE (info.max_alloc_bytes). */
+clattn_status clattn__alloc_check(clattn_ctx *ctx, size_t bytes, const char *what);
+
 /* Allocates a raw device buffer of bytes, checking the device's limit.
  * what names it in error messages. */
 clattn_status clattn__buffer_create(clattn_ctx *ctx, size_t bytes, const char *what, cl_mem *out);
@@ -422,8 +427,9 @@ clattn_status clattn__set_args(clattn_ctx *ctx, cl_kernel k, cl_uint first,
                      sizeof((const clattn__karg[]){__VA_ARGS__}) / sizeof(clattn__karg), \
                      (what))
 
-/* Sets kernel argument index to the given value (the older one-at-a-time
- * form; new code uses CLATTN_SET_ARGS). */
+/* Sets kernel argument index to the given value: the older one-at-a-time
+ * form, left only in attention/sdpa.c and attention/sdpa_backward.c until
+ * they move to CLATTN_SET_ARGS, which all other code uses. */
 #define CLATTN_ARG(kernel, index, value) \
     clSetKernelArg((kernel), (index), sizeof(value), &(value))
 

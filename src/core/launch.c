@@ -109,9 +109,9 @@ clattn_status clattn__run_rows(clattn_ctx *ctx, cl_kernel k, cl_uint scratch_arg
     clattn_status st = clattn__work_group_width(ctx, k, cols, sizeof(cl_float2), &wg);
     if (st != CLATTN_OK)
         return st;
-    cl_int err = clSetKernelArg(k, scratch_arg, wg * sizeof(cl_float2), NULL);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, what);
+    st = CLATTN_SET_ARGS_FROM(ctx, k, scratch_arg, what, CLATTN_KLOCAL(wg * sizeof(cl_float2)));
+    if (st != CLATTN_OK)
+        return st;
     size_t global = rows * wg;
     return clattn__enqueue(ctx, k, 1, &global, &wg, what);
 }

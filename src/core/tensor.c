@@ -7,16 +7,24 @@
 
 const clattn__program_spec clattn__elementwise_program = {{"core/elementwise.cl", NULL}, NULL};
 
+clattn_status clattn__alloc_check(clattn_ctx *ctx, size_t bytes, const char *what)
+{
+    if (bytes <= ctx->info.max_alloc_bytes)
+        return CLATTN_OK;
+    return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY,
+                        "%s needs %zu bytes, over the device's largest allocation of %llu "
+                        "bytes (%s)",
+                        what, bytes, (unsigned long long)ctx->info.max_alloc_bytes,
+                        ctx->info.device_name);
+}
+
 clattn_status clattn__buffer_create(clattn_ctx *ctx, size_t bytes, const char *what, cl_mem *out)
 {
     if (bytes == 0)
         bytes = 4; /* OpenCL refuses empty buffers; a dummy keeps callers simple */
-    if (bytes > ctx->info.max_alloc_bytes)
-        return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY,
-                            "%s needs %zu bytes, over the device's largest allocation of %llu "
-                            "bytes (%s)",
-                            what, bytes, (unsigned long long)ctx->info.max_alloc_bytes,
-                            ctx->info.device_name);
+    clattn_status st = clattn__alloc_check(ctx, bytes, what);
+    if (st != CLATTN_OK)
+        return st;
     cl_int err;
     *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
     if (!*out)
@@ -110,17 +118,18 @@ clattn_status clattn_tensor_create(clattn_ctx *ctx, int32_t ndim, const int64_t 
         numel *= (size_t)shape[i];
     }
     size_t bytes = numel * sizeof(float);
-    if (bytes > ctx->info.max_alloc_bytes)
-        return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY,
-                            "tensor %s needs %zu bytes, over the device's largest allocation "
-                            "of %llu bytes (%s)",
-                            sbuf, bytes, (unsigned long long)ctx->info.max_alloc_bytes,
-                            ctx->info.device_name);
+    /* Checked before the host struct is allocated; the message names the
+     * tensor by its shape. */
+    char what[136];
+    snprintf(what, sizeof what, "tensor %s", sbuf);
+    clattn_status st = clattn__alloc_check(ctx, bytes, what);
+    if (st != CLATTN_OK)
+        return st;
 
     clattn_tensor *t = calloc(1, sizeof *t);
     if (!t)
         return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
-    clattn_status st = clattn__buffer_create(ctx, bytes, sbuf, &t->mem);
+    st = clattn__buffer_create(ctx, bytes, sbuf, &t->mem);
     if (st != CLATTN_OK) {
         free(t);
         return st;

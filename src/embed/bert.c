@@ -287,18 +287,6 @@ static clattn_status tokenize_all(clattn_embedder *e, const char *const *texts, 
     return CLATTN_OK;
 }
 
-static clattn_status view(clattn_embedder *e, clattn__buffer *buf, int64_t b, int64_t n,
-                          clattn_tensor *t)
-{
-    int64_t shape[3] = {b, n, e->cfg.hidden};
-    clattn_status st = clattn__buffer_reserve(e->ctx, buf, (size_t)(b * n * e->cfg.hidden) *
-                                                              sizeof(float),
-                                              "embedder activations [B, N, E]");
-    if (st == CLATTN_OK)
-        *t = clattn__tensor_view(e->ctx, buf->mem, 3, shape);
-    return st;
-}
-
 /* Runs the encoder on texts order[0..b) (padded to N tokens) and leaves the
  * last hidden states [b, N, E] in host, a float array of b * N * E. */
 static clattn_status encode_batch(clattn_embedder *e, const token_table *t, const int32_t *order,
@@ -314,9 +302,11 @@ static clattn_status encode_batch(clattn_embedder *e, const token_table *t, cons
             ids[(size_t)i * N + j] = j < t->len[k] ? t->ids[t->off[k] + j] : e->pad_id;
     }
     clattn_tensor x, tmp;
-    clattn_status st = view(e, &e->x, b, N, &x);
+    const int64_t shape[3] = {b, N, e->cfg.hidden};
+    const char *what = "embedder activations [B, N, E]";
+    clattn_status st = clattn__workspace(ctx, &e->x, 3, shape, what, &x);
     if (st == CLATTN_OK)
-        st = view(e, &e->tmp, b, N, &tmp);
+        st = clattn__workspace(ctx, &e->tmp, 3, shape, what, &tmp);
     /* BertEmbeddings: (word + token type) + position, then LayerNorm. */
     if (st == CLATTN_OK)
         st = clattn_embedding(ctx, e->word, ids, count, &x);

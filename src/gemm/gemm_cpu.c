@@ -3,27 +3,36 @@
  * backend is CLATTN_GEMM_CPU. */
 #include "gemm/gemm.h"
 
-#include <stdio.h>
-
 const clattn__program_spec clattn__gemm_program = {{"gemm/gemm.cl", NULL}, NULL};
 
 /* Must match GEMM_ROWS / GEMM_LOCAL in cl/gemm.cl (the defaults it is
  * built with): the host sizes the launch from them. */
 enum { GEMM_ROWS = 6, GEMM_LOCAL = 8, GEMM_PANEL = 16 };
 
-/* A kernel of gemm.cl built with epilogue activation act (one program per
- * activation: it must be a compile-time constant to vectorise). */
-static clattn_status kernel(clattn_ctx *ctx, const char *name, int act, cl_kernel *out)
+/* The kernels of cl/gemm/gemm.cl launched here. */
+static const clattn__kernel_spec PACK_A = {&clattn__gemm_program, "gemm_pack_a"};
+static const clattn__kernel_spec PACK_B = {&clattn__gemm_program, "gemm_pack_b"};
+static const clattn__kernel_spec GEMM_AN = {&clattn__gemm_program, "gemm_cpu_an"};
+static const clattn__kernel_spec GEMM_AT = {&clattn__gemm_program, "gemm_cpu_at"};
+static const clattn__kernel_spec GEMM_AP = {&clattn__gemm_program, "gemm_cpu_ap"};
+
+/* clattn__kernel_variant's options for epilogue activation *(const int *)arg. */
+static char *act_options(const void *arg)
 {
-    char opts[32] = "";
-    if (act != CLATTN_ACT_NONE)
-        snprintf(opts, sizeof opts, "-DGEMM_ACT=%d", act);
-    cl_program prog;
-    clattn_status st = clattn__program_get(ctx, &clattn__gemm_program, opts[0] ? opts : NULL, NULL, &prog);
-    return st != CLATTN_OK ? st : clattn__kernel_get(ctx, prog, name, out);
+    return clattn__aprintf("-DGEMM_ACT=%d", *(const int *)arg);
 }
 
-#define ARG(k, i, v) err |= clSetKernelArg(k, i, sizeof(v), &(v))
+/* spec's kernel built with epilogue activation act: one program per
+ * activation, since it must be a compile-time constant to vectorise. NONE
+ * is the program without options; any other act is variant act + 1 (never
+ * 0, the unspecialised kernel). */
+static clattn_status kernel(clattn_ctx *ctx, const clattn__kernel_spec *spec, int act,
+                            cl_kernel *out)
+{
+    if (act == CLATTN_ACT_NONE)
+        return clattn__kernel(ctx, spec, out);
+    return clattn__kernel_variant(ctx, spec, (uint64_t)act + 1, act_options, &act, out);
+}
 
 /* One operand of what the product reads, the packing kernels' common
  * arguments: (src, off, ld, trans, batch stride, dim0, dim1, dst). */
@@ -33,24 +42,24 @@ typedef struct pack_src {
     bool trans;
 } pack_src;
 
-/* Runs packing kernel kname of gemm.cl from src into packed over global,
+/* Runs packing kernel spec of gemm.cl from src into packed over global,
  * with local (NULL: the implementation's choice). */
-static clattn_status run_pack(clattn_ctx *ctx, const char *kname, const pack_src *src,
-                              size_t dim0, size_t dim1, const size_t *global,
-                              const size_t *local, cl_mem packed)
+static clattn_status run_pack(clattn_ctx *ctx, const clattn__kernel_spec *spec,
+                              const pack_src *src, size_t dim0, size_t dim1,
+                              const size_t *global, const size_t *local, cl_mem packed)
 {
+    const char *kname = spec->name;
     cl_kernel kp;
-    clattn_status st = kernel(ctx, kname, CLATTN_ACT_NONE, &kp);
-    if (st != CLATTN_OK)
-        return st;
     cl_long off = (cl_long)src->off, bs = (cl_long)src->stride;
     cl_int ld = (cl_int)src->ld, tr = src->trans, d0 = (cl_int)dim0, d1 = (cl_int)dim1;
-    cl_int err = CL_SUCCESS;
-    ARG(kp, 0, src->mem); ARG(kp, 1, off); ARG(kp, 2, ld); ARG(kp, 3, tr); ARG(kp, 4, bs);
-    ARG(kp, 5, d0); ARG(kp, 6, d1); ARG(kp, 7, packed);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, kname);
-    err = clEnqueueNDRangeKernel(ctx->queue, kp, 3, NULL, global, local, 0, NULL, NULL);
+    clattn_status st = clattn__kernel(ctx, spec, &kp);
+    if (st == CLATTN_OK)
+        st = CLATTN_SET_ARGS(ctx, kp, kname, CLATTN_KARG(src->mem), CLATTN_KARG(off),
+                             CLATTN_KARG(ld), CLATTN_KARG(tr), CLATTN_KARG(bs), CLATTN_KARG(d0),
+                             CLATTN_KARG(d1), CLATTN_KARG(packed));
+    if (st != CLATTN_OK)
+        return st;
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, kp, 3, NULL, global, local, 0, NULL, NULL);
     return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, kname);
 }
 
@@ -68,7 +77,7 @@ static clattn_status pack_b(clattn_ctx *ctx, const pack_src *b, size_t n, size_t
 {
     size_t panels = (n + GEMM_PANEL - 1) / GEMM_PANEL;
     size_t global[3] = {(k + GEMM_PANEL - 1) / GEMM_PANEL, panels, batch}, local[3] = {1, 1, 1};
-    return run_pack(ctx, "gemm_pack_b", b, k, n, global, local, packed);
+    return run_pack(ctx, &PACK_B, b, k, n, global, local, packed);
 }
 
 /* Packs op(A) [m, k] of every batch into row blocks in the
@@ -81,7 +90,7 @@ static clattn_status pack_a(clattn_ctx *ctx, const pack_src *a, size_t m, size_t
     clattn_status st =
         clattn__scratch(ctx, CLATTN_SCRATCH_GEMM_A, batch * blocks * k * GEMM_ROWS * sizeof(float),
                         "gemm_pack_a", packed);
-    return st != CLATTN_OK ? st : run_pack(ctx, "gemm_pack_a", a, m, k, global, NULL, *packed);
+    return st != CLATTN_OK ? st : run_pack(ctx, &PACK_A, a, m, k, global, NULL, *packed);
 }
 
 clattn_status clattn__gemm_cpu_pack_weight(clattn_ctx *ctx, clattn_tensor *w)
@@ -168,7 +177,7 @@ clattn_status clattn__gemm_cpu_epilogue(clattn_ctx *ctx, bool trans_a, bool tran
         b_bs = b_stride == 0 ? 0 : (cl_long)(panels * k * GEMM_PANEL);
         boff = 0;
     }
-    const char *name = trans_a ? "gemm_cpu_at" : "gemm_cpu_an";
+    const clattn__kernel_spec *spec = trans_a ? &GEMM_AT : &GEMM_AN;
     cl_mem asrc = a;
     size_t a_bs_sz = a_stride;
     /* A transposed A is read a column of 6 rows per step, each step a new
@@ -182,33 +191,33 @@ clattn_status clattn__gemm_cpu_epilogue(clattn_ctx *ctx, bool trans_a, bool tran
         clattn_status st = pack_a(ctx, &src, m, k, pack_batch, &asrc);
         if (st != CLATTN_OK)
             return st;
-        name = "gemm_cpu_ap";
+        spec = &GEMM_AP;
         a_off = 0;
         a_bs_sz = a_stride == 0 ? 0 : (m + GEMM_ROWS - 1) / GEMM_ROWS * GEMM_ROWS * k;
     }
+    const char *name = spec->name;
     cl_kernel kg;
-    clattn_status st = kernel(ctx, name, (int)act, &kg);
-    if (st != CLATTN_OK)
-        return st;
     cl_int mm = (cl_int)m, nn = (cl_int)n, kk = (cl_int)k, ldc_i = (cl_int)ldc;
     cl_int lda_i = (cl_int)lda;
     cl_long aoff = (cl_long)a_off, a_bs = (cl_long)a_bs_sz;
     cl_long coff = (cl_long)c_off, c_bs = (cl_long)c_stride;
-    cl_int err = CL_SUCCESS;
-    ARG(kg, 0, mm); ARG(kg, 1, nn); ARG(kg, 2, kk); ARG(kg, 3, alpha);
-    ARG(kg, 4, asrc); ARG(kg, 5, aoff); ARG(kg, 6, lda_i); ARG(kg, 7, a_bs);
-    ARG(kg, 8, bsrc); ARG(kg, 9, boff); ARG(kg, 10, b_ks); ARG(kg, 11, b_ps);
-    ARG(kg, 12, b_bs); ARG(kg, 13, beta); ARG(kg, 14, c); ARG(kg, 15, coff);
-    ARG(kg, 16, ldc_i); ARG(kg, 17, c_bs);
     cl_mem bias_arg = bias ? bias : c; /* any valid buffer when unused */
     cl_int has_bias = bias != NULL;
-    ARG(kg, 18, bias_arg); ARG(kg, 19, has_bias);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "clSetKernelArg(gemm_cpu_*)");
+    clattn_status st = kernel(ctx, spec, (int)act, &kg);
+    if (st == CLATTN_OK)
+        st = CLATTN_SET_ARGS(ctx, kg, name, CLATTN_KARG(mm), CLATTN_KARG(nn), CLATTN_KARG(kk),
+                             CLATTN_KARG(alpha), CLATTN_KARG(asrc), CLATTN_KARG(aoff),
+                             CLATTN_KARG(lda_i), CLATTN_KARG(a_bs), CLATTN_KARG(bsrc),
+                             CLATTN_KARG(boff), CLATTN_KARG(b_ks), CLATTN_KARG(b_ps),
+                             CLATTN_KARG(b_bs), CLATTN_KARG(beta), CLATTN_KARG(c),
+                             CLATTN_KARG(coff), CLATTN_KARG(ldc_i), CLATTN_KARG(c_bs),
+                             CLATTN_KARG(bias_arg), CLATTN_KARG(has_bias));
+    if (st != CLATTN_OK)
+        return st;
     size_t row_blocks = (m + GEMM_ROWS - 1) / GEMM_ROWS;
     size_t global[3] = {(row_blocks + GEMM_LOCAL - 1) / GEMM_LOCAL * GEMM_LOCAL,
                         (n + GEMM_PANEL - 1) / GEMM_PANEL, batch};
     size_t local[3] = {GEMM_LOCAL, 1, 1};
-    err = clEnqueueNDRangeKernel(ctx->queue, kg, 3, NULL, global, local, 0, NULL, NULL);
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, kg, 3, NULL, global, local, 0, NULL, NULL);
     return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, name);
 }

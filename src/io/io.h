@@ -72,6 +72,12 @@ typedef struct clattn__json_reader {
 
 void clattn__json_fail_key(clattn__json_reader *r, clattn_status st, const char *key,
                            const char *what);
+/* A failure not about one key: "FILE: message" (kept only if the first). */
+void clattn__json_fail(clattn__json_reader *r, clattn_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Fails with CLATTN_ERR_UNSUPPORTED ("FILE: WHEREunsupported setting
+ * 'key'") on the first key of obj not in allowed (NULL-terminated). */
+void clattn__json_check_keys(clattn__json_reader *r, json_t *obj, const char *const *allowed);
 /* An integer (or integral real) in [lo, hi]. */
 int64_t clattn__json_get_int(clattn__json_reader *r, json_t *obj, const char *key, int64_t def,
                              int64_t lo, int64_t hi);
@@ -79,5 +85,9 @@ bool clattn__json_get_bool(clattn__json_reader *r, json_t *obj, const char *key,
 double clattn__json_get_real(clattn__json_reader *r, json_t *obj, const char *key, double def);
 const char *clattn__json_get_string(clattn__json_reader *r, json_t *obj, const char *key,
                                     const char *def);
+/* The object or array at key: NULL (no failure) when missing or null,
+ * NULL and a failure ("must be an object"/"an array") when another type. */
+json_t *clattn__json_get_object(clattn__json_reader *r, json_t *obj, const char *key);
+json_t *clattn__json_get_array(clattn__json_reader *r, json_t *obj, const char *key);
 
 #endif /* CLATTN_IO_H */

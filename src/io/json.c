@@ -3,6 +3,7 @@
 #include "io/io.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 const char *clattn__json_unknown_key(json_t *obj, const char *const *allowed)
@@ -44,6 +45,26 @@ void clattn__json_fail_key(clattn__json_reader *r, clattn_status st, const char 
                              key, what);
 }
 
+void clattn__json_fail(clattn__json_reader *r, clattn_status st, const char *fmt, ...)
+{
+    if (r->st != CLATTN_OK)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->st = clattn__fail(r->ctx, st, "%s: %s", r->file, msg);
+}
+
+void clattn__json_check_keys(clattn__json_reader *r, json_t *obj, const char *const *allowed)
+{
+    const char *key = clattn__json_unknown_key(obj, allowed);
+    if (key)
+        clattn__json_fail(r, CLATTN_ERR_UNSUPPORTED, "%sunsupported setting '%s'",
+                          r->where ? r->where : "", key);
+}
+
 int64_t clattn__json_get_int(clattn__json_reader *r, json_t *obj, const char *key, int64_t def,
                              int64_t lo, int64_t hi)
 {
@@ -51,12 +72,12 @@ int64_t clattn__json_get_int(clattn__json_reader *r, json_t *obj, const char *ke
     if (!v || json_is_null(v))
         return def;
     int64_t x;
-    if (!clattn__json_integral(v, &x))
-        clattn__json_fail_key(r, CLATTN_ERR_FORMAT, key, "must be an integer");
-    else if (x < lo || x > hi)
-        clattn__json_fail_key(r, CLATTN_ERR_FORMAT, key, "is out of range");
-    else
+    if (clattn__json_integral(v, &x) && x >= lo && x <= hi)
         return x;
+    char what[80];
+    snprintf(what, sizeof what, "must be an integer from %lld to %lld", (long long)lo,
+             (long long)hi);
+    clattn__json_fail_key(r, CLATTN_ERR_FORMAT, key, what);
     return def;
 }
 
@@ -95,4 +116,28 @@ const char *clattn__json_get_string(clattn__json_reader *r, json_t *obj, const c
         return def;
     }
     return json_string_value(v);
+}
+
+/* Missing or null: NULL, no failure; another type fails with what. */
+static json_t *get_typed(clattn__json_reader *r, json_t *obj, const char *key, json_type type,
+                         const char *what)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return NULL;
+    if (json_typeof(v) != type) {
+        clattn__json_fail_key(r, CLATTN_ERR_FORMAT, key, what);
+        return NULL;
+    }
+    return v;
+}
+
+json_t *clattn__json_get_object(clattn__json_reader *r, json_t *obj, const char *key)
+{
+    return get_typed(r, obj, key, JSON_OBJECT, "must be an object");
+}
+
+json_t *clattn__json_get_array(clattn__json_reader *r, json_t *obj, const char *key)
+{
+    return get_typed(r, obj, key, JSON_ARRAY, "must be an array");
 }

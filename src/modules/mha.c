@@ -197,6 +197,11 @@ void clattn__attn_block_release(clattn__attn_block *blk)
 
 /* ---- forward ---------------------------------------------------------------- */
 
+/* The kernels of cl/modules/heads.cl launched here. */
+static const clattn__kernel_spec SPLIT_HEADS = {&clattn__heads_program, "split_heads"};
+static const clattn__kernel_spec MEAN_HEADS = {&clattn__heads_program, "mean_heads"};
+static const clattn__kernel_spec MERGE_HEADS = {&clattn__heads_program, "merge_heads"};
+
 clattn_status clattn__split_heads(clattn_ctx *ctx, const clattn_tensor *in, int64_t col0,
                                  int64_t stride, int64_t b, int64_t heads, int64_t n,
                                  int64_t dh, int extra, const clattn_tensor *bias_row,
@@ -204,53 +209,45 @@ clattn_status clattn__split_heads(clattn_ctx *ctx, const clattn_tensor *in, int6
 {
     int64_t shape[4] = {b, heads, n + extra, dh};
     clattn_status st = clattn__workspace(ctx, out, 4, shape, "attention heads [B, H, N, Dh]", view);
-    cl_program prog;
     cl_kernel k;
     if (st == CLATTN_OK)
-        st = clattn__program_get(ctx, &clattn__heads_program, NULL, NULL, &prog);
-    if (st == CLATTN_OK)
-        st = clattn__kernel_get(ctx, prog, "split_heads", &k);
+        st = clattn__kernel(ctx, &SPLIT_HEADS, &k);
     if (st != CLATTN_OK)
         return st;
     cl_int ib = (cl_int)b, ih = (cl_int)heads, in_ = (cl_int)n, idh = (cl_int)dh;
     cl_int istride = (cl_int)stride, icol = (cl_int)col0, iextra = extra;
     cl_int has_row = bias_row != NULL;
     cl_mem row = bias_row ? bias_row->mem : in->mem;
-    cl_int err = CLATTN_ARG(k, 0, in->mem);
-    err |= CLATTN_ARG(k, 1, view->mem);
-    err |= CLATTN_ARG(k, 2, row);
-    err |= CLATTN_ARG(k, 3, ib);
-    err |= CLATTN_ARG(k, 4, ih);
-    err |= CLATTN_ARG(k, 5, in_);
-    err |= CLATTN_ARG(k, 6, idh);
-    err |= CLATTN_ARG(k, 7, istride);
-    err |= CLATTN_ARG(k, 8, icol);
-    err |= CLATTN_ARG(k, 9, iextra);
-    err |= CLATTN_ARG(k, 10, has_row);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting split_heads arguments");
+    st = CLATTN_SET_ARGS(ctx, k, "split_heads", CLATTN_KARG(in->mem), CLATTN_KARG(view->mem),
+                         CLATTN_KARG(row), CLATTN_KARG(ib), CLATTN_KARG(ih), CLATTN_KARG(in_),
+                         CLATTN_KARG(idh), CLATTN_KARG(istride), CLATTN_KARG(icol),
+                         CLATTN_KARG(iextra), CLATTN_KARG(has_row));
+    if (st != CLATTN_OK)
+        return st;
     size_t global[3] = {(size_t)dh, (size_t)(n + extra), (size_t)(b * heads)};
     return clattn__enqueue(ctx, k, 3, global, NULL, "split_heads");
 }
 
-clattn_status clattn__heads_kernel(clattn_ctx *ctx, const char *name, cl_mem in, cl_mem out,
-                                  int nints, const cl_int *ints, cl_uint dims,
+clattn_status clattn__heads_kernel(clattn_ctx *ctx, const clattn__kernel_spec *spec, cl_mem in,
+                                  cl_mem out, int nints, const cl_int *ints, cl_uint dims,
                                   const size_t *global)
 {
-    cl_program prog;
+    if (nints < 0 || nints > CLATTN_HEADS_MAX_INTS)
+        return clattn__fail(ctx, CLATTN_ERR_INTERNAL, "%s: %d int arguments", spec->name, nints);
     cl_kernel k;
-    clattn_status st = clattn__program_get(ctx, &clattn__heads_program, NULL, NULL, &prog);
+    clattn_status st = clattn__kernel(ctx, spec, &k);
     if (st == CLATTN_OK)
-        st = clattn__kernel_get(ctx, prog, name, &k);
+        st = CLATTN_SET_ARGS(ctx, k, spec->name, CLATTN_KARG(in), CLATTN_KARG(out));
     if (st != CLATTN_OK)
         return st;
-    cl_int err = CLATTN_ARG(k, 0, in);
-    err |= CLATTN_ARG(k, 1, out);
+    /* The ints follow in and out, one argument each. */
+    clattn__karg args[CLATTN_HEADS_MAX_INTS];
     for (int i = 0; i < nints; i++)
-        err |= CLATTN_ARG(k, 2 + (cl_uint)i, ints[i]);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, name);
-    return clattn__enqueue(ctx, k, dims, global, NULL, name);
+        args[i] = CLATTN_KARG(ints[i]);
+    st = clattn__set_args(ctx, k, 2, args, (size_t)nints, spec->name);
+    if (st != CLATTN_OK)
+        return st;
+    return clattn__enqueue(ctx, k, dims, global, NULL, spec->name);
 }
 
 /* Records what clattn__attn_block_backward needs of this forward; the
@@ -489,13 +486,13 @@ clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *bl
     if (st == CLATTN_OK && call->weights && call->average_weights) {
         size_t global[3] = {(size_t)Mt, (size_t)N, (size_t)B};
         cl_int ints[3] = {(cl_int)H, (cl_int)N, (cl_int)Mt};
-        st = clattn__heads_kernel(ctx, "mean_heads", pr.weights, call->weights->mem, 3, ints, 3,
+        st = clattn__heads_kernel(ctx, &MEAN_HEADS, pr.weights, call->weights->mem, 3, ints, 3,
                                   global);
     }
     if (st == CLATTN_OK && !direct) {
         size_t global[3] = {(size_t)(V / H), (size_t)N, (size_t)(B * H)};
         cl_int ints[4] = {(cl_int)B, (cl_int)H, (cl_int)N, (cl_int)(V / H)};
-        st = clattn__heads_kernel(ctx, "merge_heads", heads_out.mem, merged.mem, 4, ints, 3,
+        st = clattn__heads_kernel(ctx, &MERGE_HEADS, heads_out.mem, merged.mem, 4, ints, 3,
                                   global);
     }
     if (st != CLATTN_OK)

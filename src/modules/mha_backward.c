@@ -13,24 +13,24 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The kernels launched here: cl/core/elementwise.cl's add_into and
+ * cl/modules/heads.cl's gradient kernels. */
+static const clattn__kernel_spec ADD_INTO = {&clattn__elementwise_program, "add_into"};
+static const clattn__kernel_spec MERGE_HEADS_INTO = {&clattn__heads_program, "merge_heads_into"};
+static const clattn__kernel_spec HEAD_ROW_GRAD = {&clattn__heads_program, "head_row_grad"};
+
 /* dst[offset ..] += src (a slice of a packed gradient). */
 static clattn_status add_into(clattn_ctx *ctx, clattn_tensor *dst, size_t offset,
                               const clattn_tensor *src)
 {
-    cl_program prog;
     cl_kernel k;
-    clattn_status st = clattn__program_get(ctx, &clattn__elementwise_program, NULL, NULL, &prog);
+    cl_ulong off = offset, n = src->numel;
+    clattn_status st = clattn__kernel(ctx, &ADD_INTO, &k);
     if (st == CLATTN_OK)
-        st = clattn__kernel_get(ctx, prog, "add_into", &k);
+        st = CLATTN_SET_ARGS(ctx, k, "add_into", CLATTN_KARG(dst->mem), CLATTN_KARG(off),
+                             CLATTN_KARG(src->mem), CLATTN_KARG(n));
     if (st != CLATTN_OK)
         return st;
-    cl_ulong off = offset, n = src->numel;
-    cl_int err = CLATTN_ARG(k, 0, dst->mem);
-    err |= CLATTN_ARG(k, 1, off);
-    err |= CLATTN_ARG(k, 2, src->mem);
-    err |= CLATTN_ARG(k, 3, n);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "add_into");
     size_t global = src->numel;
     return clattn__enqueue(ctx, k, 1, &global, NULL, "add_into");
 }
@@ -44,7 +44,7 @@ static clattn_status merge_into(clattn_ctx *ctx, const clattn_tensor *heads, int
     cl_int ints[7] = {(cl_int)s[0], (cl_int)s[1], (cl_int)rows, (cl_int)s[2],
                       (cl_int)s[3], (cl_int)stride, (cl_int)col0};
     size_t global[3] = {(size_t)s[3], (size_t)rows, (size_t)(s[0] * s[1])};
-    return clattn__heads_kernel(ctx, "merge_heads_into", heads->mem, out->mem, 7, ints, 3, global);
+    return clattn__heads_kernel(ctx, &MERGE_HEADS_INTO, heads->mem, out->mem, 7, ints, 3, global);
 }
 
 /* Gradient of one projection y [B, rows, width] = x W_i^T + b_i, where
@@ -196,9 +196,9 @@ clattn_status clattn__attn_block_backward(clattn_ctx *ctx, clattn__attn_block *b
         cl_int ik[5] = {(cl_int)B, (cl_int)H, (cl_int)Mt, (cl_int)M, (cl_int)Dh};
         cl_int iv[5] = {(cl_int)B, (cl_int)H, (cl_int)Mt, (cl_int)M, (cl_int)Dv};
         if (st == CLATTN_OK)
-            st = clattn__heads_kernel(ctx, "head_row_grad", dk.mem, gk->mem, 5, ik, 2, gk_global);
+            st = clattn__heads_kernel(ctx, &HEAD_ROW_GRAD, dk.mem, gk->mem, 5, ik, 2, gk_global);
         if (st == CLATTN_OK)
-            st = clattn__heads_kernel(ctx, "head_row_grad", dv.mem, gv->mem, 5, iv, 2, gv_global);
+            st = clattn__heads_kernel(ctx, &HEAD_ROW_GRAD, dv.mem, gv->mem, 5, iv, 2, gv_global);
     }
     if (st != CLATTN_OK)
         return st;

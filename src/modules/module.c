@@ -309,11 +309,10 @@ static clattn_status run(clattn_module *m, const clattn_forward_args *a, clattn_
     }
 
     /* Transformer: encode src into the memory workspace, then decode. */
-    st = clattn__buffer_reserve(ctx, &m->mem, a->src->numel * sizeof(float),
-                                "encoder memory [B, S, E]");
+    clattn_tensor memory;
+    st = clattn__workspace(ctx, &m->mem, 3, a->src->shape, "encoder memory [B, S, E]", &memory);
     if (st != CLATTN_OK)
         return st;
-    clattn_tensor memory = clattn__tensor_view(ctx, m->mem.mem, 3, a->src->shape);
     st = forward_encoder(m, a, a->src, &memory, m->n_encoder_layers, false);
     return st == CLATTN_OK ? forward_decoder(m, a, &memory, out, m->n_encoder_layers,
                                              m->n_layers - m->n_encoder_layers, false)

@@ -159,9 +159,11 @@ clattn_status clattn__split_heads(clattn_ctx *ctx, const clattn_tensor *in, int6
                                   int64_t dh, int extra, const clattn_tensor *bias_row,
                                   clattn__buffer *out, clattn_tensor *view);
 
-/* Runs kernel name of heads.cl with arguments (in, out, ints[0..nints)). */
-clattn_status clattn__heads_kernel(clattn_ctx *ctx, const char *name, cl_mem in, cl_mem out,
-                                  int nints, const cl_int *ints, cl_uint dims,
+/* Runs kernel spec of heads.cl with arguments (in, out, ints[0..nints)),
+ * nints at most CLATTN_HEADS_MAX_INTS. */
+#define CLATTN_HEADS_MAX_INTS 8
+clattn_status clattn__heads_kernel(clattn_ctx *ctx, const clattn__kernel_spec *spec, cl_mem in,
+                                  cl_mem out, int nints, const cl_int *ints, cl_uint dims,
                                   const size_t *global);
 
 clattn_status clattn__attn_block_forward(clattn_ctx *ctx, clattn__attn_block *blk,

@@ -99,16 +99,6 @@ void clattn__layer_release(clattn__layer *layer)
     clattn__layer_train_release(layer);
 }
 
-static clattn_status view(clattn_ctx *ctx, clattn__buffer *buf, int64_t b, int64_t n, int64_t e,
-                          const char *what, clattn_tensor *t)
-{
-    int64_t shape[3] = {b, n, e};
-    clattn_status st = clattn__buffer_reserve(ctx, buf, (size_t)(b * n * e) * sizeof(float), what);
-    if (st == CLATTN_OK)
-        *t = clattn__tensor_view(ctx, buf->mem, 3, shape);
-    return st;
-}
-
 /* One residual sub-block: x = norm(x + f(x)) or x = x + f(norm(x)).
  * f's input is x or, pre-norm, the normalised copy h; f adds its result
  * to out (x itself: the residual add happens in the store of f's last
@@ -163,11 +153,12 @@ static clattn_status residual(clattn_ctx *ctx, clattn__layer *layer, sublayer_fn
 clattn_status clattn__layer_forward(clattn_ctx *ctx, clattn__layer *layer,
                                     const clattn__layer_call *call, clattn_tensor *x)
 {
-    int64_t b = x->shape[0], n = x->shape[1], e = layer->d_model;
+    const int64_t sh[3] = {x->shape[0], x->shape[1], layer->d_model};
+    const int64_t sff[3] = {x->shape[0], x->shape[1], layer->dim_ff};
     clattn_tensor h, ff;
-    clattn_status st = view(ctx, &layer->h, b, n, e, "layer workspace [B, N, E]", &h);
+    clattn_status st = clattn__workspace(ctx, &layer->h, 3, sh, "layer workspace [B, N, E]", &h);
     if (st == CLATTN_OK)
-        st = view(ctx, &layer->ff, b, n, layer->dim_ff, "feed-forward workspace [B, N, ff]", &ff);
+        st = clattn__workspace(ctx, &layer->ff, 3, sff, "feed-forward workspace [B, N, ff]", &ff);
     if (st == CLATTN_OK)
         st = residual(ctx, layer, self_attention, &layer->norm1, call, x, &h, &ff);
     if (st == CLATTN_OK && layer->decoder)

@@ -17,9 +17,9 @@ static clattn_status dropout_run(clattn_ctx *ctx, const char *fn, const char *xn
 {
     if (!ctx)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "%s: ctx is NULL", fn);
-    clattn_status st = clattn__check_tensor(ctx, fn, xname, x);
-    if (st == CLATTN_OK)
-        st = clattn__check_tensor(ctx, fn, yname, y);
+    /* Spelled out: the argument names are the caller's (x/y or dy/dx). */
+    const clattn__targ args[] = {{xname, x, false}, {yname, y, false}};
+    clattn_status st = clattn__check_tensors(ctx, fn, args, 2);
     if (st != CLATTN_OK)
         return st;
     if (!clattn__same_shape(x, y)) {
@@ -41,23 +41,15 @@ static clattn_status dropout_run(clattn_ctx *ctx, const char *fn, const char *xn
     cl_float scale = p < 1.0f ? (cl_float)(1.0 / (1.0 - (double)p)) : 0.0f;
     cl_uint key0 = (cl_uint)seed, key1 = (cl_uint)(seed >> 32);
     cl_ulong n = x->numel, off = offset;
-    cl_program prog;
+    static const clattn__kernel_spec APPLY = {&clattn__dropout_program, "dropout_apply"};
     cl_kernel k;
-    st = clattn__program_get(ctx, &clattn__dropout_program, NULL, NULL, &prog);
+    st = clattn__kernel(ctx, &APPLY, &k);
     if (st == CLATTN_OK)
-        st = clattn__kernel_get(ctx, prog, "dropout_apply", &k);
+        st = CLATTN_SET_ARGS(ctx, k, "dropout_apply", CLATTN_KARG(x->mem), CLATTN_KARG(y->mem),
+                             CLATTN_KARG(n), CLATTN_KARG(off), CLATTN_KARG(key0),
+                             CLATTN_KARG(key1), CLATTN_KARG(threshold), CLATTN_KARG(scale));
     if (st != CLATTN_OK)
         return st;
-    cl_int err = CLATTN_ARG(k, 0, x->mem);
-    err |= CLATTN_ARG(k, 1, y->mem);
-    err |= CLATTN_ARG(k, 2, n);
-    err |= CLATTN_ARG(k, 3, off);
-    err |= CLATTN_ARG(k, 4, key0);
-    err |= CLATTN_ARG(k, 5, key1);
-    err |= CLATTN_ARG(k, 6, threshold);
-    err |= CLATTN_ARG(k, 7, scale);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting dropout_apply arguments");
     size_t global = x->numel, local = 64;
     return clattn__enqueue(ctx, k, 1, &global, &local, "dropout_apply");
 }

@@ -9,27 +9,24 @@ const clattn__program_spec clattn__layers_program = {{"nn/layers.cl", NULL}, NUL
 
 /* ---- shared helpers ------------------------------------------------------ */
 
-clattn_status clattn__layers_kernel(clattn_ctx *ctx, const char *name, cl_kernel *out)
-{
-    cl_program prog;
-    clattn_status st = clattn__program_get(ctx, &clattn__layers_program, NULL, NULL, &prog);
-    return st == CLATTN_OK ? clattn__kernel_get(ctx, prog, name, out) : st;
-}
-
 static bool act_valid(clattn_activation act)
 {
     return act >= CLATTN_ACT_NONE && act <= CLATTN_ACT_SILU;
 }
 
-const char *clattn__bias_act_kernel_name(clattn_activation act)
+/* layers.cl's fused bias + activation kernels, indexed by clattn_activation
+ * (act_valid bounds the index). */
+static const clattn__kernel_spec BIAS_ACT[] = {
+    [CLATTN_ACT_NONE] = {&clattn__layers_program, "bias_act_none"},
+    [CLATTN_ACT_RELU] = {&clattn__layers_program, "bias_act_relu"},
+    [CLATTN_ACT_GELU] = {&clattn__layers_program, "bias_act_gelu"},
+    [CLATTN_ACT_GELU_TANH] = {&clattn__layers_program, "bias_act_gelu_tanh"},
+    [CLATTN_ACT_SILU] = {&clattn__layers_program, "bias_act_silu"},
+};
+
+const clattn__kernel_spec *clattn__bias_act_spec(clattn_activation act)
 {
-    switch (act) {
-    case CLATTN_ACT_RELU: return "bias_act_relu";
-    case CLATTN_ACT_GELU: return "bias_act_gelu";
-    case CLATTN_ACT_GELU_TANH: return "bias_act_gelu_tanh";
-    case CLATTN_ACT_SILU: return "bias_act_silu";
-    default: return "bias_act_none";
-    }
+    return &BIAS_ACT[act_valid(act) ? act : CLATTN_ACT_NONE];
 }
 
 /* y[r, c] = act(x[r, c] + b[c]) over a [rows, cols] view; b may be NULL.
@@ -38,22 +35,18 @@ static clattn_status bias_act(clattn_ctx *ctx, cl_mem x, cl_mem y, cl_mem b, siz
                               size_t cols, clattn_activation act)
 {
     cl_kernel k;
-    const char *name = clattn__bias_act_kernel_name(act);
-    clattn_status st = clattn__layers_kernel(ctx, name, &k);
-    if (st != CLATTN_OK)
-        return st;
+    const clattn__kernel_spec *spec = clattn__bias_act_spec(act);
     cl_int has_bias = b != NULL;
     cl_uint c = (cl_uint)cols;
     cl_mem bias = b ? b : x; /* never read without has_bias */
-    cl_int err = CLATTN_ARG(k, 0, x);
-    err |= CLATTN_ARG(k, 1, y);
-    err |= CLATTN_ARG(k, 2, bias);
-    err |= CLATTN_ARG(k, 3, has_bias);
-    err |= CLATTN_ARG(k, 4, c);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting bias_act arguments");
+    clattn_status st = clattn__kernel(ctx, spec, &k);
+    if (st == CLATTN_OK)
+        st = CLATTN_SET_ARGS(ctx, k, spec->name, CLATTN_KARG(x), CLATTN_KARG(y),
+                             CLATTN_KARG(bias), CLATTN_KARG(has_bias), CLATTN_KARG(c));
+    if (st != CLATTN_OK)
+        return st;
     size_t global[2] = {cols, rows};
-    return clattn__enqueue(ctx, k, 2, global, NULL, name);
+    return clattn__enqueue(ctx, k, 2, global, NULL, spec->name);
 }
 
 /* ---- linear -------------------------------------------------------------- */
@@ -83,13 +76,8 @@ static clattn_status linear(clattn_ctx *ctx, const clattn_tensor *x, const clatt
 {
     if (!ctx)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "linear: ctx is NULL");
-    clattn_status st = clattn__check_tensor(ctx, "linear", "x", x);
-    if (st == CLATTN_OK)
-        st = clattn__check_tensor(ctx, "linear", "w", w);
-    if (st == CLATTN_OK && b)
-        st = clattn__check_tensor(ctx, "linear", "b", b);
-    if (st == CLATTN_OK)
-        st = clattn__check_tensor(ctx, "linear", "y", y);
+    clattn_status st = CLATTN_CHECK_TENSORS(ctx, "linear", CLATTN_TENSOR(x), CLATTN_TENSOR(w),
+                                            CLATTN_TENSOR_OPT(b), CLATTN_TENSOR(y));
     if (st != CLATTN_OK)
         return st;
     if (!act_valid(act))
@@ -148,9 +136,8 @@ clattn_status clattn_activation_apply(clattn_ctx *ctx, const clattn_tensor *x,
     clattn__clear_thread_error();
     if (!ctx)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "activation_apply: ctx is NULL");
-    clattn_status st = clattn__check_tensor(ctx, "activation_apply", "x", x);
-    if (st == CLATTN_OK)
-        st = clattn__check_tensor(ctx, "activation_apply", "y", y);
+    clattn_status st =
+        CLATTN_CHECK_TENSORS(ctx, "activation_apply", CLATTN_TENSOR(x), CLATTN_TENSOR(y));
     if (st != CLATTN_OK)
         return st;
     if (!act_valid(act))
@@ -180,11 +167,8 @@ clattn_status clattn_add_scaled(clattn_ctx *ctx, float alpha, const clattn_tenso
     clattn__clear_thread_error();
     if (!ctx)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "add: ctx is NULL");
-    clattn_status st = clattn__check_tensor(ctx, "add", "a", a);
-    if (st == CLATTN_OK)
-        st = clattn__check_tensor(ctx, "add", "b", b);
-    if (st == CLATTN_OK)
-        st = clattn__check_tensor(ctx, "add", "y", y);
+    clattn_status st =
+        CLATTN_CHECK_TENSORS(ctx, "add", CLATTN_TENSOR(a), CLATTN_TENSOR(b), CLATTN_TENSOR(y));
     if (st != CLATTN_OK)
         return st;
     if (!clattn__same_shape(a, b) || !clattn__same_shape(a, y)) {
@@ -195,19 +179,16 @@ clattn_status clattn_add_scaled(clattn_ctx *ctx, float alpha, const clattn_tenso
                             clattn__shape_str(b->shape, b->ndim, sb, sizeof sb),
                             clattn__shape_str(y->shape, y->ndim, sy, sizeof sy));
     }
+    static const clattn__kernel_spec ADD_SCALED = {&clattn__layers_program, "add_scaled"};
     cl_kernel k;
-    st = clattn__layers_kernel(ctx, "add_scaled", &k);
+    cl_ulong n = a->numel;
+    st = clattn__kernel(ctx, &ADD_SCALED, &k);
+    if (st == CLATTN_OK)
+        st = CLATTN_SET_ARGS(ctx, k, "add_scaled", CLATTN_KARG(a->mem), CLATTN_KARG(b->mem),
+                             CLATTN_KARG(y->mem), CLATTN_KARG(alpha), CLATTN_KARG(beta),
+                             CLATTN_KARG(n));
     if (st != CLATTN_OK)
         return st;
-    cl_ulong n = a->numel;
-    cl_int err = CLATTN_ARG(k, 0, a->mem);
-    err |= CLATTN_ARG(k, 1, b->mem);
-    err |= CLATTN_ARG(k, 2, y->mem);
-    err |= CLATTN_ARG(k, 3, alpha);
-    err |= CLATTN_ARG(k, 4, beta);
-    err |= CLATTN_ARG(k, 5, n);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting add_scaled arguments");
     size_t global = a->numel, local = 64;
     return clattn__enqueue(ctx, k, 1, &global, &local, "add_scaled");
 }
@@ -227,9 +208,8 @@ clattn_status clattn_embedding(clattn_ctx *ctx, const clattn_tensor *table, cons
     clattn__clear_thread_error();
     if (!ctx)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "embedding: ctx is NULL");
-    clattn_status st = clattn__check_tensor(ctx, "embedding", "table", table);
-    if (st == CLATTN_OK)
-        st = clattn__check_tensor(ctx, "embedding", "y", y);
+    clattn_status st =
+        CLATTN_CHECK_TENSORS(ctx, "embedding", CLATTN_TENSOR(table), CLATTN_TENSOR(y));
     if (st != CLATTN_OK)
         return st;
     if (!ids || count == 0)
@@ -258,12 +238,13 @@ clattn_status clattn_embedding(clattn_ctx *ctx, const clattn_tensor *table, cons
             return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
                                 "embedding: ids[%zu] = %lld is outside 0 .. %lld (table %s)", i,
                                 (long long)ids[i], (long long)(v - 1), stab);
+    static const clattn__kernel_spec GATHER = {&clattn__layers_program, "embedding_gather"};
     cl_mem dev_ids;
     cl_kernel k;
     st = clattn__scratch(ctx, CLATTN_SCRATCH_IDS, count * sizeof(cl_long), "embedding ids",
                          &dev_ids);
     if (st == CLATTN_OK)
-        st = clattn__layers_kernel(ctx, "embedding_gather", &k);
+        st = clattn__kernel(ctx, &GATHER, &k);
     if (st != CLATTN_OK)
         return st;
     /* Blocking: ids are the caller's and only borrowed for the call. The
@@ -273,12 +254,10 @@ clattn_status clattn_embedding(clattn_ctx *ctx, const clattn_tensor *table, cons
     if (err != CL_SUCCESS)
         return clattn__fail_cl(ctx, err, "clEnqueueWriteBuffer(embedding ids)");
     cl_uint cols = (cl_uint)e;
-    err = CLATTN_ARG(k, 0, table->mem);
-    err |= CLATTN_ARG(k, 1, dev_ids);
-    err |= CLATTN_ARG(k, 2, y->mem);
-    err |= CLATTN_ARG(k, 3, cols);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting embedding_gather arguments");
+    st = CLATTN_SET_ARGS(ctx, k, "embedding_gather", CLATTN_KARG(table->mem),
+                         CLATTN_KARG(dev_ids), CLATTN_KARG(y->mem), CLATTN_KARG(cols));
+    if (st != CLATTN_OK)
+        return st;
     size_t global[2] = {e, count};
     return clattn__enqueue(ctx, k, 2, global, NULL, "embedding_gather");
 }

@@ -18,18 +18,23 @@ const clattn__program_spec clattn__layers_backward_program = {{"nn/layers_backwa
 
 /* ---- helpers --------------------------------------------------------------- */
 
-clattn_status clattn__bwd_kernel(clattn_ctx *ctx, const char *name, cl_kernel *out)
-{
-    cl_program prog;
-    clattn_status st = clattn__program_get(ctx, &clattn__layers_backward_program, NULL, NULL, &prog);
-    return st == CLATTN_OK ? clattn__kernel_get(ctx, prog, name, out) : st;
-}
-
-clattn_status clattn__check_opt_tensor(clattn_ctx *ctx, const char *fn, const char *arg,
-                                       const clattn_tensor *t)
-{
-    return t ? clattn__check_tensor(ctx, fn, arg, t) : CLATTN_OK;
-}
+/* The kernels of cl/nn/layers_backward.cl launched here. */
+#define BWD_KERNEL(name) {&clattn__layers_backward_program, name}
+static const clattn__kernel_spec COL_SUM = BWD_KERNEL("col_sum");
+static const clattn__kernel_spec COL_SUM_ACC = BWD_KERNEL("col_sum_acc");
+static const clattn__kernel_spec LN_BWD_ROWS = BWD_KERNEL("layer_norm_bwd_rows");
+static const clattn__kernel_spec LN_BWD_ROWS_GAMMA = BWD_KERNEL("layer_norm_bwd_rows_gamma");
+static const clattn__kernel_spec LN_DGAMMA = BWD_KERNEL("ln_dgamma");
+static const clattn__kernel_spec LN_DGAMMA_ACC = BWD_KERNEL("ln_dgamma_acc");
+static const clattn__kernel_spec SOFTMAX_BWD_ROWS = BWD_KERNEL("softmax_bwd_rows");
+/* Indexed by clattn_activation; NONE is a copy, not a kernel. */
+static const clattn__kernel_spec ACT_BWD[] = {
+    [CLATTN_ACT_RELU] = BWD_KERNEL("act_bwd_relu"),
+    [CLATTN_ACT_GELU] = BWD_KERNEL("act_bwd_gelu"),
+    [CLATTN_ACT_GELU_TANH] = BWD_KERNEL("act_bwd_gelu_tanh"),
+    [CLATTN_ACT_SILU] = BWD_KERNEL("act_bwd_silu"),
+};
+#undef BWD_KERNEL
 
 /* true when both are given and share a device buffer (views included). */
 static bool same_mem(const clattn_tensor *a, const clattn_tensor *b)
@@ -94,12 +99,9 @@ static void release_mem(cl_mem m)
  * row. */
 static clattn_status zeroed_buffer(clattn_ctx *ctx, size_t bytes, const char *what, cl_mem *out)
 {
-    if (bytes > ctx->info.max_alloc_bytes)
-        return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY,
-                            "%s needs %zu bytes, over the device's largest allocation of %llu "
-                            "bytes (%s)",
-                            what, bytes, (unsigned long long)ctx->info.max_alloc_bytes,
-                            ctx->info.device_name);
+    clattn_status st = clattn__alloc_check(ctx, bytes, what);
+    if (st != CLATTN_OK)
+        return st;
     void *zeros = calloc(bytes ? bytes : 1, 1);
     if (!zeros)
         return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory (%s)", what);
@@ -168,12 +170,10 @@ static clattn_status col_reduce(clattn_ctx *ctx, cl_kernel k, cl_uint first, con
         tr /= 2;
     cl_ulong r = rows;
     cl_uint c = (cl_uint)cols;
-    cl_int err = CLATTN_ARG(k, first, r);
-    err |= CLATTN_ARG(k, first + 1, c);
-    err |= CLATTN_ARG(k, first + 2, out);
-    err |= clSetKernelArg(k, first + 3, tc * tr * sizeof(float), NULL);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting column-sum arguments");
+    st = CLATTN_SET_ARGS_FROM(ctx, k, first, kname, CLATTN_KARG(r), CLATTN_KARG(c),
+                              CLATTN_KARG(out), CLATTN_KLOCAL(tc * tr * sizeof(float)));
+    if (st != CLATTN_OK)
+        return st;
     size_t global[2] = {cols, tr}, local[2] = {tc, tr};
     return clattn__enqueue(ctx, k, 2, global, local, kname);
 }
@@ -182,15 +182,14 @@ static clattn_status col_reduce(clattn_ctx *ctx, cl_kernel k, cl_uint first, con
 static clattn_status col_sum(clattn_ctx *ctx, cl_mem src, size_t rows, size_t cols, cl_mem out,
                              bool accumulate)
 {
-    const char *name = accumulate ? "col_sum_acc" : "col_sum";
+    const clattn__kernel_spec *spec = accumulate ? &COL_SUM_ACC : &COL_SUM;
     cl_kernel k;
-    clattn_status st = clattn__bwd_kernel(ctx, name, &k);
+    clattn_status st = clattn__kernel(ctx, spec, &k);
+    if (st == CLATTN_OK)
+        st = CLATTN_SET_ARGS(ctx, k, spec->name, CLATTN_KARG(src));
     if (st != CLATTN_OK)
         return st;
-    cl_int err = CLATTN_ARG(k, 0, src);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting col_sum arguments");
-    return col_reduce(ctx, k, 1, name, rows, cols, out);
+    return col_reduce(ctx, k, 1, spec->name, rows, cols, out);
 }
 
 /* ---- linear ------------------------------------------------------------------ */
@@ -204,17 +203,9 @@ clattn_status clattn_linear_backward(clattn_ctx *ctx, const clattn_tensor *x,
     clattn__clear_thread_error();
     if (!ctx)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "%s: ctx is NULL", fn);
-    clattn_status st = clattn__check_tensor(ctx, fn, "x", x);
-    if (st == CLATTN_OK)
-        st = clattn__check_tensor(ctx, fn, "w", w);
-    if (st == CLATTN_OK)
-        st = clattn__check_tensor(ctx, fn, "dy", dy);
-    if (st == CLATTN_OK)
-        st = clattn__check_opt_tensor(ctx, fn, "dx", dx);
-    if (st == CLATTN_OK)
-        st = clattn__check_opt_tensor(ctx, fn, "dw", dw);
-    if (st == CLATTN_OK)
-        st = clattn__check_opt_tensor(ctx, fn, "db", db);
+    clattn_status st =
+        CLATTN_CHECK_TENSORS(ctx, fn, CLATTN_TENSOR(x), CLATTN_TENSOR(w), CLATTN_TENSOR(dy),
+                             CLATTN_TENSOR_OPT(dx), CLATTN_TENSOR_OPT(dw), CLATTN_TENSOR_OPT(db));
     if (st != CLATTN_OK)
         return st;
     char sx[96], sw[96], sdy[96], sdx[96], sdw[96], sdb[96];
@@ -278,11 +269,8 @@ clattn_status clattn_activation_backward(clattn_ctx *ctx, const clattn_tensor *x
     clattn__clear_thread_error();
     if (!ctx)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "%s: ctx is NULL", fn);
-    clattn_status st = clattn__check_tensor(ctx, fn, "x", x);
-    if (st == CLATTN_OK)
-        st = clattn__check_tensor(ctx, fn, "dy", dy);
-    if (st == CLATTN_OK)
-        st = clattn__check_opt_tensor(ctx, fn, "dx", dx);
+    clattn_status st = CLATTN_CHECK_TENSORS(ctx, fn, CLATTN_TENSOR(x), CLATTN_TENSOR(dy),
+                                            CLATTN_TENSOR_OPT(dx));
     if (st == CLATTN_OK)
         st = check_like(ctx, fn, "dy", dy, "x", x);
     if (st == CLATTN_OK)
@@ -303,21 +291,17 @@ clattn_status clattn_activation_backward(clattn_ctx *ctx, const clattn_tensor *x
         return err == CL_SUCCESS ? CLATTN_OK
                                  : clattn__fail_cl(ctx, err, "clEnqueueCopyBuffer(dy to dx)");
     }
-    static const char *const names[] = {NULL, "act_bwd_relu", "act_bwd_gelu", "act_bwd_gelu_tanh",
-                                        "act_bwd_silu"};
+    const clattn__kernel_spec *spec = &ACT_BWD[act];
     cl_kernel k;
-    st = clattn__bwd_kernel(ctx, names[act], &k);
+    cl_ulong n = x->numel;
+    st = clattn__kernel(ctx, spec, &k);
+    if (st == CLATTN_OK)
+        st = CLATTN_SET_ARGS(ctx, k, spec->name, CLATTN_KARG(x->mem), CLATTN_KARG(dy->mem),
+                             CLATTN_KARG(dx->mem), CLATTN_KARG(n));
     if (st != CLATTN_OK)
         return st;
-    cl_ulong n = x->numel;
-    cl_int err = CLATTN_ARG(k, 0, x->mem);
-    err |= CLATTN_ARG(k, 1, dy->mem);
-    err |= CLATTN_ARG(k, 2, dx->mem);
-    err |= CLATTN_ARG(k, 3, n);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting activation backward arguments");
     size_t global = x->numel, local = 64;
-    return clattn__enqueue(ctx, k, 1, &global, &local, names[act]);
+    return clattn__enqueue(ctx, k, 1, &global, &local, spec->name);
 }
 
 /* ---- layer norm -------------------------------------------------------------- */
@@ -332,17 +316,9 @@ clattn_status clattn_layer_norm_backward(clattn_ctx *ctx, const clattn_tensor *x
     clattn__clear_thread_error();
     if (!ctx)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "%s: ctx is NULL", fn);
-    clattn_status st = clattn__check_tensor(ctx, fn, "x", x);
-    if (st == CLATTN_OK)
-        st = clattn__check_tensor(ctx, fn, "dy", dy);
-    if (st == CLATTN_OK)
-        st = clattn__check_opt_tensor(ctx, fn, "gamma", gamma);
-    if (st == CLATTN_OK)
-        st = clattn__check_opt_tensor(ctx, fn, "dx", dx);
-    if (st == CLATTN_OK)
-        st = clattn__check_opt_tensor(ctx, fn, "dgamma", dgamma);
-    if (st == CLATTN_OK)
-        st = clattn__check_opt_tensor(ctx, fn, "dbeta", dbeta);
+    clattn_status st = CLATTN_CHECK_TENSORS(
+        ctx, fn, CLATTN_TENSOR(x), CLATTN_TENSOR(dy), CLATTN_TENSOR_OPT(gamma),
+        CLATTN_TENSOR_OPT(dx), CLATTN_TENSOR_OPT(dgamma), CLATTN_TENSOR_OPT(dbeta));
     if (st == CLATTN_OK)
         st = check_like(ctx, fn, "dy", dy, "x", x);
     if (st == CLATTN_OK)
@@ -382,8 +358,9 @@ clattn_status clattn_layer_norm_backward(clattn_ctx *ctx, const clattn_tensor *x
     bool dx_first = dx && dx->mem != dy->mem;
     cl_mem stats = NULL;
     cl_kernel k;
-    const char *kname = gamma ? "layer_norm_bwd_rows_gamma" : "layer_norm_bwd_rows";
-    st = clattn__bwd_kernel(ctx, kname, &k);
+    const clattn__kernel_spec *spec = gamma ? &LN_BWD_ROWS_GAMMA : &LN_BWD_ROWS;
+    const char *kname = spec->name;
+    st = clattn__kernel(ctx, spec, &k);
     if (st == CLATTN_OK && dgamma)
         st = zeroed_buffer(ctx, rows * 3 * sizeof(float), "layer norm row statistics", &stats);
     if (st != CLATTN_OK)
@@ -391,38 +368,32 @@ clattn_status clattn_layer_norm_backward(clattn_ctx *ctx, const clattn_tensor *x
     cl_uint c = (cl_uint)cols;
     cl_int write_stats = stats != NULL;
     /* Unused buffer arguments get x: never accessed (no gamma in the
-     * kernel without it; dx and stats behind their flags). */
+     * kernel without it; dx and stats behind their flags). Arguments 5
+     * and 6 are the per-pass flags, set before each pass. */
     cl_mem g = gamma ? gamma->mem : x->mem, d = dx ? dx->mem : x->mem;
     cl_mem sm = stats ? stats : x->mem;
-    cl_int err = CLATTN_ARG(k, 0, x->mem);
-    err |= CLATTN_ARG(k, 1, g);
-    err |= CLATTN_ARG(k, 2, dy->mem);
-    err |= CLATTN_ARG(k, 3, d);
-    err |= CLATTN_ARG(k, 4, sm);
-    err |= CLATTN_ARG(k, 7, c);
-    err |= CLATTN_ARG(k, 8, eps);
-    if (err != CL_SUCCESS)
-        st = clattn__fail_cl(ctx, err, "setting layer_norm_bwd_rows arguments");
+    st = CLATTN_SET_ARGS(ctx, k, kname, CLATTN_KARG(x->mem), CLATTN_KARG(g),
+                         CLATTN_KARG(dy->mem), CLATTN_KARG(d), CLATTN_KARG(sm));
+    if (st == CLATTN_OK)
+        st = CLATTN_SET_ARGS_FROM(ctx, k, 7, kname, CLATTN_KARG(c), CLATTN_KARG(eps));
 
     /* First row pass: dx (unless it must wait) and the statistics. */
     cl_int write_dx = dx_first;
     if (st == CLATTN_OK && (write_dx || write_stats)) {
-        err = CLATTN_ARG(k, 5, write_dx);
-        err |= CLATTN_ARG(k, 6, write_stats);
-        st = err == CL_SUCCESS ? clattn__run_rows(ctx, k, 9, rows, cols, kname)
-                               : clattn__fail_cl(ctx, err, "setting layer_norm_bwd_rows flags");
+        st = CLATTN_SET_ARGS_FROM(ctx, k, 5, kname, CLATTN_KARG(write_dx),
+                                  CLATTN_KARG(write_stats));
+        if (st == CLATTN_OK)
+            st = clattn__run_rows(ctx, k, 9, rows, cols, kname);
     }
     if (st == CLATTN_OK && dgamma) {
-        const char *gname = accumulate ? "ln_dgamma_acc" : "ln_dgamma";
+        const clattn__kernel_spec *gspec = accumulate ? &LN_DGAMMA_ACC : &LN_DGAMMA;
         cl_kernel kg;
-        st = clattn__bwd_kernel(ctx, gname, &kg);
-        if (st == CLATTN_OK) {
-            err = CLATTN_ARG(kg, 0, x->mem);
-            err |= CLATTN_ARG(kg, 1, dy->mem);
-            err |= CLATTN_ARG(kg, 2, stats);
-            st = err == CL_SUCCESS ? col_reduce(ctx, kg, 3, gname, rows, cols, dgamma->mem)
-                                   : clattn__fail_cl(ctx, err, "setting ln_dgamma arguments");
-        }
+        st = clattn__kernel(ctx, gspec, &kg);
+        if (st == CLATTN_OK)
+            st = CLATTN_SET_ARGS(ctx, kg, gspec->name, CLATTN_KARG(x->mem),
+                                 CLATTN_KARG(dy->mem), CLATTN_KARG(stats));
+        if (st == CLATTN_OK)
+            st = col_reduce(ctx, kg, 3, gspec->name, rows, cols, dgamma->mem);
     }
     if (st == CLATTN_OK && dbeta)
         st = col_sum(ctx, dy->mem, rows, cols, dbeta->mem, accumulate);
@@ -430,10 +401,10 @@ clattn_status clattn_layer_norm_backward(clattn_ctx *ctx, const clattn_tensor *x
     if (st == CLATTN_OK && dx && !dx_first) {
         write_dx = 1;
         write_stats = 0;
-        err = CLATTN_ARG(k, 5, write_dx);
-        err |= CLATTN_ARG(k, 6, write_stats);
-        st = err == CL_SUCCESS ? clattn__run_rows(ctx, k, 9, rows, cols, kname)
-                               : clattn__fail_cl(ctx, err, "setting layer_norm_bwd_rows flags");
+        st = CLATTN_SET_ARGS_FROM(ctx, k, 5, kname, CLATTN_KARG(write_dx),
+                                  CLATTN_KARG(write_stats));
+        if (st == CLATTN_OK)
+            st = clattn__run_rows(ctx, k, 9, rows, cols, kname);
     }
     release_mem(stats);
     return st;
@@ -448,11 +419,8 @@ clattn_status clattn_softmax_backward(clattn_ctx *ctx, const clattn_tensor *y,
     clattn__clear_thread_error();
     if (!ctx)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "%s: ctx is NULL", fn);
-    clattn_status st = clattn__check_tensor(ctx, fn, "y", y);
-    if (st == CLATTN_OK)
-        st = clattn__check_tensor(ctx, fn, "dy", dy);
-    if (st == CLATTN_OK)
-        st = clattn__check_opt_tensor(ctx, fn, "dx", dx);
+    clattn_status st = CLATTN_CHECK_TENSORS(ctx, fn, CLATTN_TENSOR(y), CLATTN_TENSOR(dy),
+                                            CLATTN_TENSOR_OPT(dx));
     if (st == CLATTN_OK)
         st = check_like(ctx, fn, "dy", dy, "y", y);
     if (st == CLATTN_OK)
@@ -467,16 +435,13 @@ clattn_status clattn_softmax_backward(clattn_ctx *ctx, const clattn_tensor *y,
     if (!dx)
         return CLATTN_OK;
     cl_kernel k;
-    st = clattn__bwd_kernel(ctx, "softmax_bwd_rows", &k);
-    if (st != CLATTN_OK)
-        return st;
     size_t cols = (size_t)y->shape[y->ndim - 1];
     cl_uint c = (cl_uint)cols;
-    cl_int err = CLATTN_ARG(k, 0, y->mem);
-    err |= CLATTN_ARG(k, 1, dy->mem);
-    err |= CLATTN_ARG(k, 2, dx->mem);
-    err |= CLATTN_ARG(k, 3, c);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting softmax_bwd_rows arguments");
+    st = clattn__kernel(ctx, &SOFTMAX_BWD_ROWS, &k);
+    if (st == CLATTN_OK)
+        st = CLATTN_SET_ARGS(ctx, k, "softmax_bwd_rows", CLATTN_KARG(y->mem),
+                             CLATTN_KARG(dy->mem), CLATTN_KARG(dx->mem), CLATTN_KARG(c));
+    if (st != CLATTN_OK)
+        return st;
     return clattn__run_rows(ctx, k, 4, y->numel / cols, cols, "softmax_bwd_rows");
 }

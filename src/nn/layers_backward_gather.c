@@ -7,6 +7,14 @@
 
 #include <stdlib.h>
 
+/* The kernels of cl/nn/layers_backward.cl launched here. */
+static const clattn__kernel_spec EMBEDDING_BWD_ROWS = {&clattn__layers_backward_program,
+                                                       "embedding_bwd_rows"};
+static const clattn__kernel_spec SEQ_MEAN_FWD = {&clattn__layers_backward_program,
+                                                 "sequence_mean_fwd"};
+static const clattn__kernel_spec SEQ_MEAN_BWD = {&clattn__layers_backward_program,
+                                                 "sequence_mean_bwd"};
+
 /* ---- embedding --------------------------------------------------------------- */
 
 /* The positions of each used vocabulary row, as the CSR list that
@@ -59,9 +67,8 @@ clattn_status clattn_embedding_backward(clattn_ctx *ctx, const int64_t *ids, siz
     clattn__clear_thread_error();
     if (!ctx)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "%s: ctx is NULL", fn);
-    clattn_status st = clattn__check_tensor(ctx, fn, "dy", dy);
-    if (st == CLATTN_OK)
-        st = clattn__check_opt_tensor(ctx, fn, "dtable", dtable);
+    clattn_status st =
+        CLATTN_CHECK_TENSORS(ctx, fn, CLATTN_TENSOR(dy), CLATTN_TENSOR_OPT(dtable));
     if (st != CLATTN_OK)
         return st;
     if (!ids || count == 0)
@@ -93,7 +100,7 @@ clattn_status clattn_embedding_backward(clattn_ctx *ctx, const int64_t *ids, siz
     cl_long *csr = NULL;
     size_t used = 0;
     cl_kernel k;
-    st = clattn__bwd_kernel(ctx, "embedding_bwd_rows", &k);
+    st = clattn__kernel(ctx, &EMBEDDING_BWD_ROWS, &k);
     if (st == CLATTN_OK)
         st = build_csr(ctx, ids, count, v, &csr, &used);
     if (st != CLATTN_OK)
@@ -116,15 +123,12 @@ clattn_status clattn_embedding_backward(clattn_ctx *ctx, const int64_t *ids, siz
         cl_ulong u = used;
         cl_uint c = (cl_uint)e;
         cl_int acc = accumulate;
-        err = CLATTN_ARG(k, 0, dy->mem);
-        err |= CLATTN_ARG(k, 1, dtable->mem);
-        err |= CLATTN_ARG(k, 2, dev);
-        err |= CLATTN_ARG(k, 3, u);
-        err |= CLATTN_ARG(k, 4, c);
-        err |= CLATTN_ARG(k, 5, acc);
         size_t global[2] = {e, used};
-        st = err == CL_SUCCESS ? clattn__enqueue(ctx, k, 2, global, NULL, "embedding_bwd_rows")
-                               : clattn__fail_cl(ctx, err, "setting embedding_bwd_rows arguments");
+        st = CLATTN_SET_ARGS(ctx, k, "embedding_bwd_rows", CLATTN_KARG(dy->mem),
+                             CLATTN_KARG(dtable->mem), CLATTN_KARG(dev), CLATTN_KARG(u),
+                             CLATTN_KARG(c), CLATTN_KARG(acc));
+        if (st == CLATTN_OK)
+            st = clattn__enqueue(ctx, k, 2, global, NULL, "embedding_bwd_rows");
     }
     /* OpenCL keeps a released buffer until the enqueued kernel is done. */
     if (dev)
@@ -156,22 +160,19 @@ static clattn_status check_seq(clattn_ctx *ctx, const char *fn, const char *xnam
 }
 
 /* Runs sequence_mean_fwd or _bwd: a is read, b written; grid (E, rows). */
-static clattn_status run_seq(clattn_ctx *ctx, const char *name, cl_mem a, cl_mem b,
-                             const clattn_tensor *x3, size_t grid_rows)
+static clattn_status run_seq(clattn_ctx *ctx, const clattn__kernel_spec *spec, cl_mem a,
+                             cl_mem b, const clattn_tensor *x3, size_t grid_rows)
 {
     cl_kernel k;
-    clattn_status st = clattn__bwd_kernel(ctx, name, &k);
+    cl_uint n = (cl_uint)x3->shape[1], c = (cl_uint)x3->shape[2];
+    clattn_status st = clattn__kernel(ctx, spec, &k);
+    if (st == CLATTN_OK)
+        st = CLATTN_SET_ARGS(ctx, k, spec->name, CLATTN_KARG(a), CLATTN_KARG(b), CLATTN_KARG(n),
+                             CLATTN_KARG(c));
     if (st != CLATTN_OK)
         return st;
-    cl_uint n = (cl_uint)x3->shape[1], c = (cl_uint)x3->shape[2];
-    cl_int err = CLATTN_ARG(k, 0, a);
-    err |= CLATTN_ARG(k, 1, b);
-    err |= CLATTN_ARG(k, 2, n);
-    err |= CLATTN_ARG(k, 3, c);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, name);
     size_t global[2] = {(size_t)c, grid_rows};
-    return clattn__enqueue(ctx, k, 2, global, NULL, name);
+    return clattn__enqueue(ctx, k, 2, global, NULL, spec->name);
 }
 
 clattn_status clattn_sequence_mean(clattn_ctx *ctx, const clattn_tensor *x, clattn_tensor *y)
@@ -180,14 +181,12 @@ clattn_status clattn_sequence_mean(clattn_ctx *ctx, const clattn_tensor *x, clat
     clattn__clear_thread_error();
     if (!ctx)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "%s: ctx is NULL", fn);
-    clattn_status st = clattn__check_tensor(ctx, fn, "x", x);
-    if (st == CLATTN_OK)
-        st = clattn__check_tensor(ctx, fn, "y", y);
+    clattn_status st = CLATTN_CHECK_TENSORS(ctx, fn, CLATTN_TENSOR(x), CLATTN_TENSOR(y));
     if (st == CLATTN_OK)
         st = check_seq(ctx, fn, "x", x, "y", y);
     if (st != CLATTN_OK)
         return st;
-    return run_seq(ctx, "sequence_mean_fwd", x->mem, y->mem, x, (size_t)x->shape[0]);
+    return run_seq(ctx, &SEQ_MEAN_FWD, x->mem, y->mem, x, (size_t)x->shape[0]);
 }
 
 clattn_status clattn_sequence_mean_backward(clattn_ctx *ctx, const clattn_tensor *dy,
@@ -197,9 +196,7 @@ clattn_status clattn_sequence_mean_backward(clattn_ctx *ctx, const clattn_tensor
     clattn__clear_thread_error();
     if (!ctx)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "%s: ctx is NULL", fn);
-    clattn_status st = clattn__check_tensor(ctx, fn, "dy", dy);
-    if (st == CLATTN_OK)
-        st = clattn__check_opt_tensor(ctx, fn, "dx", dx);
+    clattn_status st = CLATTN_CHECK_TENSORS(ctx, fn, CLATTN_TENSOR(dy), CLATTN_TENSOR_OPT(dx));
     if (st != CLATTN_OK)
         return st;
     if (!dx) {
@@ -213,6 +210,6 @@ clattn_status clattn_sequence_mean_backward(clattn_ctx *ctx, const clattn_tensor
     st = check_seq(ctx, fn, "dx", dx, "dy", dy);
     if (st != CLATTN_OK)
         return st;
-    return run_seq(ctx, "sequence_mean_bwd", dy->mem, dx->mem, dx,
+    return run_seq(ctx, &SEQ_MEAN_BWD, dy->mem, dx->mem, dx,
                    (size_t)(dx->shape[0] * dx->shape[1]));
 }

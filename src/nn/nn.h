@@ -14,11 +14,9 @@
 clattn_status clattn__linear_acc(clattn_ctx *ctx, const clattn_tensor *x, const clattn_tensor *w,
                                  const clattn_tensor *b, clattn_tensor *y);
 
-/* Name of layers.cl's fused bias + activation kernel for act. */
-const char *clattn__bias_act_kernel_name(clattn_activation act);
-
-/* Returns the named kernel of layers.cl (built once per context). */
-clattn_status clattn__layers_kernel(clattn_ctx *ctx, const char *name, cl_kernel *out);
+/* layers.cl's fused bias + activation kernel for act (bias_act_none for
+ * an unknown act). */
+const clattn__kernel_spec *clattn__bias_act_spec(clattn_activation act);
 
 /* The layer ops' programs: nn/layers.cl, nn/layers_backward.cl,
  * nn/dropout.cl. */

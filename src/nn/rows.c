@@ -31,9 +31,7 @@ static clattn_status check_vector(clattn_ctx *ctx, const char *fn, const char *a
 static clattn_status check_xy(clattn_ctx *ctx, const char *fn, const clattn_tensor *x,
                               const clattn_tensor *y)
 {
-    clattn_status st = clattn__check_tensor(ctx, fn, "x", x);
-    if (st == CLATTN_OK)
-        st = clattn__check_tensor(ctx, fn, "y", y);
+    clattn_status st = CLATTN_CHECK_TENSORS(ctx, fn, CLATTN_TENSOR(x), CLATTN_TENSOR(y));
     if (st != CLATTN_OK)
         return st;
     char sx[96], sy[96];
@@ -72,34 +70,34 @@ clattn_status clattn_layer_norm(clattn_ctx *ctx, const clattn_tensor *x,
      * partial sums stay within CLATTN_CPU_ITEM_SPAN terms each. */
     size_t cols_n = (size_t)x->shape[x->ndim - 1];
     bool per_row = ctx->info.type == CLATTN_DEVICE_CPU && cols_n <= 8 * CLATTN_CPU_ITEM_SPAN;
+    static const clattn__kernel_spec LN_ROWS = {&clattn__layers_program, "layer_norm_rows"};
+    static const clattn__kernel_spec LN_ROWS_CPU = {&clattn__layers_program,
+                                                    "layer_norm_rows_cpu"};
+    const clattn__kernel_spec *spec = per_row ? &LN_ROWS_CPU : &LN_ROWS;
     cl_kernel k;
-    st = clattn__layers_kernel(ctx, per_row ? "layer_norm_rows_cpu" : "layer_norm_rows", &k);
-    if (st != CLATTN_OK)
-        return st;
     size_t cols = (size_t)x->shape[x->ndim - 1];
+    size_t rows = x->numel / cols;
     cl_uint c = (cl_uint)cols;
+    cl_ulong r = rows;
     cl_int has_gamma = gamma != NULL, has_beta = beta != NULL;
     cl_mem g = gamma ? gamma->mem : x->mem, b = beta ? beta->mem : x->mem; /* unread if absent */
-    cl_int err = CLATTN_ARG(k, 0, x->mem);
-    err |= CLATTN_ARG(k, 1, y->mem);
-    err |= CLATTN_ARG(k, 2, g);
-    err |= CLATTN_ARG(k, 3, b);
-    err |= CLATTN_ARG(k, 4, has_gamma);
-    err |= CLATTN_ARG(k, 5, has_beta);
-    err |= CLATTN_ARG(k, 6, c);
-    err |= CLATTN_ARG(k, 7, eps);
-    size_t rows = x->numel / cols;
+    st = clattn__kernel(ctx, spec, &k);
+    if (st == CLATTN_OK)
+        st = CLATTN_SET_ARGS(ctx, k, spec->name, CLATTN_KARG(x->mem), CLATTN_KARG(y->mem),
+                             CLATTN_KARG(g), CLATTN_KARG(b), CLATTN_KARG(has_gamma),
+                             CLATTN_KARG(has_beta), CLATTN_KARG(c), CLATTN_KARG(eps));
+    if (st != CLATTN_OK)
+        return st;
     if (per_row) {
-        cl_ulong r = rows;
-        err |= CLATTN_ARG(k, 8, r);
-        if (err != CL_SUCCESS)
-            return clattn__fail_cl(ctx, err, "setting layer_norm_rows_cpu arguments");
+        /* The per-row kernel takes the row count where the other takes
+         * its __local scratch. */
+        st = CLATTN_SET_ARGS_FROM(ctx, k, 8, spec->name, CLATTN_KARG(r));
+        if (st != CLATTN_OK)
+            return st;
         size_t one = 1; /* see the kernel's comment */
-        return clattn__enqueue(ctx, k, 1, &rows, &one, "layer_norm_rows_cpu");
+        return clattn__enqueue(ctx, k, 1, &rows, &one, spec->name);
     }
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting layer_norm_rows arguments");
-    return clattn__run_rows(ctx, k, 8, rows, cols, "layer_norm_rows");
+    return clattn__run_rows(ctx, k, 8, rows, cols, spec->name);
 }
 
 clattn_status clattn_softmax(clattn_ctx *ctx, const clattn_tensor *x, clattn_tensor *y)
@@ -107,18 +105,18 @@ clattn_status clattn_softmax(clattn_ctx *ctx, const clattn_tensor *x, clattn_ten
     clattn__clear_thread_error();
     if (!ctx)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "softmax: ctx is NULL");
+    static const clattn__kernel_spec SOFTMAX = {&clattn__layers_program, "softmax_rows"};
     clattn_status st = check_xy(ctx, "softmax", x, y);
     cl_kernel k;
     if (st == CLATTN_OK)
-        st = clattn__layers_kernel(ctx, "softmax_rows", &k);
+        st = clattn__kernel(ctx, &SOFTMAX, &k);
     if (st != CLATTN_OK)
         return st;
     size_t cols = (size_t)x->shape[x->ndim - 1];
     cl_uint c = (cl_uint)cols;
-    cl_int err = CLATTN_ARG(k, 0, x->mem);
-    err |= CLATTN_ARG(k, 1, y->mem);
-    err |= CLATTN_ARG(k, 2, c);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting softmax_rows arguments");
+    st = CLATTN_SET_ARGS(ctx, k, "softmax_rows", CLATTN_KARG(x->mem), CLATTN_KARG(y->mem),
+                         CLATTN_KARG(c));
+    if (st != CLATTN_OK)
+        return st;
     return clattn__run_rows(ctx, k, 3, x->numel / cols, cols, "softmax_rows");
 }

@@ -97,73 +97,19 @@ void clattn_tokenizer_destroy(clattn_tokenizer *t)
 /* Loading: shared pieces                                                   */
 /* ======================================================================== */
 
+/* A file being loaded: its JSON is read through io/json.c's reader, which
+ * names the file in every message and keeps the first failure. where
+ * holds a formatted prefix ("added_tokens[3]: ") that r.where points at. */
 typedef struct loader {
     clattn_tokenizer *t;
-    const char *file;           /* full path, for messages */
-    clattn_status st;
+    clattn__json_reader r;
+    char where[64];
 } loader;
 
-static void fail(loader *l, clattn_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void fail(loader *l, clattn_status st, const char *fmt, ...)
+/* A loader of file, reading with prefix "" and no failure yet. */
+static void loader_init(loader *l, clattn_tokenizer *t, const char *file)
 {
-    if (l->st != CLATTN_OK)
-        return;
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    l->st = clattn__fail(NULL, st, "%s: %s", l->file, msg);
-}
-
-static bool get_bool(loader *l, json_t *obj, const char *where, const char *key, bool def)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
-        return def;
-    if (!json_is_boolean(v)) {
-        fail(l, CLATTN_ERR_FORMAT, "%s'%s' must be true or false", where, key);
-        return def;
-    }
-    return json_is_true(v);
-}
-
-static int64_t get_int(loader *l, json_t *obj, const char *where, const char *key, int64_t def,
-                       int64_t lo, int64_t hi)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
-        return def;
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-        fail(l, CLATTN_ERR_FORMAT, "%s'%s' must be an integer from %lld to %lld", where, key,
-             (long long)lo, (long long)hi);
-        return def;
-    }
-    return (int64_t)json_integer_value(v);
-}
-
-static const char *get_string(loader *l, json_t *obj, const char *where, const char *key,
-                              const char *def)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
-        return def;
-    if (!json_is_string(v)) {
-        fail(l, CLATTN_ERR_FORMAT, "%s'%s' must be a string", where, key);
-        return def;
-    }
-    return json_string_value(v);
-}
-
-/* Refuses every key of obj not in allowed (NULL-terminated): a setting
- * clattn does not know could change the tokens. */
-static void check_keys(loader *l, json_t *obj, const char *where, const char *const *allowed)
-{
-    const char *key = clattn__json_unknown_key(obj, allowed);
-    if (key)
-        fail(l, CLATTN_ERR_UNSUPPORTED, "%sunsupported setting '%s'", where, key);
+    *l = (loader){.t = t, .r = {NULL, file, "", CLATTN_OK}};
 }
 
 /* The id of a token by content: added tokens first, as the crate looks. */
@@ -182,17 +128,17 @@ static bool lookup_id(const clattn_tokenizer *t, const char *s, int32_t *id)
 
 static void add_token(loader *l, const char *content, int32_t id)
 {
-    if (l->st != CLATTN_OK)
+    if (l->r.st != CLATTN_OK)
         return;
     clattn_tokenizer *t = l->t;
     size_t len = strlen(content);
     if (len == 0) {
-        fail(l, CLATTN_ERR_FORMAT, "an added token is empty");
+        clattn__json_fail(&l->r, CLATTN_ERR_FORMAT, "an added token is empty");
         return;
     }
     added_token *a = realloc(t->added, (size_t)(t->n_added + 1) * sizeof *a);
     if (!a) {
-        fail(l, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+        clattn__json_fail(&l->r, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
         return;
     }
     t->added = a;
@@ -203,7 +149,7 @@ static void add_token(loader *l, const char *content, int32_t id)
     if (!a->cps || !a->content) {
         free(a->cps);
         free(a->content);
-        fail(l, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+        clattn__json_fail(&l->r, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
         return;
     }
     a->n = clattn__utf8_decode((const unsigned char *)content, len, a->cps);
@@ -225,11 +171,11 @@ static void set_template(loader *l, const int32_t *pre, int32_t n_pre, const int
 static void finish(loader *l, const char *unk)
 {
     clattn_tokenizer *t = l->t;
-    if (l->st != CLATTN_OK)
+    if (l->r.st != CLATTN_OK)
         return;
     const vocab_slot *u = clattn__vocab_find(t, unk, strlen(unk));
     if (!u) {
-        fail(l, CLATTN_ERR_FORMAT, "the vocabulary has no unk token '%s'", unk);
+        clattn__json_fail(&l->r, CLATTN_ERR_FORMAT, "the vocabulary has no unk token '%s'", unk);
         return;
     }
     t->unk_id = u->id;
@@ -250,52 +196,57 @@ static void read_normalizer(loader *l, json_t *n)
         *o = (clattn__bert_norm){0};
         return;
     }
-    const char *type = json_is_object(n) ? get_string(l, n, "normalizer: ", "type", "") : "";
+    l->r.where = "normalizer: ";
+    const char *type = json_is_object(n) ? clattn__json_get_string(&l->r, n, "type", "") : "";
     if (strcmp(type, "BertNormalizer") != 0) {
-        fail(l, CLATTN_ERR_UNSUPPORTED,
-             "normalizer '%s' is not supported (only BertNormalizer)", type);
+        clattn__json_fail(&l->r, CLATTN_ERR_UNSUPPORTED,
+                          "normalizer '%s' is not supported (only BertNormalizer)", type);
         return;
     }
     static const char *const keys[] = {"type", "clean_text", "handle_chinese_chars",
                                        "strip_accents", "lowercase", NULL};
-    check_keys(l, n, "normalizer: ", keys);
-    o->clean_text = get_bool(l, n, "normalizer: ", "clean_text", true);
-    o->handle_chinese_chars = get_bool(l, n, "normalizer: ", "handle_chinese_chars", true);
-    o->lowercase = get_bool(l, n, "normalizer: ", "lowercase", true);
+    clattn__json_check_keys(&l->r, n, keys);
+    o->clean_text = clattn__json_get_bool(&l->r, n, "clean_text", true);
+    o->handle_chinese_chars = clattn__json_get_bool(&l->r, n, "handle_chinese_chars", true);
+    o->lowercase = clattn__json_get_bool(&l->r, n, "lowercase", true);
     /* null: strip accents when lowercasing, as BERT's uncased models do. */
-    o->strip_accents = get_bool(l, n, "normalizer: ", "strip_accents", o->lowercase);
+    o->strip_accents = clattn__json_get_bool(&l->r, n, "strip_accents", o->lowercase);
 }
 
 static void read_model(loader *l, json_t *m, const char **unk)
 {
     clattn_tokenizer *t = l->t;
     if (!json_is_object(m)) {
-        fail(l, CLATTN_ERR_FORMAT, "'model' must be an object");
+        clattn__json_fail(&l->r, CLATTN_ERR_FORMAT, "'model' must be an object");
         return;
     }
-    const char *type = get_string(l, m, "model: ", "type", "");
+    l->r.where = "model: ";
+    const char *type = clattn__json_get_string(&l->r, m, "type", "");
     if (strcmp(type, "WordPiece") != 0) {
-        fail(l, CLATTN_ERR_UNSUPPORTED, "model '%s' is not supported (only WordPiece)", type);
+        clattn__json_fail(&l->r, CLATTN_ERR_UNSUPPORTED,
+                          "model '%s' is not supported (only WordPiece)", type);
         return;
     }
     static const char *const keys[] = {"type", "vocab", "unk_token", "continuing_subword_prefix",
                                        "max_input_chars_per_word", NULL};
-    check_keys(l, m, "model: ", keys);
-    *unk = get_string(l, m, "model: ", "unk_token", "[UNK]");
-    t->prefix = clattn__strdup(get_string(l, m, "model: ", "continuing_subword_prefix", "##"));
+    clattn__json_check_keys(&l->r, m, keys);
+    *unk = clattn__json_get_string(&l->r, m, "unk_token", "[UNK]");
+    t->prefix =
+        clattn__strdup(clattn__json_get_string(&l->r, m, "continuing_subword_prefix", "##"));
     t->prefix_len = t->prefix ? strlen(t->prefix) : 0;
-    t->max_chars = (int32_t)get_int(l, m, "model: ", "max_input_chars_per_word", 100, 0, INT32_MAX);
+    t->max_chars =
+        (int32_t)clattn__json_get_int(&l->r, m, "max_input_chars_per_word", 100, 0, INT32_MAX);
     if (!t->prefix)
-        fail(l, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
-    json_t *vocab = json_object_get(m, "vocab");
-    if (!json_is_object(vocab)) {
-        fail(l, CLATTN_ERR_FORMAT, "model: 'vocab' must be an object of token: id");
+        clattn__json_fail(&l->r, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+    json_t *vocab = clattn__json_get_object(&l->r, m, "vocab");
+    if (!vocab) {
+        clattn__json_fail_key(&l->r, CLATTN_ERR_FORMAT, "vocab", "must be an object of token: id");
         return;
     }
-    if (l->st != CLATTN_OK)
+    if (l->r.st != CLATTN_OK)
         return;
     if (!vocab_init(t, json_object_size(vocab))) {
-        fail(l, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+        clattn__json_fail(&l->r, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
         return;
     }
     const char *key;
@@ -304,53 +255,54 @@ static void read_model(loader *l, json_t *m, const char **unk)
     {
         if (!json_is_integer(value) || json_integer_value(value) < 0 ||
             json_integer_value(value) > INT32_MAX) {
-            fail(l, CLATTN_ERR_FORMAT, "model: vocab: the id of '%s' must be an integer from 0 "
-                 "to 2147483647", key);
+            clattn__json_fail(&l->r, CLATTN_ERR_FORMAT,
+                              "model: vocab: the id of '%s' must be an integer from 0 "
+                              "to 2147483647", key);
             return;
         }
         if (!vocab_put(t, key, strlen(key), (int32_t)json_integer_value(value))) {
-            fail(l, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+            clattn__json_fail(&l->r, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
             return;
         }
     }
 }
 
-static void read_added_tokens(loader *l, json_t *arr)
+static void read_added_tokens(loader *l, json_t *root)
 {
-    if (!arr || json_is_null(arr))
+    l->r.where = "";
+    json_t *arr = clattn__json_get_array(&l->r, root, "added_tokens");
+    if (!arr)
         return;
-    if (!json_is_array(arr)) {
-        fail(l, CLATTN_ERR_FORMAT, "'added_tokens' must be an array");
-        return;
-    }
     size_t i;
     json_t *a;
     json_array_foreach(arr, i, a)
     {
         if (!json_is_object(a)) {
-            fail(l, CLATTN_ERR_FORMAT, "added_tokens[%zu] must be an object", i);
+            clattn__json_fail(&l->r, CLATTN_ERR_FORMAT, "added_tokens[%zu] must be an object", i);
             return;
         }
         static const char *const keys[] = {"id",     "content",    "single_word", "lstrip",
                                            "rstrip", "normalized", "special",     NULL};
-        char where[64];
-        snprintf(where, sizeof where, "added_tokens[%zu]: ", i);
-        check_keys(l, a, where, keys);
-        const char *content = get_string(l, a, where, "content", NULL);
-        int64_t id = get_int(l, a, where, "id", -1, 0, INT32_MAX);
-        if (l->st != CLATTN_OK)
+        snprintf(l->where, sizeof l->where, "added_tokens[%zu]: ", i);
+        l->r.where = l->where;
+        clattn__json_check_keys(&l->r, a, keys);
+        const char *content = clattn__json_get_string(&l->r, a, "content", NULL);
+        int64_t id = clattn__json_get_int(&l->r, a, "id", -1, 0, INT32_MAX);
+        if (l->r.st != CLATTN_OK)
             return;
         if (!content || id < 0) {
-            fail(l, CLATTN_ERR_FORMAT, "%s'content' and 'id' are required", where);
+            clattn__json_fail(&l->r, CLATTN_ERR_FORMAT, "%s'content' and 'id' are required",
+                              l->where);
             return;
         }
         /* Matching options other than the plain one would need word
          * boundaries or matching on normalized text: refused, not guessed. */
         static const char *const flags[] = {"single_word", "lstrip", "rstrip", "normalized"};
         for (int f = 0; f < 4; f++)
-            if (get_bool(l, a, where, flags[f], false))
-                fail(l, CLATTN_ERR_UNSUPPORTED, "%stoken '%s': \"%s\": true is not supported",
-                     where, content, flags[f]);
+            if (clattn__json_get_bool(&l->r, a, flags[f], false))
+                clattn__json_fail(&l->r, CLATTN_ERR_UNSUPPORTED,
+                                  "%stoken '%s': \"%s\": true is not supported",
+                                  l->where, content, flags[f]);
         add_token(l, content, (int32_t)id);
     }
 }
@@ -364,15 +316,17 @@ static int32_t special_ids(loader *l, json_t *table, const char *name, int32_t *
         json_t *list = json_object_get(e, "ids");
         size_t n = json_array_size(list);
         if (!json_is_array(list) || n == 0 || n > (size_t)room) {
-            fail(l, CLATTN_ERR_FORMAT, "post_processor: special token '%s' needs 1 to %d ids",
-                 name, room);
+            clattn__json_fail(&l->r, CLATTN_ERR_FORMAT,
+                              "post_processor: special token '%s' needs 1 to %d ids",
+                              name, room);
             return 0;
         }
         for (size_t i = 0; i < n; i++) {
             json_t *v = json_array_get(list, i);
             if (!json_is_integer(v) || json_integer_value(v) < 0 ||
                 json_integer_value(v) > INT32_MAX) {
-                fail(l, CLATTN_ERR_FORMAT, "post_processor: special token '%s': bad id", name);
+                clattn__json_fail(&l->r, CLATTN_ERR_FORMAT,
+                                  "post_processor: special token '%s': bad id", name);
                 return 0;
             }
             ids[i] = (int32_t)json_integer_value(v);
@@ -380,7 +334,8 @@ static int32_t special_ids(loader *l, json_t *table, const char *name, int32_t *
         return (int32_t)n;
     }
     if (room < 1 || !lookup_id(l->t, name, &ids[0])) {
-        fail(l, CLATTN_ERR_FORMAT, "post_processor: unknown special token '%s'", name);
+        clattn__json_fail(&l->r, CLATTN_ERR_FORMAT,
+                          "post_processor: unknown special token '%s'", name);
         return 0;
     }
     return 1;
@@ -390,28 +345,31 @@ static void read_post_processor(loader *l, json_t *p)
 {
     if (!p || json_is_null(p))
         return;                 /* no special tokens at all */
-    const char *type = json_is_object(p) ? get_string(l, p, "post_processor: ", "type", "") : "";
+    l->r.where = "post_processor: ";
+    const char *type = json_is_object(p) ? clattn__json_get_string(&l->r, p, "type", "") : "";
     int32_t pre[8], post[8], n_pre = 0, n_post = 0;
     if (strcmp(type, "BertProcessing") == 0) {
         static const char *const keys[] = {"type", "sep", "cls", NULL};
-        check_keys(l, p, "post_processor: ", keys);
+        clattn__json_check_keys(&l->r, p, keys);
         json_t *cls = json_object_get(p, "cls"), *sep = json_object_get(p, "sep");
         json_t *ci = json_array_get(cls, 1), *si = json_array_get(sep, 1);
         if (!json_is_integer(ci) || !json_is_integer(si) || json_integer_value(ci) < 0 ||
             json_integer_value(ci) > INT32_MAX || json_integer_value(si) < 0 ||
             json_integer_value(si) > INT32_MAX) {
-            fail(l, CLATTN_ERR_FORMAT, "post_processor: 'cls' and 'sep' must be [token, id]");
+            clattn__json_fail(&l->r, CLATTN_ERR_FORMAT,
+                              "post_processor: 'cls' and 'sep' must be [token, id]");
             return;
         }
         pre[n_pre++] = (int32_t)json_integer_value(ci);
         post[n_post++] = (int32_t)json_integer_value(si);
     } else if (strcmp(type, "TemplateProcessing") == 0) {
         static const char *const keys[] = {"type", "single", "pair", "special_tokens", NULL};
-        check_keys(l, p, "post_processor: ", keys);
+        clattn__json_check_keys(&l->r, p, keys);
         json_t *single = json_object_get(p, "single");
         json_t *table = json_object_get(p, "special_tokens");
         if (!json_is_array(single)) {
-            fail(l, CLATTN_ERR_FORMAT, "post_processor: 'single' must be an array");
+            clattn__json_fail(&l->r, CLATTN_ERR_FORMAT,
+                              "post_processor: 'single' must be an array");
             return;
         }
         bool seen_seq = false;
@@ -425,20 +383,21 @@ static void read_post_processor(loader *l, json_t *p)
             json_t *type_id = json_object_get(one, "type_id");
             if ((sp != NULL) == (sq != NULL) || !json_is_object(one) ||
                 !json_is_string(json_object_get(one, "id"))) {
-                fail(l, CLATTN_ERR_FORMAT, "post_processor: single[%zu] must be "
-                     "{\"SpecialToken\": {...}} or {\"Sequence\": {...}}", i);
+                clattn__json_fail(&l->r, CLATTN_ERR_FORMAT, "post_processor: single[%zu] must be "
+                                  "{\"SpecialToken\": {...}} or {\"Sequence\": {...}}", i);
                 return;
             }
             if (type_id && !(json_is_integer(type_id) && json_integer_value(type_id) == 0)) {
-                fail(l, CLATTN_ERR_UNSUPPORTED, "post_processor: single[%zu]: type_id other "
-                     "than 0 is not supported (token_type_ids are all 0)", i);
+                clattn__json_fail(&l->r, CLATTN_ERR_UNSUPPORTED,
+                                  "post_processor: single[%zu]: type_id other "
+                                  "than 0 is not supported (token_type_ids are all 0)", i);
                 return;
             }
             const char *id = json_string_value(json_object_get(one, "id"));
             if (sq) {
                 if (seen_seq || strcmp(id, "A") != 0) {
-                    fail(l, CLATTN_ERR_UNSUPPORTED,
-                         "post_processor: 'single' must hold the sequence \"A\" once");
+                    clattn__json_fail(&l->r, CLATTN_ERR_UNSUPPORTED,
+                                      "post_processor: 'single' must hold the sequence \"A\" once");
                     return;
                 }
                 seen_seq = true;
@@ -447,65 +406,66 @@ static void read_post_processor(loader *l, json_t *p)
             } else {
                 n_post += special_ids(l, table, id, post + n_post, 8 - n_post);
             }
-            if (l->st != CLATTN_OK)
+            if (l->r.st != CLATTN_OK)
                 return;
         }
         if (!seen_seq) {
-            fail(l, CLATTN_ERR_FORMAT, "post_processor: 'single' has no Sequence");
+            clattn__json_fail(&l->r, CLATTN_ERR_FORMAT, "post_processor: 'single' has no Sequence");
             return;
         }
     } else {
-        fail(l, CLATTN_ERR_UNSUPPORTED, "post_processor '%s' is not supported "
-             "(only TemplateProcessing and BertProcessing)", type);
+        clattn__json_fail(&l->r, CLATTN_ERR_UNSUPPORTED, "post_processor '%s' is not supported "
+                          "(only TemplateProcessing and BertProcessing)", type);
         return;
     }
     set_template(l, pre, n_pre, post, n_post);
 }
 
-static void read_truncation(loader *l, json_t *tr)
+static void read_truncation(loader *l, json_t *root)
 {
-    if (!tr || json_is_null(tr))
+    l->r.where = "";
+    json_t *tr = clattn__json_get_object(&l->r, root, "truncation");
+    if (!tr)
         return;
-    if (!json_is_object(tr)) {
-        fail(l, CLATTN_ERR_FORMAT, "'truncation' must be an object or null");
-        return;
-    }
     static const char *const keys[] = {"max_length", "strategy", "stride", "direction", NULL};
-    check_keys(l, tr, "truncation: ", keys);
-    const char *dir = get_string(l, tr, "truncation: ", "direction", "Right");
+    l->r.where = "truncation: ";
+    clattn__json_check_keys(&l->r, tr, keys);
+    const char *dir = clattn__json_get_string(&l->r, tr, "direction", "Right");
     if (strcmp(dir, "Right") != 0)
-        fail(l, CLATTN_ERR_UNSUPPORTED, "truncation: direction '%s' is not supported", dir);
+        clattn__json_fail(&l->r, CLATTN_ERR_UNSUPPORTED,
+                          "truncation: direction '%s' is not supported", dir);
     /* The strategy only matters for pairs; one sequence is cut at the end. */
-    l->t->max_length = (int32_t)get_int(l, tr, "truncation: ", "max_length", 0, 0, INT32_MAX);
+    l->t->max_length = (int32_t)clattn__json_get_int(&l->r, tr, "max_length", 0, 0, INT32_MAX);
 }
 
 static void load_json(loader *l)
 {
     json_error_t jerr;
-    json_t *root = json_load_file(l->file, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = json_load_file(l->r.file, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        fail(l, CLATTN_ERR_FORMAT, "line %d: %s", jerr.line, jerr.text);
+        clattn__json_fail(&l->r, CLATTN_ERR_FORMAT, "line %d: %s", jerr.line, jerr.text);
         return;
     }
     if (!json_is_object(root)) {
-        fail(l, CLATTN_ERR_FORMAT, "the top level must be an object");
+        clattn__json_fail(&l->r, CLATTN_ERR_FORMAT, "the top level must be an object");
     } else {
         static const char *const keys[] = {"version",     "truncation",   "padding",
                                            "added_tokens", "normalizer",  "pre_tokenizer",
                                            "post_processor", "decoder",   "model", NULL};
-        check_keys(l, root, "", keys);
+        clattn__json_check_keys(&l->r, root, keys);
         json_t *pre = json_object_get(root, "pre_tokenizer");
-        const char *pt = json_is_object(pre) ? get_string(l, pre, "pre_tokenizer: ", "type", "")
-                                             : "null";
+        l->r.where = "pre_tokenizer: ";
+        const char *pt =
+            json_is_object(pre) ? clattn__json_get_string(&l->r, pre, "type", "") : "null";
         if (strcmp(pt, "BertPreTokenizer") != 0)
-            fail(l, CLATTN_ERR_UNSUPPORTED,
-                 "pre_tokenizer '%s' is not supported (only BertPreTokenizer)", pt);
+            clattn__json_fail(&l->r, CLATTN_ERR_UNSUPPORTED,
+                              "pre_tokenizer '%s' is not supported (only BertPreTokenizer)", pt);
         const char *unk = "[UNK]";
         read_normalizer(l, json_object_get(root, "normalizer"));
         read_model(l, json_object_get(root, "model"), &unk);
-        read_added_tokens(l, json_object_get(root, "added_tokens"));
+        read_added_tokens(l, root);
         read_post_processor(l, json_object_get(root, "post_processor"));
-        read_truncation(l, json_object_get(root, "truncation"));
+        read_truncation(l, root);
         /* "padding" is parsed by callers who want it: encode never pads. */
         finish(l, unk);
     }
@@ -521,9 +481,12 @@ static void load_json(loader *l)
 static const char *config_token(loader *l, json_t *cfg, const char *key, const char *def)
 {
     json_t *v = json_object_get(cfg, key);
-    if (json_is_object(v))
-        return get_string(l, v, key, "content", def);
-    return get_string(l, cfg, "", key, def);
+    /* An object's messages name it by key (where), the string's by itself. */
+    l->r.where = json_is_object(v) ? key : "";
+    const char *s = json_is_object(v) ? clattn__json_get_string(&l->r, v, "content", def)
+                                      : clattn__json_get_string(&l->r, cfg, key, def);
+    l->r.where = "";
+    return s;
 }
 
 static void load_vocab_txt(loader *l, const char *vocab_path, const char *config_path)
@@ -533,33 +496,37 @@ static void load_vocab_txt(loader *l, const char *vocab_path, const char *config
     FILE *cf = fopen(config_path, "rb");
     if (cf) {
         fclose(cf);
-        loader cl = {t, config_path, CLATTN_OK};
+        loader cl;
+        loader_init(&cl, t, config_path);
         json_error_t jerr;
         cfg = json_load_file(config_path, JSON_REJECT_DUPLICATES, &jerr);
         if (!cfg)
-            fail(&cl, CLATTN_ERR_FORMAT, "line %d: %s", jerr.line, jerr.text);
+            clattn__json_fail(&cl.r, CLATTN_ERR_FORMAT, "line %d: %s", jerr.line, jerr.text);
         else if (!json_is_object(cfg))
-            fail(&cl, CLATTN_ERR_FORMAT, "the top level must be an object");
-        if (cl.st == CLATTN_OK) {
-            const char *cls = get_string(&cl, cfg, "", "tokenizer_class", "BertTokenizer");
+            clattn__json_fail(&cl.r, CLATTN_ERR_FORMAT, "the top level must be an object");
+        if (cl.r.st == CLATTN_OK) {
+            const char *cls =
+                clattn__json_get_string(&cl.r, cfg, "tokenizer_class", "BertTokenizer");
             if (strcmp(cls, "BertTokenizer") != 0 && strcmp(cls, "BertTokenizerFast") != 0 &&
                 strcmp(cls, "DistilBertTokenizer") != 0 &&
                 strcmp(cls, "DistilBertTokenizerFast") != 0)
-                fail(&cl, CLATTN_ERR_UNSUPPORTED, "tokenizer_class '%s' is not supported "
-                     "(only BERT's WordPiece tokenizers)", cls);
+                clattn__json_fail(&cl.r, CLATTN_ERR_UNSUPPORTED,
+                                  "tokenizer_class '%s' is not supported "
+                                  "(only BERT's WordPiece tokenizers)", cls);
         }
-        if (cl.st != CLATTN_OK) {
-            l->st = cl.st;
+        if (cl.r.st != CLATTN_OK) {
+            l->r.st = cl.r.st;
             json_decref(cfg);
             return;
         }
     }
     json_t *c = cfg ? cfg : json_object();
-    loader cl = {t, config_path, CLATTN_OK};
+    loader cl;
+    loader_init(&cl, t, config_path);
     t->norm.clean_text = true;
-    t->norm.handle_chinese_chars = get_bool(&cl, c, "", "tokenize_chinese_chars", true);
-    t->norm.lowercase = get_bool(&cl, c, "", "do_lower_case", true);
-    t->norm.strip_accents = get_bool(&cl, c, "", "strip_accents", t->norm.lowercase);
+    t->norm.handle_chinese_chars = clattn__json_get_bool(&cl.r, c, "tokenize_chinese_chars", true);
+    t->norm.lowercase = clattn__json_get_bool(&cl.r, c, "do_lower_case", true);
+    t->norm.strip_accents = clattn__json_get_bool(&cl.r, c, "strip_accents", t->norm.lowercase);
     /* transformers writes a huge sentinel for "no limit". */
     json_t *mml = json_object_get(c, "model_max_length");
     if (json_is_integer(mml) && json_integer_value(mml) > 0 &&
@@ -575,15 +542,15 @@ static void load_vocab_txt(loader *l, const char *vocab_path, const char *config
     for (int i = 0; i < 5; i++)
         spec[i] = clattn__strdup(names[i]);
     json_decref(c);
-    if (cl.st != CLATTN_OK)
-        l->st = cl.st;
+    if (cl.r.st != CLATTN_OK)
+        l->r.st = cl.r.st;
     t->max_chars = 100;
     t->prefix = clattn__strdup("##");
     t->prefix_len = 2;
 
-    FILE *f = l->st == CLATTN_OK ? fopen(vocab_path, "rb") : NULL;
-    if (l->st == CLATTN_OK && !f)
-        fail(l, CLATTN_ERR_IO, "cannot open: %s", strerror(errno));
+    FILE *f = l->r.st == CLATTN_OK ? fopen(vocab_path, "rb") : NULL;
+    if (l->r.st == CLATTN_OK && !f)
+        clattn__json_fail(&l->r, CLATTN_ERR_IO, "cannot open: %s", strerror(errno));
     size_t size = 0;
     char *text = NULL;
     if (f) {
@@ -595,22 +562,22 @@ static void load_vocab_txt(loader *l, const char *vocab_path, const char *config
                 if (text && fread(text, 1, size, f) != size) {
                     free(text);
                     text = NULL;
-                    fail(l, CLATTN_ERR_IO, "read failed");
+                    clattn__json_fail(&l->r, CLATTN_ERR_IO, "read failed");
                 }
             }
         }
         fclose(f);
         if (!text)
-            fail(l, CLATTN_ERR_OUT_OF_MEMORY, "cannot read the file into memory");
+            clattn__json_fail(&l->r, CLATTN_ERR_OUT_OF_MEMORY, "cannot read the file into memory");
     }
-    if (l->st == CLATTN_OK) {
+    if (l->r.st == CLATTN_OK) {
         size_t lines = 1;
         for (size_t i = 0; i < size; i++)
             lines += text[i] == '\n';
         if (!vocab_init(t, lines) || !t->prefix || !unk || !sep)
-            fail(l, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+            clattn__json_fail(&l->r, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
         int32_t id = 0;
-        for (size_t i = 0; i < size && l->st == CLATTN_OK; id++) {
+        for (size_t i = 0; i < size && l->r.st == CLATTN_OK; id++) {
             size_t e = i;
             while (e < size && text[e] != '\n')
                 e++;
@@ -620,9 +587,9 @@ static void load_vocab_txt(loader *l, const char *vocab_path, const char *config
                              text[i + n - 1] == '\r'))
                 n--;
             if (id == INT32_MAX)
-                fail(l, CLATTN_ERR_FORMAT, "too many lines");
+                clattn__json_fail(&l->r, CLATTN_ERR_FORMAT, "too many lines");
             else if (!vocab_put(t, text + i, n, id))
-                fail(l, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+                clattn__json_fail(&l->r, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
             i = e + 1;
         }
     }
@@ -630,7 +597,7 @@ static void load_vocab_txt(loader *l, const char *vocab_path, const char *config
     /* The special tokens become added tokens; one the vocabulary lacks gets
      * the next free id, as transformers adds it. */
     int32_t next = t->n_vocab;
-    for (int i = 0; i < 5 && l->st == CLATTN_OK; i++) {
+    for (int i = 0; i < 5 && l->r.st == CLATTN_OK; i++) {
         int32_t id;
         if (!spec[i] || !*spec[i])
             continue;
@@ -645,12 +612,13 @@ static void load_vocab_txt(loader *l, const char *vocab_path, const char *config
             id = next++;
         add_token(l, spec[i], id);
     }
-    if (l->st == CLATTN_OK) {
+    if (l->r.st == CLATTN_OK) {
         int32_t pre, post;
-        loader vl = {t, vocab_path, CLATTN_OK};
+        loader vl;
+        loader_init(&vl, t, vocab_path);
         finish(&vl, unk ? unk : "[UNK]");
-        l->st = vl.st;
-        if (l->st == CLATTN_OK && lookup_id(t, spec[3] ? spec[3] : "[CLS]", &pre) &&
+        l->r.st = vl.r.st;
+        if (l->r.st == CLATTN_OK && lookup_id(t, spec[3] ? spec[3] : "[CLS]", &pre) &&
             lookup_id(t, sep, &post))
             set_template(l, &pre, 1, &post, 1);
     }
@@ -688,13 +656,15 @@ clattn_status clattn_tokenizer_load(const char *dir, clattn_tokenizer **out)
     if (!json_path || !vocab_path || !config_path || !t) {
         st = clattn__fail(NULL, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
     } else if (file_exists(json_path)) {
-        loader l = {t, json_path, CLATTN_OK};
+        loader l;
+        loader_init(&l, t, json_path);
         load_json(&l);
-        st = l.st;
+        st = l.r.st;
     } else if (file_exists(vocab_path)) {
-        loader l = {t, vocab_path, CLATTN_OK};
+        loader l;
+        loader_init(&l, t, vocab_path);
         load_vocab_txt(&l, vocab_path, config_path);
-        st = l.st;
+        st = l.r.st;
     } else {
         st = clattn__fail(NULL, CLATTN_ERR_IO,
                           "%s: no tokenizer: neither tokenizer.json nor vocab.txt can be opened",

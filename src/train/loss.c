@@ -17,12 +17,11 @@ const clattn__program_spec clattn__loss_program = {{"train/loss.cl", NULL}, NULL
 /* Reductions                                                                */
 /* ======================================================================== */
 
-clattn_status clattn__loss_kernel(clattn_ctx *ctx, const char *name, cl_kernel *out)
-{
-    cl_program prog;
-    clattn_status st = clattn__program_get(ctx, &clattn__loss_program, NULL, NULL, &prog);
-    return st == CLATTN_OK ? clattn__kernel_get(ctx, prog, name, out) : st;
-}
+/* The kernels of cl/train/loss.cl. */
+static const clattn__kernel_spec SUM_PARTIALS = {&clattn__loss_program, "sum_partials"};
+static const clattn__kernel_spec SUMSQ_PARTIAL = {&clattn__loss_program, "sumsq_partial"};
+static const clattn__kernel_spec MSE_PARTIAL = {&clattn__loss_program, "mse_partial"};
+static const clattn__kernel_spec CE_ROWS = {&clattn__loss_program, "ce_rows"};
 
 /* Stage-1 work-groups for n elements at wg work-items each. */
 static size_t partial_groups(size_t n, size_t wg)
@@ -36,18 +35,15 @@ static clattn_status sum_partials(clattn_ctx *ctx, cl_mem buf, size_t n, float d
 {
     cl_kernel k;
     size_t wg;
-    clattn_status st = clattn__loss_kernel(ctx, "sum_partials", &k);
+    cl_ulong nn = n;
+    clattn_status st = clattn__kernel(ctx, &SUM_PARTIALS, &k);
     if (st == CLATTN_OK)
         st = clattn__work_group_width(ctx, k, n, sizeof(cl_float), &wg);
+    if (st == CLATTN_OK)
+        st = CLATTN_SET_ARGS(ctx, k, "sum_partials", CLATTN_KARG(buf), CLATTN_KARG(nn),
+                             CLATTN_KARG(divisor), CLATTN_KLOCAL(wg * sizeof(cl_float)));
     if (st != CLATTN_OK)
         return st;
-    cl_ulong nn = n;
-    cl_int err = CLATTN_ARG(k, 0, buf);
-    err |= CLATTN_ARG(k, 1, nn);
-    err |= CLATTN_ARG(k, 2, divisor);
-    err |= clSetKernelArg(k, 3, wg * sizeof(cl_float), NULL);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting sum_partials arguments");
     return clattn__enqueue(ctx, k, 1, &wg, &wg, "sum_partials");
 }
 
@@ -64,7 +60,7 @@ clattn_status clattn__grad_sumsq(clattn_ctx *ctx, int32_t count, const clattn_te
 {
     cl_kernel k;
     clattn__group_limits lim;
-    clattn_status st = clattn__loss_kernel(ctx, "sumsq_partial", &k);
+    clattn_status st = clattn__kernel(ctx, &SUMSQ_PARTIAL, &k);
     if (st == CLATTN_OK)
         st = clattn__group_limits_get(ctx, k, "the gradient norm", &lim);
     if (st != CLATTN_OK)
@@ -88,14 +84,11 @@ clattn_status clattn__grad_sumsq(clattn_ctx *ctx, int32_t count, const clattn_te
         size_t wg = clattn__reduction_width(ctx, &lim, grads[i]->numel, sizeof(cl_float));
         size_t groups = partial_groups(grads[i]->numel, wg), global = groups * wg;
         cl_ulong n = grads[i]->numel;
-        cl_int err = CLATTN_ARG(k, 0, grads[i]->mem);
-        err |= CLATTN_ARG(k, 1, n);
-        err |= CLATTN_ARG(k, 2, scratch->mem);
-        err |= CLATTN_ARG(k, 3, off);
-        err |= clSetKernelArg(k, 4, wg * sizeof(cl_float), NULL);
-        if (err != CL_SUCCESS)
-            return clattn__fail_cl(ctx, err, "setting sumsq_partial arguments");
-        st = clattn__enqueue(ctx, k, 1, &global, &wg, "sumsq_partial");
+        st = CLATTN_SET_ARGS(ctx, k, "sumsq_partial", CLATTN_KARG(grads[i]->mem),
+                             CLATTN_KARG(n), CLATTN_KARG(scratch->mem), CLATTN_KARG(off),
+                             CLATTN_KLOCAL(wg * sizeof(cl_float)));
+        if (st == CLATTN_OK)
+            st = clattn__enqueue(ctx, k, 1, &global, &wg, "sumsq_partial");
         if (st != CLATTN_OK)
             return st;
         off += groups;
@@ -118,11 +111,8 @@ clattn_status clattn_mse_loss(clattn_ctx *ctx, const clattn_tensor *pred,
     clattn__clear_thread_error();
     if (!ctx)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "mse_loss: ctx is NULL");
-    clattn_status st = clattn__check_tensor(ctx, "mse_loss", "pred", pred);
-    if (st == CLATTN_OK)
-        st = clattn__check_tensor(ctx, "mse_loss", "target", target);
-    if (st == CLATTN_OK && dpred)
-        st = clattn__check_tensor(ctx, "mse_loss", "dpred", dpred);
+    clattn_status st = CLATTN_CHECK_TENSORS(ctx, "mse_loss", CLATTN_TENSOR(pred),
+                                            CLATTN_TENSOR(target), CLATTN_TENSOR_OPT(dpred));
     if (st != CLATTN_OK)
         return st;
     if (!clattn__same_shape(pred, target) || (dpred && !clattn__same_shape(pred, dpred))) {
@@ -140,7 +130,7 @@ clattn_status clattn_mse_loss(clattn_ctx *ctx, const clattn_tensor *pred,
 
     cl_kernel k;
     size_t wg;
-    st = clattn__loss_kernel(ctx, "mse_partial", &k);
+    st = clattn__kernel(ctx, &MSE_PARTIAL, &k);
     if (st == CLATTN_OK)
         st = clattn__work_group_width(ctx, k, pred->numel, sizeof(cl_float), &wg);
     if (st != CLATTN_OK)
@@ -155,16 +145,10 @@ clattn_status clattn_mse_loss(clattn_ctx *ctx, const clattn_tensor *pred,
     cl_mem d = dpred ? dpred->mem : pred->mem; /* never written without has_grad */
     cl_ulong n = pred->numel;
     cl_float scale = (float)(2.0 / (double)pred->numel);
-    cl_int err = CLATTN_ARG(k, 0, pred->mem);
-    err |= CLATTN_ARG(k, 1, target->mem);
-    err |= CLATTN_ARG(k, 2, d);
-    err |= CLATTN_ARG(k, 3, has_grad);
-    err |= CLATTN_ARG(k, 4, n);
-    err |= CLATTN_ARG(k, 5, scale);
-    err |= CLATTN_ARG(k, 6, partials);
-    err |= clSetKernelArg(k, 7, wg * sizeof(cl_float), NULL);
-    if (err != CL_SUCCESS)
-        st = clattn__fail_cl(ctx, err, "setting mse_partial arguments");
+    st = CLATTN_SET_ARGS(ctx, k, "mse_partial", CLATTN_KARG(pred->mem), CLATTN_KARG(target->mem),
+                         CLATTN_KARG(d), CLATTN_KARG(has_grad), CLATTN_KARG(n),
+                         CLATTN_KARG(scale), CLATTN_KARG(partials),
+                         CLATTN_KLOCAL(wg * sizeof(cl_float)));
     if (st == CLATTN_OK)
         st = clattn__enqueue(ctx, k, 1, &global, &wg, "mse_partial");
     float value = 0.0f;
@@ -190,9 +174,8 @@ clattn_status clattn_cross_entropy_loss(clattn_ctx *ctx, const clattn_tensor *lo
     clattn__clear_thread_error();
     if (!ctx)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "cross_entropy_loss: ctx is NULL");
-    clattn_status st = clattn__check_tensor(ctx, "cross_entropy_loss", "logits", logits);
-    if (st == CLATTN_OK && dlogits)
-        st = clattn__check_tensor(ctx, "cross_entropy_loss", "dlogits", dlogits);
+    clattn_status st = CLATTN_CHECK_TENSORS(ctx, "cross_entropy_loss", CLATTN_TENSOR(logits),
+                                            CLATTN_TENSOR_OPT(dlogits));
     if (st != CLATTN_OK)
         return st;
     char sl[96];
@@ -232,7 +215,7 @@ clattn_status clattn_cross_entropy_loss(clattn_ctx *ctx, const clattn_tensor *lo
 
     cl_kernel k;
     size_t wg;
-    st = clattn__loss_kernel(ctx, "ce_rows", &k);
+    st = clattn__kernel(ctx, &CE_ROWS, &k);
     if (st == CLATTN_OK)
         st = clattn__work_group_width(ctx, k, (size_t)classes, sizeof(cl_float2), &wg);
     if (st != CLATTN_OK)
@@ -257,17 +240,10 @@ clattn_status clattn_cross_entropy_loss(clattn_ctx *ctx, const clattn_tensor *lo
         cl_float nvalid = valid ? (float)valid : 1.0f; /* unused when every row is ignored */
         cl_int has_grad = dlogits != NULL;
         cl_mem d = dlogits ? dlogits->mem : rowloss; /* never written without has_grad */
-        err = CLATTN_ARG(k, 0, logits->mem);
-        err |= CLATTN_ARG(k, 1, dev_targets);
-        err |= CLATTN_ARG(k, 2, ignore);
-        err |= CLATTN_ARG(k, 3, cols);
-        err |= CLATTN_ARG(k, 4, nvalid);
-        err |= CLATTN_ARG(k, 5, has_grad);
-        err |= CLATTN_ARG(k, 6, d);
-        err |= CLATTN_ARG(k, 7, rowloss);
-        err |= clSetKernelArg(k, 8, wg * sizeof(cl_float2), NULL);
-        if (err != CL_SUCCESS)
-            st = clattn__fail_cl(ctx, err, "setting ce_rows arguments");
+        st = CLATTN_SET_ARGS(ctx, k, "ce_rows", CLATTN_KARG(logits->mem),
+                             CLATTN_KARG(dev_targets), CLATTN_KARG(ignore), CLATTN_KARG(cols),
+                             CLATTN_KARG(nvalid), CLATTN_KARG(has_grad), CLATTN_KARG(d),
+                             CLATTN_KARG(rowloss), CLATTN_KLOCAL(wg * sizeof(cl_float2)));
     }
     if (st == CLATTN_OK) {
         size_t global = rows * wg;

@@ -265,21 +265,21 @@ clattn_status clattn_optimizer_create(clattn_ctx *ctx, const clattn_optimizer_pa
 /* Steps                                                                     */
 /* ======================================================================== */
 
+/* The kernels of cl/train/optimizer.cl. */
+static const clattn__kernel_spec SCALE_F32 = {&clattn__optimizer_program, "scale_f32"};
+static const clattn__kernel_spec SGD_STEP = {&clattn__optimizer_program, "sgd_step"};
+static const clattn__kernel_spec ADAM_STEP = {&clattn__optimizer_program, "adam_step"};
+
 clattn_status clattn__scale(clattn_ctx *ctx, clattn_tensor *x, float s)
 {
-    cl_program prog;
     cl_kernel k;
-    clattn_status st = clattn__program_get(ctx, &clattn__optimizer_program, NULL, NULL, &prog);
+    cl_ulong n = x->numel;
+    clattn_status st = clattn__kernel(ctx, &SCALE_F32, &k);
     if (st == CLATTN_OK)
-        st = clattn__kernel_get(ctx, prog, "scale_f32", &k);
+        st = CLATTN_SET_ARGS(ctx, k, "scale_f32", CLATTN_KARG(x->mem), CLATTN_KARG(n),
+                             CLATTN_KARG(s));
     if (st != CLATTN_OK)
         return st;
-    cl_ulong n = x->numel;
-    cl_int err = CLATTN_ARG(k, 0, x->mem);
-    err |= CLATTN_ARG(k, 1, n);
-    err |= CLATTN_ARG(k, 2, s);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting scale_f32 arguments");
     size_t global = x->numel, local = 64;
     return clattn__enqueue(ctx, k, 1, &global, &local, "scale_f32");
 }
@@ -309,11 +309,8 @@ static float clip_factor(float norm, float max_norm)
 static clattn_status sgd_update(clattn_optimizer *opt, int32_t i, float gscale, double lr)
 {
     clattn_ctx *ctx = opt->ctx;
-    cl_program prog;
     cl_kernel k;
-    clattn_status st = clattn__program_get(ctx, &clattn__optimizer_program, NULL, NULL, &prog);
-    if (st == CLATTN_OK)
-        st = clattn__kernel_get(ctx, prog, "sgd_step", &k);
+    clattn_status st = clattn__kernel(ctx, &SGD_STEP, &k);
     if (st != CLATTN_OK)
         return st;
     const clattn_optimizer_params *p = &opt->p;
@@ -323,18 +320,12 @@ static clattn_status sgd_update(clattn_optimizer *opt, int32_t i, float gscale, 
     cl_float one_minus_damp = (float)(1.0 - (double)p->dampening);
     cl_int flags = (p->momentum != 0.0f ? 1 : 0) | (opt->steps == 0 ? 2 : 0) |
                    (p->nesterov ? 4 : 0);
-    cl_int err = CLATTN_ARG(k, 0, opt->values[i]->mem);
-    err |= CLATTN_ARG(k, 1, opt->grads[i]->mem);
-    err |= CLATTN_ARG(k, 2, buf);
-    err |= CLATTN_ARG(k, 3, n);
-    err |= CLATTN_ARG(k, 4, gscale);
-    err |= CLATTN_ARG(k, 5, flr);
-    err |= CLATTN_ARG(k, 6, wd);
-    err |= CLATTN_ARG(k, 7, momentum);
-    err |= CLATTN_ARG(k, 8, one_minus_damp);
-    err |= CLATTN_ARG(k, 9, flags);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting sgd_step arguments");
+    st = CLATTN_SET_ARGS(ctx, k, "sgd_step", CLATTN_KARG(opt->values[i]->mem),
+                         CLATTN_KARG(opt->grads[i]->mem), CLATTN_KARG(buf), CLATTN_KARG(n),
+                         CLATTN_KARG(gscale), CLATTN_KARG(flr), CLATTN_KARG(wd),
+                         CLATTN_KARG(momentum), CLATTN_KARG(one_minus_damp), CLATTN_KARG(flags));
+    if (st != CLATTN_OK)
+        return st;
     size_t global = (size_t)n, local = 64;
     return clattn__enqueue(ctx, k, 1, &global, &local, "sgd_step");
 }
@@ -342,11 +333,8 @@ static clattn_status sgd_update(clattn_optimizer *opt, int32_t i, float gscale, 
 static clattn_status adam_update(clattn_optimizer *opt, int32_t i, float gscale, double lr)
 {
     clattn_ctx *ctx = opt->ctx;
-    cl_program prog;
     cl_kernel k;
-    clattn_status st = clattn__program_get(ctx, &clattn__optimizer_program, NULL, NULL, &prog);
-    if (st == CLATTN_OK)
-        st = clattn__kernel_get(ctx, prog, "adam_step", &k);
+    clattn_status st = clattn__kernel(ctx, &ADAM_STEP, &k);
     if (st != CLATTN_OK)
         return st;
     const clattn_optimizer_params *p = &opt->p;
@@ -362,22 +350,14 @@ static clattn_status adam_update(clattn_optimizer *opt, int32_t i, float gscale,
     cl_float w1 = (float)(1.0 - beta1), fb2 = p->beta2, w2 = (float)(1.0 - beta2);
     cl_float bc2_sqrt = (float)pow(bc2, 0.5), eps = p->eps, neg_step = (float)-step_size;
     cl_ulong n = opt->values[i]->numel;
-    cl_int err = CLATTN_ARG(k, 0, opt->values[i]->mem);
-    err |= CLATTN_ARG(k, 1, opt->grads[i]->mem);
-    err |= CLATTN_ARG(k, 2, opt->state1[i]->mem);
-    err |= CLATTN_ARG(k, 3, opt->state2[i]->mem);
-    err |= CLATTN_ARG(k, 4, n);
-    err |= CLATTN_ARG(k, 5, gscale);
-    err |= CLATTN_ARG(k, 6, decay);
-    err |= CLATTN_ARG(k, 7, wd_l2);
-    err |= CLATTN_ARG(k, 8, w1);
-    err |= CLATTN_ARG(k, 9, fb2);
-    err |= CLATTN_ARG(k, 10, w2);
-    err |= CLATTN_ARG(k, 11, bc2_sqrt);
-    err |= CLATTN_ARG(k, 12, eps);
-    err |= CLATTN_ARG(k, 13, neg_step);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting adam_step arguments");
+    st = CLATTN_SET_ARGS(ctx, k, "adam_step", CLATTN_KARG(opt->values[i]->mem),
+                         CLATTN_KARG(opt->grads[i]->mem), CLATTN_KARG(opt->state1[i]->mem),
+                         CLATTN_KARG(opt->state2[i]->mem), CLATTN_KARG(n), CLATTN_KARG(gscale),
+                         CLATTN_KARG(decay), CLATTN_KARG(wd_l2), CLATTN_KARG(w1),
+                         CLATTN_KARG(fb2), CLATTN_KARG(w2), CLATTN_KARG(bc2_sqrt),
+                         CLATTN_KARG(eps), CLATTN_KARG(neg_step));
+    if (st != CLATTN_OK)
+        return st;
     size_t global = (size_t)n, local = 64;
     return clattn__enqueue(ctx, k, 1, &global, &local, "adam_step");
 }

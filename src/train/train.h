@@ -10,9 +10,6 @@
 
 /* ---- loss.c: reductions ------------------------------------------------- */
 
-/* The named kernel of loss.cl (built once per context). */
-clattn_status clattn__loss_kernel(clattn_ctx *ctx, const char *name, cl_kernel *out);
-
 /* Squared L2 norm of all the gradients grads[0..count) (any may be NULL:
  * skipped), a blocking read into *sumsq. scratch (owned by the caller,
  * grown here) holds the per-work-group partial sums. The summation order

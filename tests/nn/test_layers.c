@@ -135,17 +135,14 @@ static void test_bias_act_kernel(clattn_ctx *ctx)
     clattn_tensor *X = test_tensor(ctx, 2, shape, x), *B = test_tensor(ctx, 1, &sb, b);
     for (int a = 0; a <= CLATTN_ACT_SILU; a++) {
         cl_kernel k;
-        const char *name = clattn__bias_act_kernel_name((clattn_activation)a);
-        CHECK_OK(clattn__layers_kernel(ctx, name, &k));
+        const clattn__kernel_spec *spec = clattn__bias_act_spec((clattn_activation)a);
+        const char *name = spec->name;
+        CHECK_OK(clattn__kernel(ctx, spec, &k));
         CHECK_OK(clattn_tensor_write(X, x));
         cl_int has_bias = 1;
         cl_uint c = (cl_uint)cols;
-        cl_int err = CLATTN_ARG(k, 0, X->mem);
-        err |= CLATTN_ARG(k, 1, X->mem);
-        err |= CLATTN_ARG(k, 2, B->mem);
-        err |= CLATTN_ARG(k, 3, has_bias);
-        err |= CLATTN_ARG(k, 4, c);
-        CHECK(err == CL_SUCCESS, "%s arguments: %d", name, (int)err);
+        CHECK_OK(CLATTN_SET_ARGS(ctx, k, name, CLATTN_KARG(X->mem), CLATTN_KARG(X->mem),
+                                 CLATTN_KARG(B->mem), CLATTN_KARG(has_bias), CLATTN_KARG(c)));
         size_t global[2] = {cols, rows};
         CHECK_OK(clattn__enqueue(ctx, k, 2, global, NULL, name));
         CHECK_OK(clattn_tensor_read(X, got));
