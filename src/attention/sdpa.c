@@ -582,6 +582,15 @@ clattn_status clattn__sdpa_softmax(clattn_ctx *ctx, cl_program prog, cl_mem scor
     return st == CLATTN_OK ? softmax_rows(ctx, k, scores, pr) : st;
 }
 
+clattn_status clattn__sdpa_softmax_any(clattn_ctx *ctx, cl_mem scores,
+                                       const clattn__sdpa_problem *pr)
+{
+    const sdpa_kernels sk = {ctx, 64, 64, false, NULL};
+    cl_kernel k;
+    clattn_status st = sdpa_kernel(ctx, &sk, SDPA_K_SOFTMAX, &k);
+    return st == CLATTN_OK ? softmax_rows(ctx, k, scores, pr) : st;
+}
+
 /* GEMM -> softmax -> GEMM. The g = Hq / Hkv query heads that share a kv
  * head are contiguous in q ([g*N, D] rows), so one strided-batched GEMM
  * per (batch, kv head) covers GQA without copying. */
