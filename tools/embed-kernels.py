@@ -2,7 +2,7 @@
 """Embeds OpenCL kernel files into a C source file as byte arrays.
 
 Run by meson (custom_target): embed-kernels.py OUT.c CL_DIR FILE.cl...
-Each file is named by its path below CL_DIR ("attention/sdpa.cl").
+Each file is named by its path below CL_DIR ("attention/sdpa_common.cl").
 Byte arrays rather than string literals: no escaping rules, and no limit
 on literal length in strict C compilers."""
 import os

@@ -6,10 +6,6 @@
 #define CLATTN_DEVICE_CPU 0
 #endif
 
-/* Masked scores use a large finite negative rather than -INFINITY, so that
- * online-softmax arithmetic (max, subtraction, exp) never meets inf - inf. */
-#define CLATTN_NEG_LARGE (-3.0e38f)
-
 /* e^x as a polynomial on the reduced argument x - n ln 2 (Cody-Waite
  * split of ln 2, degree-7 fit), scaled by 2^n built in the exponent bits.
  * POCL's exp(), erf(), erfc() and tanh() run at 30-120 M elements/s on the

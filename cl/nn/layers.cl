@@ -67,23 +67,8 @@ __kernel void embedding_gather(__global const float *table, __global const long 
     y[r * cols + c] = table[(size_t)ids[r] * cols + c];
 }
 
-/* Sum over the work-group of v (component-wise); every work-item gets the
- * result. wg = get_local_size(0) must be a power of two. tmp is reused by
- * the next call, hence the barrier after the result is read. */
-static float2 wg_sum2(float2 v, __local float2 *tmp)
-{
-    const uint lid = get_local_id(0);
-    tmp[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = get_local_size(0) / 2; s > 0; s >>= 1) {
-        if (lid < s)
-            tmp[lid] += tmp[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float2 r = tmp[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
+/* wg_sum2 (the work-group sum these kernels use) is core/reduce.cl's,
+ * listed before this file in the program (src/nn/layers.c). */
 
 /* Layer norm of each row of cols elements (PyTorch: biased variance,
  * y = (x - mean) / sqrt(var + eps) * gamma + beta). y may be x.

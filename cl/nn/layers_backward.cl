@@ -93,25 +93,10 @@ CLATTN_ACT_BWD(act_bwd_gelu, ACT_GELU)
 CLATTN_ACT_BWD(act_bwd_gelu_tanh, ACT_GELU_TANH)
 CLATTN_ACT_BWD(act_bwd_silu, ACT_SILU)
 
-/* Sum over the work-group of v (component-wise); every work-item gets the
- * result. wg = get_local_size(0) must be a power of two. tmp is reused by
- * the next call, hence the barrier after the result is read. (The same
- * tree as layers.cl's, so the recomputed layer-norm statistics are the
- * forward's bit for bit when the host picks the same wg.) */
-static float2 wg_sum2(float2 v, __local float2 *tmp)
-{
-    const uint lid = get_local_id(0);
-    tmp[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = get_local_size(0) / 2; s > 0; s >>= 1) {
-        if (lid < s)
-            tmp[lid] += tmp[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float2 r = tmp[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
+/* wg_sum2 is core/reduce.cl's, listed before this file in the program
+ * (src/nn/layers_backward.c): the same tree as layer_norm_rows uses, so
+ * the recomputed layer-norm statistics are the forward's bit for bit when
+ * the host picks the same wg. */
 
 /* Layer norm backward, one work-group per row of cols elements.
  *

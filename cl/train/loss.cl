@@ -22,20 +22,10 @@
  */
 #pragma OPENCL FP_CONTRACT OFF
 
-/* Pairwise sum over the work-group (wg = get_local_size(0), a power of
- * two) of v; the result is valid in work-item 0 only. */
-static float wg_sum(float v, __local float *tmp)
-{
-    const uint lid = get_local_id(0);
-    tmp[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = get_local_size(0) / 2; s > 0; s >>= 1) {
-        if (lid < s)
-            tmp[lid] += tmp[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    return tmp[0];
-}
+/* wg_sum (pairwise, result in work-item 0) is core/reduce.cl's, listed
+ * before this file in the program (src/train/loss.c), so it is compiled
+ * before the FP_CONTRACT OFF above takes effect; that is harmless, as it
+ * only adds and there is no multiply to fuse. */
 
 /* One Kahan step: sum += y, with c carrying the lost low part. Once the
  * sum is infinite, c stays 0: inf - inf would turn it (and the sum) into

@@ -1,6 +1,6 @@
-/* attention_internal.h - what attention.c shares with the files built on it
+/* attention/attention.h - what sdpa.c shares with the files built on it
  * (presets, classic scores, multi-head attention and the backward in
- * attention_backward.c). */
+ * sdpa_backward.c). */
 #ifndef CLATTN_ATTENTION_INTERNAL_H
 #define CLATTN_ATTENTION_INTERNAL_H
 
@@ -73,8 +73,10 @@ clattn_status clattn__sdpa_check(clattn_ctx *ctx, const char *fn, const clattn_t
  * malloc'd; NULL when out of memory. */
 char *clattn__sdpa_snippet_prefix(const char *score_mod, const char *mask_mod);
 
-/* The attention program specialised for head sizes d, dv, the optional
- * inputs, and the user snippets (built or loaded once per context). */
+/* The forward program of the context's kernel family specialised for head
+ * sizes d, dv, the optional inputs, and the user snippets (built or loaded
+ * once per context). It also holds the row kernels (sdpa_softmax_rows,
+ * sdpa_l2_normalize_rows). */
 clattn_status clattn__attention_program(clattn_ctx *ctx, int d, int dv, bool bias,
                                         const char *score_mod, const char *mask_mod,
                                         cl_program *out);
@@ -90,6 +92,13 @@ clattn_status clattn__sdpa_set_tail_args(clattn_ctx *ctx, cl_kernel k, cl_uint f
 /* In place: scores [B, Hq, N, M] of raw q.k products -> probabilities. */
 clattn_status clattn__sdpa_softmax(clattn_ctx *ctx, cl_program prog, cl_mem scores,
                                    const clattn__sdpa_problem *pr);
+
+/* The same without a program: the row softmax does not depend on the head
+ * size, so the kernel of the prebuilt D = Dv = 64 program without bias
+ * (clattn__attention_prebuild) serves any problem without bias or
+ * snippets; it is resolved once per context (classic attention). */
+clattn_status clattn__sdpa_softmax_any(clattn_ctx *ctx, cl_mem scores,
+                                       const clattn__sdpa_problem *pr);
 
 /* Whether the fused forward kernel can run M keys at head sizes (D, Dv)
  * on this device: false only under a driver loop limit (clattn_ctx.

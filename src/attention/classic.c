@@ -68,12 +68,9 @@ static bool is_matrix(const clattn_tensor *w, int64_t rows, int64_t cols)
 static clattn_status softmax_and_values(clattn_ctx *ctx, cl_mem scores,
                                         const clattn__sdpa_problem *pr)
 {
-    cl_program prog;
     /* The softmax kernel does not depend on the head size; the prebuilt
      * D = 64 specialisation (with kv_len if needed) serves every problem. */
-    clattn_status st = clattn__attention_program(ctx, 64, 64, false, NULL, NULL, &prog);
-    if (st == CLATTN_OK)
-        st = clattn__sdpa_softmax(ctx, prog, scores, pr);
+    clattn_status st = clattn__sdpa_softmax_any(ctx, scores, pr);
     size_t n = (size_t)pr->N, m = (size_t)pr->M, dv = (size_t)pr->Dv;
     if (st == CLATTN_OK)
         st = clattn__gemm_batched(ctx, false, false, n, dv, m, 1.0f, scores, 0, m, n * m, pr->v,

@@ -1,8 +1,9 @@
-/* attention.c - clattn_sdpa: argument checks, kernel specialisation (head
+/* sdpa.c - clattn_sdpa: argument checks, kernel specialisation (head
  * sizes, optional inputs, user snippets), and the fused and unfused paths.
  *
- * The kernels live in cl/attention.cl; its header comment is the contract
- * for the argument lists and NDRanges used here. */
+ * The kernels live in cl/attention/: sdpa_common.cl's header comment is the
+ * contract for the argument lists used here, and each family file
+ * (sdpa_fwd_cpu.cl, sdpa_fwd_tiled.cl, sdpa_rows.cl) gives its NDRanges. */
 #include "attention/attention.h"
 
 #include <math.h>
@@ -10,10 +11,40 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const clattn__program_spec SDPA_PROGRAM = {{"attention/sdpa.cl", NULL}, NULL};
+/* One forward program per kernel family, so a context compiles only the
+ * family it runs (clattn_ctx.attention_variant indexes these). Both hold
+ * the row kernels of sdpa_rows.cl, which the unfused path and the cosine
+ * score need on either family. */
+static const clattn__program_spec SDPA_PROGRAMS[2] = {
+    [CLATTN_ATTN_CPU] = {{"attention/sdpa_common.cl", "attention/sdpa_rows.cl",
+                          "attention/sdpa_fwd_cpu.cl", NULL},
+                         NULL},
+    [CLATTN_ATTN_TILED] = {{"attention/sdpa_common.cl", "attention/sdpa_rows.cl",
+                            "attention/sdpa_fwd_tiled.cl", NULL},
+                           NULL},
+};
+
+/* The kernels this file launches, by family. */
+enum { SDPA_K_FUSED, SDPA_K_SOFTMAX, SDPA_K_L2, SDPA_K_TRANSPOSE, SDPA_K_COUNT };
+
+#define CPU_PROG (&SDPA_PROGRAMS[CLATTN_ATTN_CPU])
+#define TILED_PROG (&SDPA_PROGRAMS[CLATTN_ATTN_TILED])
+static const clattn__kernel_spec SDPA_KERNELS[2][SDPA_K_COUNT] = {
+    [CLATTN_ATTN_CPU] = {[SDPA_K_FUSED] = {CPU_PROG, "sdpa_fwd_cpu"},
+                         [SDPA_K_SOFTMAX] = {CPU_PROG, "sdpa_softmax_rows"},
+                         [SDPA_K_L2] = {CPU_PROG, "sdpa_l2_normalize_rows"},
+                         [SDPA_K_TRANSPOSE] = {CPU_PROG, "sdpa_transpose_k"}},
+    /* The tiled kernel reads k as it is: no transpose in that family. */
+    [CLATTN_ATTN_TILED] = {[SDPA_K_FUSED] = {TILED_PROG, "sdpa_fwd_tiled"},
+                           [SDPA_K_SOFTMAX] = {TILED_PROG, "sdpa_softmax_rows"},
+                           [SDPA_K_L2] = {TILED_PROG, "sdpa_l2_normalize_rows"},
+                           [SDPA_K_TRANSPOSE] = {NULL, NULL}},
+};
+#undef CPU_PROG
+#undef TILED_PROG
 
 /* The largest head size the kernels are specialised for (register and
- * local-memory budgets in attention.cl are sized for it). */
+ * local-memory budgets in the family files are sized for it). */
 #define MAX_HEAD_DIM 256
 
 /* ---- tunables ------------------------------------------------------------ */
@@ -34,7 +65,7 @@ static const clattn__program_spec SDPA_PROGRAM = {{"attention/sdpa.cl", NULL}, N
  * so a work-item's private q rows and accumulators stay near 24 KiB. (The
  * rows llvmpipe once left unwritten with 46 KiB were its loop limit, see
  * clattn_ctx.loop_budget; llvmpipe no longer runs this family.) Must match
- * the default in cl/attention.cl, so it is passed explicitly. */
+ * the default in cl/attention/sdpa_fwd_cpu.cl, so it is passed explicitly. */
 static int cpu_row_groups(int d, int dv)
 {
     int g = 6144 / (CPU_ROWS_PER_ITEM * (d + dv));
@@ -99,7 +130,7 @@ bool clattn__sdpa_fused_fits(const clattn_ctx *ctx, int d, int dv, int m)
            tiled_fwd_loop_iterations(ctx, d, dv, m) <= ctx->loop_budget / 10 * 9;
 }
 
-/* Compiler options that specialise attention.cl for one problem shape.
+/* Compiler options that specialise a forward program for one problem shape.
  * kv_len and lse are always compiled in (a default kv_len of M and a
  * scratch lse cost O(B*H*N) memory traffic, nothing in the inner loop) so
  * that a head size needs at most two programs (with and without bias)
@@ -154,7 +185,8 @@ clattn_status clattn__attention_program(clattn_ctx *ctx, int d, int dv, bool bia
     if (!options || ((score_mod || mask_mod) && !prefix))
         st = clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
     else
-        st = clattn__program_get(ctx, &SDPA_PROGRAM, options, prefix, out);
+        st = clattn__program_get(ctx, &SDPA_PROGRAMS[ctx->attention_variant], options, prefix,
+                                 out);
     free(options);
     free(prefix);
     return st;
@@ -164,6 +196,60 @@ clattn_status clattn__attention_prebuild(clattn_ctx *ctx)
 {
     cl_program prog;
     return clattn__attention_program(ctx, 64, 64, false, NULL, NULL, &prog);
+}
+
+/* What selects the forward's kernels for one problem: the specialisation
+ * (head sizes, bias) and, with user snippets, the program built for them. */
+typedef struct sdpa_kernels {
+    const clattn_ctx *ctx;  /* for the tunables in sdpa_options */
+    int d, dv;
+    bool bias;
+    cl_program snippets;    /* NULL without score_mod / mask_mod */
+} sdpa_kernels;
+
+/* clattn__kernel_variant's key for a specialisation: everything
+ * sdpa_options encodes (the tunables are functions of the context and the
+ * head sizes, so they need no bits of their own; kv_len and lse are always
+ * compiled in), the family, and bit 0 so that the key is never 0. */
+static uint64_t sdpa_variant(const clattn_ctx *ctx, int d, int dv, bool bias)
+{
+    const uint64_t kv_len = 1, lse = 1;
+    return (uint64_t)d << 32 | (uint64_t)dv << 16 | (uint64_t)ctx->attention_variant << 4 |
+           lse << 3 | kv_len << 2 | (uint64_t)bias << 1 | 1u;
+}
+
+/* make_options of clattn__kernel_variant, called only on a miss. */
+static char *sdpa_make_options(const void *arg)
+{
+    const sdpa_kernels *sk = arg;
+    return sdpa_options(sk->ctx, sk->d, sk->dv, sk->bias);
+}
+
+/* The kernels for problem pr: with user snippets their program is built
+ * (or found by its source) now, once per call; without, nothing is done
+ * until a kernel is asked for. */
+static clattn_status sdpa_kernels_init(clattn_ctx *ctx, const clattn__sdpa_problem *pr,
+                                       sdpa_kernels *sk)
+{
+    *sk = (sdpa_kernels){ctx, pr->D, pr->Dv, pr->has_bias, NULL};
+    if (!pr->score_mod && !pr->mask_mod)
+        return CLATTN_OK;
+    return clattn__attention_program(ctx, pr->D, pr->Dv, pr->has_bias, pr->score_mod,
+                                     pr->mask_mod, &sk->snippets);
+}
+
+/* Kernel `which` (SDPA_K_*) of the context's family. Without snippets it
+ * is resolved once per context and specialisation, so a repeated call
+ * formats no options and searches no strings. Snippets (user code, keyed
+ * by its text) take the program's kernel table instead. */
+static clattn_status sdpa_kernel(clattn_ctx *ctx, const sdpa_kernels *sk, int which,
+                                 cl_kernel *k)
+{
+    const clattn__kernel_spec *spec = &SDPA_KERNELS[ctx->attention_variant][which];
+    if (sk->snippets)
+        return clattn__kernel_get(ctx, sk->snippets, spec->name, k);
+    return clattn__kernel_variant(ctx, spec, sdpa_variant(ctx, sk->d, sk->dv, sk->bias),
+                                  sdpa_make_options, sk, k);
 }
 
 /* ---- argument checks ------------------------------------------------------ */
@@ -388,25 +474,17 @@ clattn_status clattn__sdpa_check(clattn_ctx *ctx, const char *fn, const clattn_t
 clattn_status clattn__sdpa_set_tail_args(clattn_ctx *ctx, cl_kernel k, cl_uint first,
                                          const clattn__sdpa_problem *pr)
 {
-    cl_uint i = first;
-    cl_long sb = pr->bias_sb, sh = pr->bias_sh, sn = pr->bias_sn;
-    cl_int err = CLATTN_ARG(k, i, pr->lse);
-    err |= CLATTN_ARG(k, i + 1, pr->bias);
-    err |= CLATTN_ARG(k, i + 2, sb);
-    err |= CLATTN_ARG(k, i + 3, sh);
-    err |= CLATTN_ARG(k, i + 4, sn);
-    err |= CLATTN_ARG(k, i + 5, pr->kv_len);
-    err |= CLATTN_ARG(k, i + 6, pr->mod_buf);
-    for (cl_uint j = 0; j < 4; j++)
-        err |= CLATTN_ARG(k, i + 7 + j, pr->p[j]);
-    const cl_int ints[5] = {pr->B, pr->Hq, pr->Hkv, pr->N, pr->M};
-    for (cl_uint j = 0; j < 5; j++)
-        err |= CLATTN_ARG(k, i + 11 + j, ints[j]);
-    err |= CLATTN_ARG(k, i + 16, pr->scale);
-    cl_int wl = pr->wl, wr = pr->wr;
-    err |= CLATTN_ARG(k, i + 17, wl);
-    err |= CLATTN_ARG(k, i + 18, wr);
-    return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, "setting attention arguments");
+    const cl_long sb = pr->bias_sb, sh = pr->bias_sh, sn = pr->bias_sn;
+    const cl_int b = pr->B, hq = pr->Hq, hkv = pr->Hkv, n = pr->N, m = pr->M;
+    const cl_int wl = pr->wl, wr = pr->wr;
+    const cl_float scale = pr->scale;
+    return CLATTN_SET_ARGS_FROM(ctx, k, first, "attention", CLATTN_KARG(pr->lse),
+                                CLATTN_KARG(pr->bias), CLATTN_KARG(sb), CLATTN_KARG(sh),
+                                CLATTN_KARG(sn), CLATTN_KARG(pr->kv_len), CLATTN_KARG(pr->mod_buf),
+                                CLATTN_KARG(pr->p[0]), CLATTN_KARG(pr->p[1]),
+                                CLATTN_KARG(pr->p[2]), CLATTN_KARG(pr->p[3]), CLATTN_KARG(b),
+                                CLATTN_KARG(hq), CLATTN_KARG(hkv), CLATTN_KARG(n), CLATTN_KARG(m),
+                                CLATTN_KARG(scale), CLATTN_KARG(wl), CLATTN_KARG(wr));
 }
 
 /* The kernels' long4 layout of a tensor with heads h, rows and width:
@@ -425,7 +503,8 @@ static cl_long4 kernel_layout(const clattn__sdpa_problem *pr, const clattn__sdpa
     return v;
 }
 
-static clattn_status run_fused(clattn_ctx *ctx, cl_program prog, const clattn__sdpa_problem *pr)
+static clattn_status run_fused(clattn_ctx *ctx, const sdpa_kernels *sk,
+                               const clattn__sdpa_problem *pr)
 {
     cl_kernel k;
     clattn_status st;
@@ -445,18 +524,14 @@ static clattn_status run_fused(clattn_ctx *ctx, cl_program prog, const clattn__s
         st = clattn__scratch(ctx, CLATTN_SCRATCH_KT, bhkv * (size_t)pr->D * mp * sizeof(float),
                              "attention scratch: transposed k [B, Hkv, D, M]", &keys);
         if (st == CLATTN_OK)
-            st = clattn__kernel_get(ctx, prog, "sdpa_transpose_k", &tk);
+            st = sdpa_kernel(ctx, sk, SDPA_K_TRANSPOSE, &tk);
+        const cl_int bh = (cl_int)bhkv, m = pr->M, hkv = pr->Hkv;
+        if (st == CLATTN_OK)
+            st = CLATTN_SET_ARGS(ctx, tk, "sdpa_transpose_k", CLATTN_KARG(pr->k),
+                                 CLATTN_KARG(keys), CLATTN_KARG(bh), CLATTN_KARG(m),
+                                 CLATTN_KARG(hkv), CLATTN_KARG(lk));
         if (st != CLATTN_OK)
             return st;
-        cl_int bh = (cl_int)bhkv, m = pr->M, hkv = pr->Hkv;
-        cl_int err = CLATTN_ARG(tk, 0, pr->k);
-        err |= CLATTN_ARG(tk, 1, keys);
-        err |= CLATTN_ARG(tk, 2, bh);
-        err |= CLATTN_ARG(tk, 3, m);
-        err |= CLATTN_ARG(tk, 4, hkv);
-        err |= CLATTN_ARG(tk, 5, lk);
-        if (err != CL_SUCCESS)
-            return clattn__fail_cl(ctx, err, "setting sdpa_transpose_k arguments");
         size_t tg[3] = {mp / 16, ((size_t)pr->D + 15) / 16, bhkv}, tl[3] = {1, 1, 1};
         st = clattn__enqueue(ctx, tk, 3, tg, tl, "sdpa_transpose_k");
         if (st != CLATTN_OK)
@@ -474,21 +549,29 @@ static clattn_status run_fused(clattn_ctx *ctx, cl_program prog, const clattn__s
     }
     global[1] = (size_t)pr->B * (size_t)pr->Hq;
     local[1] = 1;
-    st = clattn__kernel_get(ctx, prog, name, &k);
-    if (st != CLATTN_OK)
-        return st;
-    cl_int err = CLATTN_ARG(k, 0, pr->q);
-    err |= CLATTN_ARG(k, 1, keys);
-    err |= CLATTN_ARG(k, 2, pr->v);
-    err |= CLATTN_ARG(k, 3, pr->out);
-    err |= CLATTN_ARG(k, 23, lq);
-    err |= CLATTN_ARG(k, 24, lk);
-    err |= CLATTN_ARG(k, 25, lv);
-    err |= CLATTN_ARG(k, 26, lo);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting attention arguments");
-    st = clattn__sdpa_set_tail_args(ctx, k, 4, pr);
+    /* Arguments 0..3, the common tail 4..22, the layouts 23..26. */
+    st = sdpa_kernel(ctx, sk, SDPA_K_FUSED, &k);
+    if (st == CLATTN_OK)
+        st = CLATTN_SET_ARGS(ctx, k, name, CLATTN_KARG(pr->q), CLATTN_KARG(keys),
+                             CLATTN_KARG(pr->v), CLATTN_KARG(pr->out));
+    if (st == CLATTN_OK)
+        st = clattn__sdpa_set_tail_args(ctx, k, 4, pr);
+    if (st == CLATTN_OK)
+        st = CLATTN_SET_ARGS_FROM(ctx, k, 23, name, CLATTN_KARG(lq), CLATTN_KARG(lk),
+                                  CLATTN_KARG(lv), CLATTN_KARG(lo));
     return st == CLATTN_OK ? clattn__enqueue(ctx, k, 2, global, local, name) : st;
+}
+
+/* Runs sdpa_softmax_rows (kernel k of a forward program) on scores. */
+static clattn_status softmax_rows(clattn_ctx *ctx, cl_kernel k, cl_mem scores,
+                                  const clattn__sdpa_problem *pr)
+{
+    clattn_status st = CLATTN_SET_ARGS(ctx, k, "sdpa_softmax_rows", CLATTN_KARG(scores));
+    if (st == CLATTN_OK)
+        st = clattn__sdpa_set_tail_args(ctx, k, 1, pr);
+    size_t global[3] = {SOFTMAX_WG, (size_t)pr->N, (size_t)pr->B * (size_t)pr->Hq};
+    size_t local[3] = {SOFTMAX_WG, 1, 1};
+    return st == CLATTN_OK ? clattn__enqueue(ctx, k, 3, global, local, "sdpa_softmax_rows") : st;
 }
 
 clattn_status clattn__sdpa_softmax(clattn_ctx *ctx, cl_program prog, cl_mem scores,
@@ -496,21 +579,23 @@ clattn_status clattn__sdpa_softmax(clattn_ctx *ctx, cl_program prog, cl_mem scor
 {
     cl_kernel k;
     clattn_status st = clattn__kernel_get(ctx, prog, "sdpa_softmax_rows", &k);
-    if (st != CLATTN_OK)
-        return st;
-    cl_int err = CLATTN_ARG(k, 0, scores);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting sdpa_softmax_rows arguments");
-    st = clattn__sdpa_set_tail_args(ctx, k, 1, pr);
-    size_t global[3] = {SOFTMAX_WG, (size_t)pr->N, (size_t)pr->B * (size_t)pr->Hq};
-    size_t local[3] = {SOFTMAX_WG, 1, 1};
-    return st == CLATTN_OK ? clattn__enqueue(ctx, k, 3, global, local, "sdpa_softmax_rows") : st;
+    return st == CLATTN_OK ? softmax_rows(ctx, k, scores, pr) : st;
+}
+
+clattn_status clattn__sdpa_softmax_any(clattn_ctx *ctx, cl_mem scores,
+                                       const clattn__sdpa_problem *pr)
+{
+    const sdpa_kernels sk = {ctx, 64, 64, false, NULL};
+    cl_kernel k;
+    clattn_status st = sdpa_kernel(ctx, &sk, SDPA_K_SOFTMAX, &k);
+    return st == CLATTN_OK ? softmax_rows(ctx, k, scores, pr) : st;
 }
 
 /* GEMM -> softmax -> GEMM. The g = Hq / Hkv query heads that share a kv
  * head are contiguous in q ([g*N, D] rows), so one strided-batched GEMM
  * per (batch, kv head) covers GQA without copying. */
-static clattn_status run_unfused(clattn_ctx *ctx, cl_program prog, const clattn__sdpa_problem *pr)
+static clattn_status run_unfused(clattn_ctx *ctx, const sdpa_kernels *sk,
+                                 const clattn__sdpa_problem *pr)
 {
     size_t g = (size_t)(pr->Hq / pr->Hkv), n = (size_t)pr->N, m = (size_t)pr->M;
     size_t d = (size_t)pr->D, dv = (size_t)pr->Dv, batches = (size_t)pr->B * (size_t)pr->Hkv;
@@ -529,8 +614,11 @@ static clattn_status run_unfused(clattn_ctx *ctx, cl_program prog, const clattn_
     }
     st = clattn__gemm_batched(ctx, false, true, g * n, m, d, 1.0f, pr->q, 0, d, g * n * d, pr->k,
                               0, d, m * d, 0.0f, scores, 0, m, g * n * m, batches);
+    cl_kernel k;
     if (st == CLATTN_OK)
-        st = clattn__sdpa_softmax(ctx, prog, scores, pr);
+        st = sdpa_kernel(ctx, sk, SDPA_K_SOFTMAX, &k);
+    if (st == CLATTN_OK)
+        st = softmax_rows(ctx, k, scores, pr);
     if (st == CLATTN_OK)
         st = clattn__gemm_batched(ctx, false, false, g * n, dv, m, 1.0f, scores, 0, m, g * n * m,
                                   pr->v, 0, dv, m * dv, 0.0f, pr->out, 0, dv, g * n * dv,
@@ -539,23 +627,20 @@ static clattn_status run_unfused(clattn_ctx *ctx, cl_program prog, const clattn_
 }
 
 /* Writes x / max(|x|, 1e-12) row by row into the scratch slot. */
-static clattn_status normalize_rows(clattn_ctx *ctx, cl_program prog, cl_mem x, size_t rows,
-                                    int d, int slot, cl_mem *y)
+static clattn_status normalize_rows(clattn_ctx *ctx, const sdpa_kernels *sk, cl_mem x,
+                                    size_t rows, int d, int slot, cl_mem *y)
 {
     cl_kernel k;
     clattn_status st = clattn__scratch(ctx, slot, rows * (size_t)d * sizeof(float),
                                        "cosine attention: normalised copy", y);
     if (st == CLATTN_OK)
-        st = clattn__kernel_get(ctx, prog, "sdpa_l2_normalize_rows", &k);
+        st = sdpa_kernel(ctx, sk, SDPA_K_L2, &k);
+    const cl_int r = (cl_int)rows, dd = d;
+    if (st == CLATTN_OK)
+        st = CLATTN_SET_ARGS(ctx, k, "sdpa_l2_normalize_rows", CLATTN_KARG(x), CLATTN_KARG(*y),
+                             CLATTN_KARG(r), CLATTN_KARG(dd));
     if (st != CLATTN_OK)
         return st;
-    cl_int r = (cl_int)rows, dd = d;
-    cl_int err = CLATTN_ARG(k, 0, x);
-    err |= CLATTN_ARG(k, 1, *y);
-    err |= CLATTN_ARG(k, 2, r);
-    err |= CLATTN_ARG(k, 3, dd);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting sdpa_l2_normalize_rows arguments");
     size_t global = rows, local = 64;
     return clattn__enqueue(ctx, k, 1, &global, &local, "sdpa_l2_normalize_rows");
 }
@@ -592,20 +677,16 @@ clattn_status clattn__sdpa_aux_buffers(clattn_ctx *ctx, const int32_t *kv_len,
     }
     /* No key padding: every batch has M keys, filled on the device so no
      * host memory has to outlive the call. */
-    cl_program prog;
+    static const clattn__kernel_spec FILL_I32 = {&clattn__elementwise_program, "fill_i32"};
     cl_kernel k;
-    st = clattn__program_get(ctx, &clattn__elementwise_program, NULL, NULL, &prog);
+    st = clattn__kernel(ctx, &FILL_I32, &k);
+    const cl_ulong n = (cl_ulong)pr->B;
+    const cl_int m = pr->M;
     if (st == CLATTN_OK)
-        st = clattn__kernel_get(ctx, prog, "fill_i32", &k);
+        st = CLATTN_SET_ARGS(ctx, k, "fill_i32", CLATTN_KARG(pr->kv_len), CLATTN_KARG(n),
+                             CLATTN_KARG(m));
     if (st != CLATTN_OK)
         return st;
-    cl_ulong n = (cl_ulong)pr->B;
-    cl_int m = pr->M;
-    cl_int err = CLATTN_ARG(k, 0, pr->kv_len);
-    err |= CLATTN_ARG(k, 1, n);
-    err |= CLATTN_ARG(k, 2, m);
-    if (err != CL_SUCCESS)
-        return clattn__fail_cl(ctx, err, "setting fill_i32 arguments");
     size_t global = (size_t)pr->B;
     return clattn__enqueue(ctx, k, 1, &global, NULL, "fill_i32");
 }
@@ -616,16 +697,15 @@ clattn_status clattn__sdpa_run(clattn_ctx *ctx, clattn__sdpa_problem *pr, bool c
     if (pr->strided && (impl == CLATTN_SDPA_UNFUSED || pr->weights || cosine))
         return clattn__fail(ctx, CLATTN_ERR_INTERNAL,
                             "strided attention inputs reach only the fused kernels");
-    cl_program prog;
-    clattn_status st = clattn__attention_program(ctx, pr->D, pr->Dv, pr->has_bias,
-                                                 pr->score_mod, pr->mask_mod, &prog);
+    sdpa_kernels sk;
+    clattn_status st = sdpa_kernels_init(ctx, pr, &sk);
     if (st != CLATTN_OK)
         return st;
     if (cosine) {
-        st = normalize_rows(ctx, prog, pr->q, (size_t)pr->B * (size_t)pr->Hq * (size_t)pr->N,
+        st = normalize_rows(ctx, &sk, pr->q, (size_t)pr->B * (size_t)pr->Hq * (size_t)pr->N,
                             pr->D, CLATTN_SCRATCH_QNORM, &pr->q);
         if (st == CLATTN_OK)
-            st = normalize_rows(ctx, prog, pr->k,
+            st = normalize_rows(ctx, &sk, pr->k,
                                 (size_t)pr->B * (size_t)pr->Hkv * (size_t)pr->M, pr->D,
                                 CLATTN_SCRATCH_KNORM, &pr->k);
         if (st != CLATTN_OK)
@@ -645,7 +725,7 @@ clattn_status clattn__sdpa_run(clattn_ctx *ctx, clattn__sdpa_problem *pr, bool c
                                 (long long)ctx->loop_budget);
         unfused = true;
     }
-    return unfused ? run_unfused(ctx, prog, pr) : run_fused(ctx, prog, pr);
+    return unfused ? run_unfused(ctx, &sk, pr) : run_fused(ctx, &sk, pr);
 }
 
 clattn_status clattn_sdpa(clattn_ctx *ctx, const clattn_tensor *q, const clattn_tensor *k,

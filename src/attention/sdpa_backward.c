@@ -1,9 +1,10 @@
-/* attention_backward.c - clattn_sdpa_backward: argument checks (shared with
+/* sdpa_backward.c - clattn_sdpa_backward: argument checks (shared with
  * the forward through clattn__sdpa_check), kernel specialisation, and the
  * sequence of kernels of the flash-style backward.
  *
- * The kernels live in cl/attention_backward.cl; its header comment is the
- * contract for the argument lists and NDRanges used here. One call runs:
+ * The kernels live in cl/attention/: sdpa_bwd_common.cl's header comment is
+ * the contract for the argument lists used here, and the family files
+ * (sdpa_bwd_cpu.cl, sdpa_bwd_tiled.cl) give their NDRanges. One call runs:
  *   [cosine] normalise q and k rows (keeping the norms)
  *   prep     Delta = rowsum(dO * O), lse in score units, padded rows
  *   tiled family (GPUs):
@@ -22,7 +23,52 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const clattn__program_spec SDPA_BACKWARD_PROGRAM = {{"attention/sdpa_backward.cl", NULL}, NULL};
+/* One backward program per kernel family (indexed by clattn_ctx.
+ * attention_variant), so a context compiles only its own. BWD_CPU tells
+ * sdpa_bwd_common.cl which family follows it (the units of the lse rows it
+ * writes); the backward always reads kv_len (clattn__sdpa_aux_buffers fills
+ * it), hence HAS_KV_LEN=1 for sdpa_common.cl's clattn_kv_limit. */
+static const clattn__program_spec BWD_PROGRAMS[2] = {
+    [CLATTN_ATTN_CPU] = {{"attention/sdpa_common.cl", "attention/sdpa_bwd_common.cl",
+                          "attention/sdpa_bwd_cpu.cl", NULL},
+                         "-DBWD_CPU=1 -DHAS_KV_LEN=1"},
+    [CLATTN_ATTN_TILED] = {{"attention/sdpa_common.cl", "attention/sdpa_bwd_common.cl",
+                            "attention/sdpa_bwd_tiled.cl", NULL},
+                           "-DBWD_CPU=0 -DHAS_KV_LEN=1"},
+};
+
+/* The kernels this file launches; the first four are in both programs. */
+enum {
+    BWD_K_PREP, BWD_K_L2, BWD_K_L2_BACKWARD, BWD_K_DBIAS,
+    BWD_K_PANELS, BWD_K_CPU, BWD_K_DQ_REDUCE, /* CPU family only */
+    BWD_K_DKDV, BWD_K_DQ,                     /* tiled family only */
+    BWD_K_COUNT
+};
+
+#define CPU_PROG (&BWD_PROGRAMS[CLATTN_ATTN_CPU])
+#define TILED_PROG (&BWD_PROGRAMS[CLATTN_ATTN_TILED])
+static const clattn__kernel_spec BWD_KERNELS[2][BWD_K_COUNT] = {
+    [CLATTN_ATTN_CPU] = {[BWD_K_PREP] = {CPU_PROG, "sdpa_bwd_prep"},
+                         [BWD_K_L2] = {CPU_PROG, "sdpa_bwd_l2_normalize"},
+                         [BWD_K_L2_BACKWARD] = {CPU_PROG, "sdpa_bwd_l2_backward"},
+                         [BWD_K_DBIAS] = {CPU_PROG, "sdpa_bwd_dbias_reduce"},
+                         [BWD_K_PANELS] = {CPU_PROG, "sdpa_bwd_panels"},
+                         [BWD_K_CPU] = {CPU_PROG, "sdpa_bwd_cpu"},
+                         [BWD_K_DQ_REDUCE] = {CPU_PROG, "sdpa_bwd_dq_reduce"},
+                         [BWD_K_DKDV] = {NULL, NULL},
+                         [BWD_K_DQ] = {NULL, NULL}},
+    [CLATTN_ATTN_TILED] = {[BWD_K_PREP] = {TILED_PROG, "sdpa_bwd_prep"},
+                           [BWD_K_L2] = {TILED_PROG, "sdpa_bwd_l2_normalize"},
+                           [BWD_K_L2_BACKWARD] = {TILED_PROG, "sdpa_bwd_l2_backward"},
+                           [BWD_K_DBIAS] = {TILED_PROG, "sdpa_bwd_dbias_reduce"},
+                           [BWD_K_PANELS] = {NULL, NULL},
+                           [BWD_K_CPU] = {NULL, NULL},
+                           [BWD_K_DQ_REDUCE] = {NULL, NULL},
+                           [BWD_K_DKDV] = {TILED_PROG, "sdpa_bwd_dkdv_tiled"},
+                           [BWD_K_DQ] = {TILED_PROG, "sdpa_bwd_dq_tiled"}},
+};
+#undef CPU_PROG
+#undef TILED_PROG
 
 /* ---- tunables ------------------------------------------------------------ */
 
@@ -49,7 +95,7 @@ typedef struct tiles {
 } tiles;
 
 /* Tiled kernels: 32-row tiles with 4 work-items per row, shrunk until the
- * local arrays (see attention_backward.cl) fit the device. */
+ * local arrays (see cl/attention/sdpa_bwd_tiled.cl) fit the device. */
 static tiles tiled_tunables(const clattn_ctx *ctx, int d, int dv)
 {
     tiles t = {4, 32, 32, 32, 32};
@@ -87,35 +133,82 @@ static bool cpu_family(const clattn_ctx *ctx)
     return ctx->attention_variant == CLATTN_ATTN_CPU;
 }
 
-/* The backward program for head sizes d, dv, with or without bias, and
- * the mask_mod snippet (built or loaded once per context). Only the
- * context's kernel family is compiled. */
-static clattn_status backward_program(clattn_ctx *ctx, int d, int dv, bool bias,
-                                      const char *mask_mod, cl_program *out)
+/* What selects the backward's kernels for one problem: the
+ * specialisation (head sizes, bias) and, with a mask_mod snippet, the
+ * program built for it. */
+typedef struct bwd_kernels {
+    const clattn_ctx *ctx;  /* for the tunables in bwd_options */
+    int d, dv;
+    bool bias;
+    cl_program snippets;    /* NULL without mask_mod */
+} bwd_kernels;
+
+/* Compiler options of the context's family for head sizes d, dv, with or
+ * without bias (the family itself is in the program spec). malloc'd. */
+static char *bwd_options(const clattn_ctx *ctx, int d, int dv, bool bias)
 {
-    char *options;
-    if (cpu_family(ctx)) {
-        options = clattn__aprintf("-DHEAD_DIM=%d -DVALUE_DIM=%d -DHAS_BIAS=%d -DBWD_CPU=1 "
-                                  "-DROWS_PER_ITEM=%d -DKV_GROUPS=%d -DQUERY_BLOCK=%d "
-                                  "-DCPU_LOCAL=%d",
-                                  d, dv, bias, CPU_ROWS, cpu_groups(2 * (d + dv)), CPU_BLOCK,
-                                  CPU_LOCAL);
-    } else {
-        tiles t = tiled_tunables(ctx, d, dv);
-        options = clattn__aprintf("-DHEAD_DIM=%d -DVALUE_DIM=%d -DHAS_BIAS=%d -DBWD_CPU=0 "
-                                  "-DTPR=%d -DDQ_TILE_Q=%d -DDQ_TILE_K=%d -DKV_TILE_K=%d "
-                                  "-DKV_TILE_Q=%d",
-                                  d, dv, bias, t.tpr, t.dq_q, t.dq_k, t.kv_k, t.kv_q);
-    }
-    char *prefix = mask_mod ? clattn__sdpa_snippet_prefix(NULL, mask_mod) : NULL;
+    if (cpu_family(ctx))
+        return clattn__aprintf("-DHEAD_DIM=%d -DVALUE_DIM=%d -DHAS_BIAS=%d "
+                               "-DROWS_PER_ITEM=%d -DKV_GROUPS=%d -DQUERY_BLOCK=%d "
+                               "-DCPU_LOCAL=%d",
+                               d, dv, bias, CPU_ROWS, cpu_groups(2 * (d + dv)), CPU_BLOCK,
+                               CPU_LOCAL);
+    tiles t = tiled_tunables(ctx, d, dv);
+    return clattn__aprintf("-DHEAD_DIM=%d -DVALUE_DIM=%d -DHAS_BIAS=%d "
+                           "-DTPR=%d -DDQ_TILE_Q=%d -DDQ_TILE_K=%d -DKV_TILE_K=%d "
+                           "-DKV_TILE_Q=%d",
+                           d, dv, bias, t.tpr, t.dq_q, t.dq_k, t.kv_k, t.kv_q);
+}
+
+/* make_options of clattn__kernel_variant, called only on a miss. */
+static char *bwd_make_options(const void *arg)
+{
+    const bwd_kernels *bk = arg;
+    return bwd_options(bk->ctx, bk->d, bk->dv, bk->bias);
+}
+
+/* clattn__kernel_variant's key: what bwd_options encodes (the tunables
+ * follow from the context and the head sizes), the family, and bit 0 so
+ * that the key is never 0. */
+static uint64_t bwd_variant(const clattn_ctx *ctx, int d, int dv, bool bias)
+{
+    return (uint64_t)d << 32 | (uint64_t)dv << 16 | (uint64_t)ctx->attention_variant << 4 |
+           (uint64_t)bias << 1 | 1u;
+}
+
+/* The kernels for problem pr. With mask_mod its program (specialised
+ * like the others, plus the snippet, built or loaded once per context and
+ * snippet) is fetched now; without, nothing happens until a kernel is
+ * asked for. */
+static clattn_status bwd_kernels_init(clattn_ctx *ctx, const clattn__sdpa_problem *pr,
+                                      bwd_kernels *bk)
+{
+    *bk = (bwd_kernels){ctx, pr->D, pr->Dv, pr->has_bias, NULL};
+    if (!pr->mask_mod)
+        return CLATTN_OK;
+    char *options = bwd_options(ctx, pr->D, pr->Dv, pr->has_bias);
+    char *prefix = clattn__sdpa_snippet_prefix(NULL, pr->mask_mod);
     clattn_status st;
-    if (!options || (mask_mod && !prefix))
+    if (!options || !prefix)
         st = clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
     else
-        st = clattn__program_get(ctx, &SDPA_BACKWARD_PROGRAM, options, prefix, out);
+        st = clattn__program_get(ctx, &BWD_PROGRAMS[ctx->attention_variant], options, prefix,
+                                 &bk->snippets);
     free(options);
     free(prefix);
     return st;
+}
+
+/* Kernel `which` (BWD_K_*) of the context's family: resolved once per
+ * context and specialisation without a snippet, so a repeated call formats
+ * no options; with one, from the snippet program's kernel table. */
+static clattn_status bwd_kernel(clattn_ctx *ctx, const bwd_kernels *bk, int which, cl_kernel *k)
+{
+    const clattn__kernel_spec *spec = &BWD_KERNELS[ctx->attention_variant][which];
+    if (bk->snippets)
+        return clattn__kernel_get(ctx, bk->snippets, spec->name, k);
+    return clattn__kernel_variant(ctx, spec, bwd_variant(ctx, bk->d, bk->dv, bk->bias),
+                                  bwd_make_options, bk, k);
 }
 
 /* ---- argument checks ------------------------------------------------------ */
@@ -247,66 +340,43 @@ static clattn_status set_bwd_args(clattn_ctx *ctx, cl_kernel k, const bwd_buffer
                                   const bwd_outputs *o, cl_mem dummy, int np,
                                   const clattn__sdpa_problem *pr)
 {
-    const cl_mem mems[7] = {b->q, b->qt, b->k, b->v, b->dout, b->dot, b->dl};
-    cl_int err = CL_SUCCESS, flags = 0;
-    for (cl_uint i = 0; i < 7; i++)
-        err |= CLATTN_ARG(k, i, mems[i]);
-    for (cl_uint i = 0; i < 4; i++) {
-        cl_mem g = o->g[i] ? o->g[i] : dummy;
-        err |= CLATTN_ARG(k, 7 + i, g);
+    cl_mem g[4];
+    cl_int flags = 0;
+    for (int i = 0; i < 4; i++) {
+        g[i] = o->g[i] ? o->g[i] : dummy;
         flags |= o->g[i] ? 1 << i : 0;
     }
-    cl_long sb = pr->bias_sb, sh = pr->bias_sh, sn = pr->bias_sn;
-    err |= CLATTN_ARG(k, 11, pr->bias);
-    err |= CLATTN_ARG(k, 12, sb);
-    err |= CLATTN_ARG(k, 13, sh);
-    err |= CLATTN_ARG(k, 14, sn);
-    err |= CLATTN_ARG(k, 15, pr->kv_len);
-    err |= CLATTN_ARG(k, 16, pr->mod_buf);
-    for (cl_uint j = 0; j < 4; j++)
-        err |= CLATTN_ARG(k, 17 + j, pr->p[j]);
-    const cl_int ints[6] = {pr->B, pr->Hq, pr->Hkv, pr->N, pr->M, np};
-    for (cl_uint j = 0; j < 6; j++)
-        err |= CLATTN_ARG(k, 21 + j, ints[j]);
-    err |= CLATTN_ARG(k, 27, pr->scale);
-    cl_int wl = pr->wl, wr = pr->wr, chunks = o->chunks;
-    err |= CLATTN_ARG(k, 28, wl);
-    err |= CLATTN_ARG(k, 29, wr);
-    err |= CLATTN_ARG(k, 30, flags);
-    err |= CLATTN_ARG(k, 31, chunks);
-    return err == CL_SUCCESS ? CLATTN_OK
-                             : clattn__fail_cl(ctx, err, "setting attention backward arguments");
+    const cl_long sb = pr->bias_sb, sh = pr->bias_sh, sn = pr->bias_sn;
+    const cl_int bb = pr->B, hq = pr->Hq, hkv = pr->Hkv, n = pr->N, m = pr->M, a_np = np;
+    const cl_int wl = pr->wl, wr = pr->wr, chunks = o->chunks;
+    const cl_float scale = pr->scale;
+    return CLATTN_SET_ARGS(
+        ctx, k, "attention backward", CLATTN_KARG(b->q), CLATTN_KARG(b->qt), CLATTN_KARG(b->k),
+        CLATTN_KARG(b->v), CLATTN_KARG(b->dout), CLATTN_KARG(b->dot), CLATTN_KARG(b->dl),
+        CLATTN_KARG(g[0]), CLATTN_KARG(g[1]), CLATTN_KARG(g[2]), CLATTN_KARG(g[3]),
+        CLATTN_KARG(pr->bias), CLATTN_KARG(sb), CLATTN_KARG(sh), CLATTN_KARG(sn),
+        CLATTN_KARG(pr->kv_len), CLATTN_KARG(pr->mod_buf), CLATTN_KARG(pr->p[0]),
+        CLATTN_KARG(pr->p[1]), CLATTN_KARG(pr->p[2]), CLATTN_KARG(pr->p[3]), CLATTN_KARG(bb),
+        CLATTN_KARG(hq), CLATTN_KARG(hkv), CLATTN_KARG(n), CLATTN_KARG(m), CLATTN_KARG(a_np),
+        CLATTN_KARG(scale), CLATTN_KARG(wl), CLATTN_KARG(wr), CLATTN_KARG(flags),
+        CLATTN_KARG(chunks));
 }
 
-/* Runs one kernel of the program with up to 7 plain arguments. */
-typedef struct karg {
-    size_t size;
-    const void *value;
-} karg;
-
-static clattn_status run_kernel(clattn_ctx *ctx, cl_program prog, const char *name,
-                                const karg *args, int n_args, cl_uint dims, const size_t *global,
-                                const size_t *local)
+/* Runs kernel `which` with the n plain arguments args (CLATTN_KARG). */
+static clattn_status run_kernel(clattn_ctx *ctx, const bwd_kernels *bk, int which,
+                                const clattn__karg *args, size_t n, cl_uint dims,
+                                const size_t *global, const size_t *local)
 {
+    const char *name = BWD_KERNELS[ctx->attention_variant][which].name;
     cl_kernel k;
-    clattn_status st = clattn__kernel_get(ctx, prog, name, &k);
-    if (st != CLATTN_OK)
-        return st;
-    cl_int err = CL_SUCCESS;
-    for (int i = 0; i < n_args; i++)
-        err |= clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].value);
-    if (err != CL_SUCCESS) {
-        char what[96];
-        snprintf(what, sizeof what, "setting %s arguments", name);
-        return clattn__fail_cl(ctx, err, what);
-    }
-    return clattn__enqueue(ctx, k, dims, global, local, name);
+    clattn_status st = bwd_kernel(ctx, bk, which, &k);
+    if (st == CLATTN_OK)
+        st = clattn__set_args(ctx, k, 0, args, n, name);
+    return st == CLATTN_OK ? clattn__enqueue(ctx, k, dims, global, local, name) : st;
 }
-
-#define KARG(x) {sizeof(x), &(x)}
 
 /* x [bh, rows, width] -> panels of pb rows in a scratch slot. */
-static clattn_status make_panels(clattn_ctx *ctx, cl_program prog, cl_mem x, int bh, int rows,
+static clattn_status make_panels(clattn_ctx *ctx, const bwd_kernels *bk, cl_mem x, int bh, int rows,
                                  int width, int pb, int slot, const char *what, cl_mem *out)
 {
     size_t rp = clattn__round_up((size_t)rows, (size_t)pb);
@@ -315,13 +385,14 @@ static clattn_status make_panels(clattn_ctx *ctx, cl_program prog, cl_mem x, int
     if (st != CLATTN_OK)
         return st;
     cl_int a_bh = bh, a_rows = rows, a_w = width, a_pb = pb;
-    const karg args[6] = {KARG(x), KARG(*out), KARG(a_bh), KARG(a_rows), KARG(a_w), KARG(a_pb)};
+    const clattn__karg args[6] = {CLATTN_KARG(x), CLATTN_KARG(*out), CLATTN_KARG(a_bh),
+                                  CLATTN_KARG(a_rows), CLATTN_KARG(a_w), CLATTN_KARG(a_pb)};
     size_t global[3] = {rp, (size_t)width, (size_t)bh};
-    return run_kernel(ctx, prog, "sdpa_bwd_panels", args, 6, 3, global, NULL);
+    return run_kernel(ctx, bk, BWD_K_PANELS, args, 6, 3, global, NULL);
 }
 
 /* Cosine score: y = x / max(|x|, 1e-12) into slot, norms into norm_slot. */
-static clattn_status normalize(clattn_ctx *ctx, cl_program prog, cl_mem x, size_t rows, int d,
+static clattn_status normalize(clattn_ctx *ctx, const bwd_kernels *bk, cl_mem x, size_t rows, int d,
                                int slot, int norm_slot, cl_mem *y, cl_mem *norms)
 {
     clattn_status st = clattn__scratch(ctx, slot, rows * (size_t)d * sizeof(float),
@@ -332,19 +403,21 @@ static clattn_status normalize(clattn_ctx *ctx, cl_program prog, cl_mem x, size_
     if (st != CLATTN_OK)
         return st;
     cl_int r = (cl_int)rows;
-    const karg args[4] = {KARG(x), KARG(*y), KARG(*norms), KARG(r)};
+    const clattn__karg args[4] = {CLATTN_KARG(x), CLATTN_KARG(*y), CLATTN_KARG(*norms),
+                                  CLATTN_KARG(r)};
     size_t local = 64;
-    return run_kernel(ctx, prog, "sdpa_bwd_l2_normalize", args, 4, 1, &rows, &local);
+    return run_kernel(ctx, bk, BWD_K_L2, args, 4, 1, &rows, &local);
 }
 
 /* In place: dx = the gradient through the normalisation of dy (= dx). */
-static clattn_status normalize_backward(clattn_ctx *ctx, cl_program prog, cl_mem y, cl_mem norms,
-                                        cl_mem dx, size_t rows)
+static clattn_status normalize_backward(clattn_ctx *ctx, const bwd_kernels *bk, cl_mem y,
+                                        cl_mem norms, cl_mem dx, size_t rows)
 {
     cl_int r = (cl_int)rows;
-    const karg args[5] = {KARG(y), KARG(norms), KARG(dx), KARG(dx), KARG(r)};
+    const clattn__karg args[5] = {CLATTN_KARG(y), CLATTN_KARG(norms), CLATTN_KARG(dx),
+                                  CLATTN_KARG(dx), CLATTN_KARG(r)};
     size_t local = 64;
-    return run_kernel(ctx, prog, "sdpa_bwd_l2_backward", args, 5, 1, &rows, &local);
+    return run_kernel(ctx, bk, BWD_K_L2_BACKWARD, args, 5, 1, &rows, &local);
 }
 
 static clattn_status zero_fill(clattn_ctx *ctx, cl_mem buf, size_t bytes)
@@ -354,13 +427,14 @@ static clattn_status zero_fill(clattn_ctx *ctx, cl_mem buf, size_t bytes)
     return err == CL_SUCCESS ? CLATTN_OK : clattn__fail_cl(ctx, err, "clEnqueueFillBuffer");
 }
 
-static clattn_status run_bwd_kernel(clattn_ctx *ctx, cl_program prog, const char *name,
+static clattn_status run_bwd_kernel(clattn_ctx *ctx, const bwd_kernels *bk, int which,
                                     const bwd_buffers *b, const bwd_outputs *o, cl_mem dummy,
                                     int np, const clattn__sdpa_problem *pr, const size_t *global,
                                     const size_t *local)
 {
+    const char *name = BWD_KERNELS[ctx->attention_variant][which].name;
     cl_kernel k;
-    clattn_status st = clattn__kernel_get(ctx, prog, name, &k);
+    clattn_status st = bwd_kernel(ctx, bk, which, &k);
     if (st == CLATTN_OK)
         st = set_bwd_args(ctx, k, b, o, dummy, np, pr);
     return st == CLATTN_OK ? clattn__enqueue(ctx, k, 2, global, local, name) : st;
@@ -395,7 +469,7 @@ static bool tiled_fits_budget(const clattn_ctx *ctx, const clattn__sdpa_problem 
 
 /* One tiled gradient kernel: `tile` owned rows of `rows` per work-group,
  * tpr work-items per row, one grid row per (batch, head). */
-static clattn_status run_tiled_kernel(clattn_ctx *ctx, cl_program prog, const char *name,
+static clattn_status run_tiled_kernel(clattn_ctx *ctx, const bwd_kernels *bk, int which,
                                       const bwd_buffers *b, cl_mem g1, cl_mem g2, cl_mem dummy,
                                       int np, const clattn__sdpa_problem *pr, int rows, int tile,
                                       int tpr, int heads)
@@ -404,22 +478,22 @@ static clattn_status run_tiled_kernel(clattn_ctx *ctx, cl_program prog, const ch
     size_t global[2] = {clattn__round_up((size_t)rows, (size_t)tile) * (size_t)tpr,
                         (size_t)pr->B * (size_t)heads};
     size_t local[2] = {(size_t)tile * (size_t)tpr, 1};
-    return run_bwd_kernel(ctx, prog, name, b, &o, dummy, np, pr, global, local);
+    return run_bwd_kernel(ctx, bk, which, b, &o, dummy, np, pr, global, local);
 }
 
 /* Tiled family: the dkdv kernel (key-parallel) and the dq kernel
  * (query-parallel, also writing dS for dbias). */
-static clattn_status run_tiled(clattn_ctx *ctx, cl_program prog, const bwd_buffers *b, int np,
+static clattn_status run_tiled(clattn_ctx *ctx, const bwd_kernels *bk, const bwd_buffers *b, int np,
                                const clattn__sdpa_problem *pr, cl_mem dq, cl_mem dk, cl_mem dv,
                                cl_mem ds, cl_mem dummy)
 {
     tiles t = tiled_tunables(ctx, pr->D, pr->Dv);
     clattn_status st = CLATTN_OK;
     if (dk || dv)
-        st = run_tiled_kernel(ctx, prog, "sdpa_bwd_dkdv_tiled", b, dk, dv, dummy, np, pr, pr->M,
+        st = run_tiled_kernel(ctx, bk, BWD_K_DKDV, b, dk, dv, dummy, np, pr, pr->M,
                               t.kv_k, t.tpr, pr->Hkv);
     if (st == CLATTN_OK && (dq || ds))
-        st = run_tiled_kernel(ctx, prog, "sdpa_bwd_dq_tiled", b, dq, ds, dummy, np, pr, pr->N,
+        st = run_tiled_kernel(ctx, bk, BWD_K_DQ, b, dq, ds, dummy, np, pr, pr->N,
                               t.dq_q, t.tpr, pr->Hq);
     return st;
 }
@@ -447,7 +521,7 @@ static int cpu_chunks(const clattn_ctx *ctx, const clattn__sdpa_problem *pr)
 
 /* CPU family: one key-parallel kernel for dK, dV, partial dQ and dS, then
  * the partial dQ summed into dq. */
-static clattn_status run_cpu(clattn_ctx *ctx, cl_program prog, const bwd_buffers *b, int np,
+static clattn_status run_cpu(clattn_ctx *ctx, const bwd_kernels *bk, const bwd_buffers *b, int np,
                              const clattn__sdpa_problem *pr, cl_mem dq, cl_mem dk, cl_mem dv,
                              cl_mem ds, cl_mem dummy)
 {
@@ -464,13 +538,14 @@ static clattn_status run_cpu(clattn_ctx *ctx, cl_program prog, const bwd_buffers
         return st;
     size_t global[2] = {(size_t)o.chunks, (size_t)pr->B * (size_t)pr->Hkv};
     size_t local[2] = {CPU_LOCAL, 1};
-    st = run_bwd_kernel(ctx, prog, "sdpa_bwd_cpu", b, &o, dummy, np, pr, global, local);
+    st = run_bwd_kernel(ctx, bk, BWD_K_CPU, b, &o, dummy, np, pr, global, local);
     if (st == CLATTN_OK && dq) {
         cl_int chunks = o.chunks;
         cl_long n = (cl_long)total;
-        const karg args[4] = {KARG(o.g[2]), KARG(dq), KARG(chunks), KARG(n)};
+        const clattn__karg args[4] = {CLATTN_KARG(o.g[2]), CLATTN_KARG(dq), CLATTN_KARG(chunks),
+                                      CLATTN_KARG(n)};
         size_t lr = 64;
-        st = run_kernel(ctx, prog, "sdpa_bwd_dq_reduce", args, 4, 1, &total, &lr);
+        st = run_kernel(ctx, bk, BWD_K_DQ_REDUCE, args, 4, 1, &total, &lr);
     }
     return st;
 }
@@ -511,9 +586,9 @@ clattn_status clattn_sdpa_backward(clattn_ctx *ctx, const clattn_tensor *q, cons
     pr.has_lse = true;
     pr.lse = lse->mem;
     st = clattn__sdpa_aux_buffers(ctx, pp.kv_len, pp.mod_buffer, &pr);
-    cl_program prog;
+    bwd_kernels bk;
     if (st == CLATTN_OK)
-        st = backward_program(ctx, pr.D, pr.Dv, pr.has_bias, pr.mask_mod, &prog);
+        st = bwd_kernels_init(ctx, &pr, &bk);
     cl_mem dummy;
     if (st == CLATTN_OK)
         st = clattn__scratch(ctx, CLATTN_SCRATCH_DUMMY, 64, "dummy buffer", &dummy);
@@ -525,10 +600,10 @@ clattn_status clattn_sdpa_backward(clattn_ctx *ctx, const clattn_tensor *q, cons
     const size_t k_rows = (size_t)pr.B * (size_t)pr.Hkv * (size_t)pr.M;
     cl_mem q_norms = NULL, k_norms = NULL;
     if (cosine) {
-        st = normalize(ctx, prog, pr.q, q_rows, pr.D, CLATTN_SCRATCH_QNORM,
+        st = normalize(ctx, &bk, pr.q, q_rows, pr.D, CLATTN_SCRATCH_QNORM,
                        CLATTN_SCRATCH_BWD_QNORMS, &pr.q, &q_norms);
         if (st == CLATTN_OK)
-            st = normalize(ctx, prog, pr.k, k_rows, pr.D, CLATTN_SCRATCH_KNORM,
+            st = normalize(ctx, &bk, pr.k, k_rows, pr.D, CLATTN_SCRATCH_KNORM,
                            CLATTN_SCRATCH_BWD_KNORMS, &pr.k, &k_norms);
         if (st != CLATTN_OK)
             return st;
@@ -543,16 +618,17 @@ clattn_status clattn_sdpa_backward(clattn_ctx *ctx, const clattn_tensor *q, cons
                          "attention backward: Delta and lse [2, B, Hq, N]", &b.dl);
     if (st == CLATTN_OK) {
         cl_int a_bhq = bhq, a_n = pr.N, a_np = np;
-        const karg args[7] = {KARG(pr.out), KARG(b.dout), KARG(pr.lse), KARG(b.dl),
-                              KARG(a_bhq), KARG(a_n), KARG(a_np)};
+        const clattn__karg args[7] = {CLATTN_KARG(pr.out), CLATTN_KARG(b.dout), CLATTN_KARG(pr.lse),
+                                      CLATTN_KARG(b.dl), CLATTN_KARG(a_bhq), CLATTN_KARG(a_n),
+                                      CLATTN_KARG(a_np)};
         size_t global[2] = {(size_t)np, (size_t)bhq};
-        st = run_kernel(ctx, prog, "sdpa_bwd_prep", args, 7, 2, global, NULL);
+        st = run_kernel(ctx, &bk, BWD_K_PREP, args, 7, 2, global, NULL);
     }
     if (cpu && st == CLATTN_OK) {
-        st = make_panels(ctx, prog, pr.q, bhq, pr.N, pr.D, CPU_BLOCK, CLATTN_SCRATCH_BWD_QT,
+        st = make_panels(ctx, &bk, pr.q, bhq, pr.N, pr.D, CPU_BLOCK, CLATTN_SCRATCH_BWD_QT,
                          "attention backward: q panels", &b.qt);
         if (st == CLATTN_OK)
-            st = make_panels(ctx, prog, b.dout, bhq, pr.N, pr.Dv, CPU_BLOCK,
+            st = make_panels(ctx, &bk, b.dout, bhq, pr.N, pr.Dv, CPU_BLOCK,
                              CLATTN_SCRATCH_BWD_DOT, "attention backward: dout panels", &b.dot);
     }
     if (st != CLATTN_OK)
@@ -575,8 +651,8 @@ clattn_status clattn_sdpa_backward(clattn_ctx *ctx, const clattn_tensor *q, cons
             st = zero_fill(ctx, ds, full * sizeof(float));
     }
     if (st == CLATTN_OK)
-        st = cpu ? run_cpu(ctx, prog, &b, np, &pr, dq, dk, dv, ds, dummy)
-                 : run_tiled(ctx, prog, &b, np, &pr, dq, dk, dv, ds, dummy);
+        st = cpu ? run_cpu(ctx, &bk, &b, np, &pr, dq, dk, dv, ds, dummy)
+                 : run_tiled(ctx, &bk, &b, np, &pr, dq, dk, dv, ds, dummy);
     if (st == CLATTN_OK && reduce) {
         const clattn_tensor *bias = pp.bias;
         int nd = bias->ndim;
@@ -584,14 +660,16 @@ clattn_status clattn_sdpa_backward(clattn_ctx *ctx, const clattn_tensor *q, cons
         cl_int Hb = nd >= 3 ? (cl_int)bias->shape[nd - 3] : 1;
         cl_int Nb = (cl_int)bias->shape[nd - 2];
         cl_int a_b = pr.B, a_h = pr.Hq, a_n = pr.N, a_m = pr.M;
-        const karg args[9] = {KARG(ds),  KARG(grads->dbias->mem), KARG(a_b), KARG(a_h), KARG(a_n),
-                              KARG(a_m), KARG(Bb), KARG(Hb), KARG(Nb)};
+        const clattn__karg args[9] = {CLATTN_KARG(ds), CLATTN_KARG(grads->dbias->mem),
+                                      CLATTN_KARG(a_b), CLATTN_KARG(a_h), CLATTN_KARG(a_n),
+                                      CLATTN_KARG(a_m), CLATTN_KARG(Bb), CLATTN_KARG(Hb),
+                                      CLATTN_KARG(Nb)};
         size_t global[3] = {(size_t)pr.M, (size_t)Nb, (size_t)Bb * (size_t)Hb};
-        st = run_kernel(ctx, prog, "sdpa_bwd_dbias_reduce", args, 9, 3, global, NULL);
+        st = run_kernel(ctx, &bk, BWD_K_DBIAS, args, 9, 3, global, NULL);
     }
     if (st == CLATTN_OK && cosine && dq)
-        st = normalize_backward(ctx, prog, pr.q, q_norms, dq, q_rows);
+        st = normalize_backward(ctx, &bk, pr.q, q_norms, dq, q_rows);
     if (st == CLATTN_OK && cosine && dk)
-        st = normalize_backward(ctx, prog, pr.k, k_norms, dk, k_rows);
+        st = normalize_backward(ctx, &bk, pr.k, k_norms, dk, k_rows);
     return st;
 }

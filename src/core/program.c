@@ -187,7 +187,11 @@ static char *spec_files(const clattn__program_spec *spec)
     return s;
 }
 
-/* The program's full source: common.cl, prefix, then spec's files. */
+/* The program's full source: common.cl, prefix, then spec's files. The
+ * prefix comes before the files so that they can test the macros it
+ * defines and call what it declares (the attention snippets'
+ * CLATTN_HAS_MASK_MOD and clattn_mask_mod, which the helpers of
+ * cl/attention/sdpa_common.cl use); in turn it sees only common.cl. */
 static char *program_source(clattn_ctx *ctx, const clattn__program_spec *spec,
                             const char *prefix)
 {

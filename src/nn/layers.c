@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-const clattn__program_spec clattn__layers_program = {{"nn/layers.cl", NULL}, NULL};
+const clattn__program_spec clattn__layers_program = {{"core/reduce.cl", "nn/layers.cl", NULL}, NULL};
 
 /* ---- shared helpers ------------------------------------------------------ */
 

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const clattn__program_spec clattn__layers_backward_program = {{"nn/layers_backward.cl", NULL}, NULL};
+const clattn__program_spec clattn__layers_backward_program = {{"core/reduce.cl", "nn/layers_backward.cl", NULL}, NULL};
 
 /* ---- helpers --------------------------------------------------------------- */
 

@@ -3,7 +3,7 @@
  * optimisers' gradient norms (see the top of cl/loss.cl). */
 #include "train/train.h"
 
-const clattn__program_spec clattn__loss_program = {{"train/loss.cl", NULL}, NULL};
+const clattn__program_spec clattn__loss_program = {{"core/reduce.cl", "train/loss.cl", NULL}, NULL};
 
 /* Upper bound on the reduction work-group size: wider groups only add
  * tree levels, and 256 fits every device we know. */
