@@ -1,6 +1,6 @@
 /* common.cl - included at the top of every clattn program.
  *
- * Host-set macros (context.c): CLATTN_DEVICE_CPU, CLATTN_LOCAL_MEM,
+ * Host-set macros (runtime/context.c): CLATTN_DEVICE_CPU, CLATTN_LOCAL_MEM,
  * CLATTN_MAX_WG. Defaults here let a file build without them. */
 #ifndef CLATTN_DEVICE_CPU
 #define CLATTN_DEVICE_CPU 0

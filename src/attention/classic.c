@@ -1,4 +1,4 @@
-/* attention_classic.c - additive (Bahdanau) and general (Luong) attention.
+/* classic.c - additive (Bahdanau) and general (Luong) attention.
  *
  * Both project with CLBlast GEMMs first. Additive scores need tanh of every
  * (query, key) pair, so they are materialised [B, N, M], normalised by the

@@ -1,4 +1,4 @@
-/* attention_presets.c - named score_mod presets built on the user-snippet
+/* presets.c - named score_mod presets built on the user-snippet
  * mechanism: ALiBi, tanh soft-capping, learned relative-position bias. */
 #include "attention/attention.h"
 

@@ -125,7 +125,7 @@ bool clattn__sdpa_fused_fits(const clattn_ctx *ctx, int d, int dv, int m)
         return true;
     /* 10% below the limit: the count above leaves out a few short loops
      * outside the tile loop. The CPU family never runs under a budget
-     * (context.c picks tiled there). */
+     * (runtime/context.c picks tiled there). */
     return ctx->attention_variant == CLATTN_ATTN_TILED &&
            tiled_fwd_loop_iterations(ctx, d, dv, m) <= ctx->loop_budget / 10 * 9;
 }
@@ -270,64 +270,6 @@ static bool same_buffer(const clattn_tensor *a, const clattn_tensor *b)
     return a && b && a->mem == b->mem;
 }
 
-/* Fills the problem's shape from q, k, v, out, or explains what is wrong. */
-static clattn_status check_qkv(clattn_ctx *ctx, const char *fn, const clattn_tensor *q,
-                               const clattn_tensor *k, const clattn_tensor *v,
-                               const clattn_tensor *out, clattn__sdpa_problem *pr)
-{
-    if (!q || !k || !v || !out)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: q, k, v and out must not be NULL",
-                            fn);
-    char sq[96], sk[96], sv[96], so[96];
-    clattn__shape_str(q->shape, q->ndim, sq, sizeof sq);
-    clattn__shape_str(k->shape, k->ndim, sk, sizeof sk);
-    clattn__shape_str(v->shape, v->ndim, sv, sizeof sv);
-    clattn__shape_str(out->shape, out->ndim, so, sizeof so);
-    if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4 || out->ndim != 4)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "%s: q %s, k %s, v %s and out %s must be 4-D "
-                            "([B, H, N, D] row-major)", fn,
-                            sq, sk, sv, so);
-    const int64_t *qs = q->shape, *ks = k->shape, *vs = v->shape, *os = out->shape;
-    if (ks[0] != qs[0] || vs[0] != qs[0] || ks[1] != vs[1] || ks[2] != vs[2] || ks[3] != qs[3])
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "%s: shapes do not fit: q %s [B, Hq, N, D], k %s [B, Hkv, M, D], "
-                            "v %s [B, Hkv, M, Dv]", fn,
-                            sq, sk, sv);
-    if (qs[1] % ks[1] != 0)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "%s: query heads Hq = %lld (q %s) must be a multiple of key/value "
-                            "heads Hkv = %lld (k %s)", fn,
-                            (long long)qs[1], sq, (long long)ks[1], sk);
-    if (os[0] != qs[0] || os[1] != qs[1] || os[2] != qs[2] || os[3] != vs[3])
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "%s: out %s must be [B, Hq, N, Dv] = [%lld, %lld, %lld, %lld]", fn, so,
-                            (long long)qs[0], (long long)qs[1], (long long)qs[2],
-                            (long long)vs[3]);
-    if (qs[3] > MAX_HEAD_DIM || vs[3] > MAX_HEAD_DIM)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "%s: head sizes D = %lld (q %s) and Dv = %lld (v %s) must be at "
-                            "most %d", fn,
-                            (long long)qs[3], sq, (long long)vs[3], sv, MAX_HEAD_DIM);
-    /* Kernels index rows with int; keep every extent within that range. */
-    if (qs[0] * qs[1] > INT32_MAX || qs[2] > INT32_MAX || ks[2] > INT32_MAX)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: q %s or k %s too large", fn, sq, sk);
-    if (same_buffer(out, q) || same_buffer(out, k) || same_buffer(out, v))
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: out must not alias q, k or v", fn);
-    pr->B = (int)qs[0];
-    pr->Hq = (int)qs[1];
-    pr->Hkv = (int)ks[1];
-    pr->N = (int)qs[2];
-    pr->M = (int)ks[2];
-    pr->D = (int)qs[3];
-    pr->Dv = (int)vs[3];
-    pr->q = q->mem;
-    pr->k = k->mem;
-    pr->v = v->mem;
-    pr->out = out->mem;
-    return CLATTN_OK;
-}
-
 /* Strides of a bias broadcastable to [B, Hq, N, M] (aligned right). */
 static clattn_status check_bias(clattn_ctx *ctx, const char *fn, const clattn_tensor *bias,
                                 clattn__sdpa_problem *pr)
@@ -458,7 +400,8 @@ clattn_status clattn__sdpa_check(clattn_ctx *ctx, const char *fn, const clattn_t
                                 clattn__sdpa_problem *pr)
 {
     memset(pr, 0, sizeof *pr);
-    clattn_status st = check_qkv(ctx, fn, q, k, v, out, pr);
+    static const clattn__qkv_rules SDPA_QKV = {4, true, MAX_HEAD_DIM};
+    clattn_status st = clattn__qkv_check(ctx, fn, q, k, v, out, &SDPA_QKV, pr);
     if (st == CLATTN_OK)
         st = check_params(ctx, fn, p, pr);
     if (st == CLATTN_OK && p->bias)

@@ -573,7 +573,7 @@ clattn_status clattn_sdpa_backward(clattn_ctx *ctx, const clattn_tensor *q, cons
     if (!dq && !dk && !dv && !grads->dbias)
         return CLATTN_OK; /* nothing asked for */
     /* Past the driver's loop limit the kernels would return wrong
-     * gradients without an error (context.c picks the tiled family on
+     * gradients without an error (runtime/context.c picks the tiled family on
      * such drivers). */
     if (!cpu_family(ctx) && !tiled_fits_budget(ctx, &pr))
         return clattn__fail(ctx, CLATTN_ERR_UNSUPPORTED,

@@ -1,4 +1,4 @@
-/* bert_internal.h - what bert.c and bert_config.c share: a BERT model
+/* embed/embed.h - what bert.c and bert_config.c share: a BERT model
  * folder's settings (config.json and the sentence-transformers files). */
 #ifndef CLATTN_BERT_INTERNAL_H
 #define CLATTN_BERT_INTERNAL_H

@@ -30,7 +30,7 @@ void clattn__gemm_tune_device(clattn_ctx *ctx);
 /* ---- gemm_cpu.c: clattn's own SGEMM for CPU devices --------------------- */
 
 /* The strided-batched product of clattn__gemm_batched (same arguments),
- * run by cl/gemm.cl. Callers go through clattn__gemm*, which picks it. */
+ * run by cl/gemm/gemm.cl. Callers go through clattn__gemm*, which picks it. */
 clattn_status clattn__gemm_cpu(clattn_ctx *ctx, bool trans_a, bool trans_b, size_t m, size_t n,
                                size_t k, float alpha, cl_mem a, size_t a_off, size_t lda,
                                size_t a_stride, cl_mem b, size_t b_off, size_t ldb,

@@ -1,11 +1,11 @@
 /* gemm_cpu.c - SGEMM on CPU devices with clattn's own register-blocked
- * kernel (cl/gemm.cl); gemm.c sends products here when the context's GEMM
+ * kernel (cl/gemm/gemm.cl); gemm.c sends products here when the context's GEMM
  * backend is CLATTN_GEMM_CPU. */
 #include "gemm/gemm.h"
 
 const clattn__program_spec clattn__gemm_program = {{"gemm/gemm.cl", NULL}, NULL};
 
-/* Must match GEMM_ROWS / GEMM_LOCAL in cl/gemm.cl (the defaults it is
+/* Must match GEMM_ROWS / GEMM_LOCAL in cl/gemm/gemm.cl (the defaults it is
  * built with): the host sizes the launch from them. */
 enum { GEMM_ROWS = 6, GEMM_LOCAL = 8, GEMM_PANEL = 16 };
 

@@ -47,7 +47,7 @@ struct clattn_weights {
 const clattn__weight *clattn__weights_lookup(clattn_ctx *ctx, const clattn_weights *w,
                                              const char *name);
 
-/* ---- json_util.c ------------------------------------------------------- */
+/* ---- json.c ------------------------------------------------------- */
 
 #include <jansson.h>
 

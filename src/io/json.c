@@ -1,4 +1,4 @@
-/* json_util.c - small helpers for the JSON files clattn reads as untrusted
+/* json.c - small helpers for the JSON files clattn reads as untrusted
  * input (config.json, tokenizer.json, ...). */
 #include "io/io.h"
 

@@ -1,4 +1,4 @@
-/* module_internal.h - the structures behind clattn_module: parameter sets,
+/* modules/modules.h - the structures behind clattn_module: parameter sets,
  * attention blocks, transformer layers and stacks. */
 #ifndef CLATTN_MODULE_INTERNAL_H
 #define CLATTN_MODULE_INTERNAL_H

@@ -1,5 +1,5 @@
 /* dropout.c - inverted dropout (clattn_dropout) and its backward, with
- * the mask drawn from Philox4x32-10 on the device (cl/dropout.cl): a pure
+ * the mask drawn from Philox4x32-10 on the device (cl/nn/dropout.cl): a pure
  * function of (element index + offset, seed), so the backward recomputes
  * the forward's mask instead of storing it, and every device draws the
  * same one. */

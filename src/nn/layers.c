@@ -1,6 +1,6 @@
 /* layers.c - elementwise layer ops: linear (+ fused bias and activation),
  * activations, residual adds and embedding lookup. The row reductions
- * (layer norm, softmax) are in layers_rows.c. Kernels: cl/layers.cl. */
+ * (layer norm, softmax) are in rows.c. Kernels: cl/nn/layers.cl. */
 #include "nn/nn.h"
 
 #include <string.h>

@@ -2,7 +2,7 @@
  * "Training: backward passes"): linear, activations, layer norm and
  * softmax. The embedding gradient and the sequence mean are in
  * layers_backward_gather.c, dropout in dropout.c. Kernels:
- * cl/layers_backward.cl.
+ * cl/nn/layers_backward.cl.
  *
  * Every sum is deterministic: GEMMs on CLBlast (a fixed reduction order per
  * device and shape), column sums as a work-group tree of fixed shape, row
@@ -116,13 +116,13 @@ static clattn_status zeroed_buffer(clattn_ctx *ctx, size_t bytes, const char *wh
     return CLATTN_OK;
 }
 
-/* Row kernels run through layers_rows.c's clattn__run_rows, so the
+/* Row kernels run through rows.c's clattn__run_rows, so the
  * recomputed layer-norm statistics use the forward's work-group width and
  * reduction tree (and so its rounding). */
 
 /* ---- deterministic column sums -------------------------------------------- */
 
-/* Work-group shape of the column-sum kernels (cl/layers_backward.cl): tc
+/* Work-group shape of the column-sum kernels (cl/nn/layers_backward.cl): tc
  * columns by tr row lanes. 32 columns keep reads coalesced on GPUs; more
  * row lanes add parallelism for tall matrices (and are what a narrow
  * matrix, e.g. one column, gets instead of columns). */

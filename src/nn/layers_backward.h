@@ -1,4 +1,4 @@
-/* layers_backward.h - helpers that layers_backward.c shares with
+/* nn/layers_backward.h - helpers that layers_backward.c shares with
  * layers_backward_gather.c; never installed. */
 #ifndef CLATTN_LAYERS_BACKWARD_H
 #define CLATTN_LAYERS_BACKWARD_H

@@ -1,7 +1,7 @@
 /* layers_backward_gather.c - the ops that move whole rows: the embedding
  * gradient (rows of dy scattered, summed, into the table's rows) and the
  * sequence mean with its gradient (rows pooled, and broadcast back).
- * Kernels: cl/layers_backward.cl. */
+ * Kernels: cl/nn/layers_backward.cl. */
 #include "nn/nn.h"
 #include "nn/layers_backward.h"
 
@@ -18,7 +18,7 @@ static const clattn__kernel_spec SEQ_MEAN_BWD = {&clattn__layers_backward_progra
 /* ---- embedding --------------------------------------------------------------- */
 
 /* The positions of each used vocabulary row, as the CSR list that
- * embedding_bwd_rows reads (layout in cl/layers_backward.cl): a stable
+ * embedding_bwd_rows reads (layout in cl/nn/layers_backward.cl): a stable
  * counting sort of 0..count-1 by id, so each row's positions ascend and
  * the device sums them in that order. *csr is malloc'd, *used its rows. */
 static clattn_status build_csr(clattn_ctx *ctx, const int64_t *ids, size_t count, size_t v,

@@ -7,7 +7,7 @@
 #include "core/core.h"
 #include "gemm/gemm.h"
 
-/* ---- layers.c: helpers shared with layers_rows.c ------------------------ */
+/* ---- layers.c: helpers shared with rows.c ------------------------ */
 
 /* y += x W^T + b: clattn_linear's checks and shapes, accumulating into y
  * in the GEMM's store (a residual add without its own pass). */

@@ -1,5 +1,5 @@
-/* layers_rows.c - ops that reduce over the last dimension: layer norm and
- * softmax. Both run one work-group per row (cl/layers.cl), with the
+/* rows.c - ops that reduce over the last dimension: layer norm and
+ * softmax. Both run one work-group per row (cl/nn/layers.cl), with the
  * work-group size picked here from the device's and the kernel's limits
  * (the rule every reduction of src/ uses); on CPU devices layer norm has
  * a kernel with one work-item per row instead. */

@@ -1,4 +1,4 @@
-/* tokenizer_encode.c - encoding one text with a loaded tokenizer: added
+/* encode.c - encoding one text with a loaded tokenizer: added
  * tokens matched on the raw text, then BertNormalizer, BertPreTokenizer and
  * WordPiece for the pieces between them, truncation and the template. */
 #include "tokenizer/tokenizer.h"

@@ -10,8 +10,8 @@
  * Files are untrusted input: tokenizer.json (or vocab.txt with
  * tokenizer_config.json) is checked key by key, and anything clattn would
  * not reproduce exactly is refused by name rather than approximated. The
- * character-level half lives in tokenizer_unicode.c, encoding in
- * tokenizer_encode.c; this file loads the files. */
+ * character-level half lives in unicode.c, encoding in
+ * encode.c; this file loads the files. */
 #include "tokenizer/tokenizer.h"
 
 #include <errno.h>

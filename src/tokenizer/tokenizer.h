@@ -1,5 +1,5 @@
-/* tokenizer_internal.h - what tokenizer.c, tokenizer_encode.c and
- * tokenizer_unicode.c share;
+/* tokenizer/tokenizer.h - what tokenizer.c, encode.c and
+ * unicode.c share;
  * also reached by tests/test_tokenizer.c (static library). */
 #ifndef CLATTN_TOKENIZER_INTERNAL_H
 #define CLATTN_TOKENIZER_INTERNAL_H
@@ -31,7 +31,7 @@ typedef struct clattn__bert_norm {
     bool handle_chinese_chars;
     bool strip_accents;
     bool lowercase;
-    bool utf8proc_only;         /* tests: leave out tokenizer_unicode_table.h */
+    bool utf8proc_only;         /* tests: leave out unicode_table.h */
 } clattn__bert_norm;
 
 /* Appends the normalized form of in[0..n) to out; false when out of memory. */
@@ -45,7 +45,7 @@ bool clattn__is_bert_punct(uint32_t c);
 bool clattn__is_bert_punct_raw(uint32_t c);  /* utf8proc only (tests) */
 bool clattn__is_bert_cjk(uint32_t c);
 
-/* ---- the loaded tokenizer (tokenizer.c loads, tokenizer_encode.c uses) -- */
+/* ---- the loaded tokenizer (tokenizer.c loads, encode.c uses) -- */
 
 typedef struct vocab_slot {
     char *token;   /* NULL: empty slot */

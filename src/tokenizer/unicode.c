@@ -1,4 +1,4 @@
-/* tokenizer_unicode.c - the character-level half of the BERT tokenizer:
+/* unicode.c - the character-level half of the BERT tokenizer:
  * UTF-8 decoding with a defined answer for invalid bytes, BertNormalizer
  * (text cleaning, CJK spacing, accent stripping, lowercasing) and the
  * character classes of BertPreTokenizer, all as Hugging Face's tokenizers

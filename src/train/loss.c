@@ -1,6 +1,6 @@
 /* loss.c - training losses (mean squared error, cross-entropy) and the
- * deterministic two-stage sums of cl/loss.cl they share with the
- * optimisers' gradient norms (see the top of cl/loss.cl). */
+ * deterministic two-stage sums of cl/train/loss.cl they share with the
+ * optimisers' gradient norms (see the top of cl/train/loss.cl). */
 #include "train/train.h"
 
 const clattn__program_spec clattn__loss_program = {{"core/reduce.cl", "train/loss.cl", NULL}, NULL};

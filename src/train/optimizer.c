@@ -1,7 +1,7 @@
 /* optimizer.c - SGD, Adam and AdamW as PyTorch's torch.optim does them, a
  * warm-up + cosine learning-rate schedule, and global gradient-norm
- * clipping (torch.nn.utils.clip_grad_norm_). Kernels: cl/optimizer.cl
- * (updates), cl/loss.cl (the norm's deterministic sums). */
+ * clipping (torch.nn.utils.clip_grad_norm_). Kernels: cl/train/optimizer.cl
+ * (updates), cl/train/loss.cl (the norm's deterministic sums). */
 #include "train/train.h"
 
 #include <math.h>

@@ -1,5 +1,5 @@
-/* train_internal.h - what loss.c, optimizer.c and checkpoint.c share:
- * the deterministic reductions of cl/loss.cl and the optimiser's layout.
+/* train/train.h - what loss.c, optimizer.c and checkpoint.c share:
+ * the deterministic reductions of cl/train/loss.cl and the optimiser's layout.
  * Never installed. */
 #ifndef CLATTN_TRAIN_INTERNAL_H
 #define CLATTN_TRAIN_INTERNAL_H

@@ -154,7 +154,7 @@ static void all_cases(clattn_ctx *ctx)
 int main(void)
 {
     test_seed(7);
-    /* Both GEMM backends on this device: clattn's CPU kernel (cl/gemm.cl)
+    /* Both GEMM backends on this device: clattn's CPU kernel (cl/gemm/gemm.cl)
      * and CLBlast. */
     static const char *const backends[] = {"cpu", "clblast"};
     clattn_ctx *ctx = NULL;
