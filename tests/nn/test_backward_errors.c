@@ -129,6 +129,7 @@ static void test_errors(clattn_ctx *ctx)
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         clattn_tensor_destroy(all[i]);
 }
+
 int main(void)
 {
     clattn_ctx *ctx = layer_test_init();

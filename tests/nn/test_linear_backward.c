@@ -163,11 +163,15 @@ static void test_linear(clattn_ctx *ctx)
         linear_case(ctx, 2, xs, 7, false, false, true, true, false);
         return;
     }
+    /* Every other shape of the op table's sweep (test_layer_ops runs all
+     * of them plainly), accumulating into prefilled dw and db. */
     int k = 0;
     for (size_t i = 0; i < 4; i++)
         for (size_t j = 0; j < 4; j++, k++) {
+            if (k % 2 == 0)
+                continue;
             int64_t xs[2] = {rows[i], feats[j]};
-            linear_case(ctx, 2, xs, feats[(i + j + 1) % 4], true, true, true, k % 2 == 1,
+            linear_case(ctx, 2, xs, feats[(i + j + 1) % 4], true, true, true, true,
                         rows[i] <= 17 && feats[j] <= 64 && feats[(i + j + 1) % 4] <= 64);
         }
     int64_t xs3[3] = {3, 17, 64}, xs4[4] = {2, 3, 5, 7};
@@ -179,6 +183,7 @@ static void test_linear(clattn_ctx *ctx)
     linear_case(ctx, 2, xs, 7, false, true, false, true, false);
     linear_case(ctx, 2, xs, 7, false, false, true, false, false);
 }
+
 int main(void)
 {
     clattn_ctx *ctx = layer_test_init();

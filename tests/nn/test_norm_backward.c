@@ -177,6 +177,11 @@ static void test_layer_norm(clattn_ctx *ctx)
         for (size_t j = 0; j < 5; j++, k++) {
             if (small && rows[i] * widths[j] > 4000)
                 continue;
+            /* With gamma, out of place and overwriting: the op table's
+             * case (test_layer_ops); here the variants. */
+            bool affine = k % 3 != 2, in_place = k % 4 == 1, acc = k % 2 == 1;
+            if (affine && !in_place && !acc)
+                continue;
             bool fd = rows[i] <= 3 && widths[j] <= 64;
             layer_norm_case(ctx, rows[i], widths[j], 0.0, 1.0, k % 3 != 2, true, k % 3 != 2,
                             true, k % 4 == 1, k % 2 == 1, fd);
@@ -295,7 +300,11 @@ static void test_softmax(clattn_ctx *ctx)
         for (size_t j = 0; j < 5; j++, k++) {
             if (small && rows[i] * widths[j] > 4000)
                 continue;
-            softmax_case(ctx, rows[i], widths[j], 4.0f, k % 3 == 1, k % 4 == 2,
+            /* y from clattn_softmax is the op table's case
+             * (test_layer_ops); here y rounded on the host. */
+            if (k % 4 == 2)
+                continue;
+            softmax_case(ctx, rows[i], widths[j], 4.0f, k % 3 == 1, false,
                          rows[i] <= 3 && widths[j] <= 64);
         }
     softmax_case(ctx, 3, small ? 1000 : 5000, 20.0f, false, true, false);
