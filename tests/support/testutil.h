@@ -53,8 +53,8 @@ void test_seed(uint64_t seed);
 float test_uniform(float lo, float hi);
 void test_fill_uniform(float *x, size_t n, float lo, float hi);
 
-/* malloc'd float array of n elements (at least one), uninitialised; and a
- * zeroed double array. Never NULL-checked by the tests (tiny sizes). */
+/* A malloc'd float array of n elements (at least one), uninitialised, and
+ * a zeroed double array; the tests do not check them for NULL. */
 float *test_fvec(size_t n);
 double *test_dvec(size_t n);
 
