@@ -31,6 +31,9 @@ void test_fill_uniform(float *x, size_t n, float lo, float hi)
         x[i] = test_uniform(lo, hi);
 }
 
+float *test_fvec(size_t n) { return malloc((n ? n : 1) * sizeof(float)); }
+double *test_dvec(size_t n) { return calloc(n ? n : 1, sizeof(double)); }
+
 clattn_ctx *test_ctx(void)
 {
     clattn_ctx *ctx = NULL;

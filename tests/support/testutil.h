@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 extern int test_failures;
 extern int test_checks;
@@ -37,14 +38,25 @@ extern int test_checks;
 
 #define CHECK_OK(call) CHECK_STATUS(call, CLATTN_OK)
 
+/* Checks that clattn_last_error() contains the given text. */
+#define CHECK_MSG(...)                                                                  \
+    CHECK(strstr(clattn_last_error(), __VA_ARGS__), "message lacks \"%s\": %s", __VA_ARGS__, \
+          clattn_last_error())
+
 /* Creates a context on the default device ($CLATTN_DEVICE); a missing
- * device is a failure, never a skip (DESIGN.md). Exits the test on failure. */
+ * device is a failure, never a skip (docs/ARCHITECTURE.md, "Numerics and
+ * tests"). Exits the test on failure. */
 clattn_ctx *test_ctx(void);
 
 /* Deterministic uniform random numbers in [lo, hi). */
 void test_seed(uint64_t seed);
 float test_uniform(float lo, float hi);
 void test_fill_uniform(float *x, size_t n, float lo, float hi);
+
+/* A malloc'd float array of n elements (at least one), uninitialised, and
+ * a zeroed double array; the tests do not check them for NULL. */
+float *test_fvec(size_t n);
+double *test_dvec(size_t n);
 
 /* Compares got against the double reference: passes when every element is
  * finite (or both are the same non-finite value) and
