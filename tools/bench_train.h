@@ -1,5 +1,5 @@
 /* bench_train.h - clattn-bench's timing of one training step of
- * clattn-train's models (tools/train_models.h). */
+ * clattn-train's models (common/train_models.h). */
 #ifndef CLATTN_TOOLS_BENCH_TRAIN_H
 #define CLATTN_TOOLS_BENCH_TRAIN_H
 

@@ -5,7 +5,7 @@
  *
  * The generator is Philox4x32-10 (Salmon et al., "Parallel random numbers:
  * as easy as 1, 2, 3", SC 2011), bit-exact with Random123's philox4x32
- * with 10 rounds, which PyTorch and JAX also use; tests/test_layers_backward.c
+ * with 10 rounds, which PyTorch and JAX also use; tests/nn/test_dropout.c
  * checks it against Random123's known-answer vectors. Integer arithmetic
  * only, so every OpenCL device gives the same mask.
  */

@@ -1,6 +1,6 @@
 /* tokenizer/tokenizer.h - what tokenizer.c, encode.c and
  * unicode.c share;
- * also reached by tests/test_tokenizer.c (static library). */
+ * also reached by tests/tokenizer/test_tokenizer.c (static library). */
 #ifndef CLATTN_TOKENIZER_INTERNAL_H
 #define CLATTN_TOKENIZER_INTERNAL_H
 

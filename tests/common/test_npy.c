@@ -1,4 +1,4 @@
-/* test_npy.c - the tools' .npy reader and writer (tools/npy.c): files made
+/* test_npy.c - the tools' .npy reader and writer (common/npy.c): files made
  * by NumPy (tests/fixtures/npy, from make_npy_fixtures.py) read exactly or
  * refused with the right message, crafted broken headers, and the float32
  * writer's round trip. No device needed.
