@@ -103,7 +103,8 @@ typedef enum clattn_status {
     CLATTN_ERR_FORMAT = -6,        /* a file is malformed */
     CLATTN_ERR_UNSUPPORTED = -7,   /* valid, but not something clattn can do (yet) */
     CLATTN_ERR_OPENCL = -8,        /* an OpenCL or CLBlast call failed (code in message) */
-    CLATTN_ERR_INTERNAL = -9       /* a bug in clattn; please report the message */
+    CLATTN_ERR_INTERNAL = -9,      /* a bug in clattn; please report the message */
+    CLATTN_ERR_CONTEXT_FULL = -10  /* a sequence's KV cache has no room for the positions */
 } clattn_status;
 
 /* Short constant name of a status, e.g. "CLATTN_ERR_NO_DEVICE". Never NULL. */
@@ -1559,6 +1560,257 @@ CLATTN_API clattn_status clattn_module_zero_grad(clattn_module *m);
  * module is destroyed. */
 CLATTN_API int32_t clattn_module_param_refs(clattn_module *m, clattn_param_ref *refs,
                                             int32_t cap);
+
+/* ======================================================================== */
+/* Sampling (host, double precision)                                         */
+/* ======================================================================== */
+
+/* A sampler turns a row of logits into a token id. It runs on the host in
+ * double precision, so the same logits and seed give the same ids on every
+ * device. Order of the steps, as Hugging Face's generate applies its logits
+ * processors and warpers:
+ *   1. repetition penalty (RepetitionPenaltyLogitsProcessor): for every id
+ *      in the last repeat_last_n accepted ids (each id once), a logit
+ *      l > 0 becomes l / repeat_penalty and l <= 0 becomes l * penalty;
+ *   2. presence and frequency penalties (OpenAI's definition): l -= c *
+ *      frequency_penalty + (c > 0) * presence_penalty, c the id's count in
+ *      the same window;
+ *   3. temperature 0 (or top_k 1): greedy, the lowest id of the largest
+ *      logit; else l / temperature;
+ *   4. top-k, then top-p (the smallest set of the most probable ids whose
+ *      probability reaches top_p, ties broken by lower id first), then
+ *      min-p (ids with probability < min_p * the largest are removed);
+ *   5. softmax over what is left, and one draw.
+ * The draw: ids sorted by probability (descending, then id ascending);
+ * u = the RNG's next double in [0, 1); the first id whose cumulative
+ * probability exceeds u * total. The RNG is xoshiro256** seeded by
+ * splitmix64(seed) (the four words are splitmix64's first four outputs);
+ * a double is (next() >> 11) * 2^-53. */
+typedef struct clattn_sampler_params {
+    double temperature;        /* 0: greedy; default 1.0 */
+    int32_t top_k;             /* 0: off; default 0 */
+    double top_p;              /* 1.0: off; default 1.0 */
+    double min_p;              /* 0: off; default 0 */
+    double repeat_penalty;     /* 1.0: off; default 1.0 */
+    int32_t repeat_last_n;     /* window of the penalties; -1: all ids seen
+                                  (prompt included); default 64 */
+    double presence_penalty;   /* 0: off */
+    double frequency_penalty;  /* 0: off */
+    uint64_t seed;             /* default 0 */
+} clattn_sampler_params;
+
+/* The defaults above. */
+CLATTN_API clattn_sampler_params clattn_sampler_params_default(void);
+
+typedef struct clattn_sampler clattn_sampler;
+
+/* Checks the parameters (temperature >= 0 and finite, top_k >= 0, top_p in
+ * (0, 1], min_p in [0, 1], repeat_penalty > 0, repeat_last_n >= -1,
+ * penalties finite; CLATTN_ERR_INVALID_ARG naming the field) and makes a
+ * sampler for logits rows of vocab entries. Free with
+ * clattn_sampler_destroy. A sampler is used by one thread at a time. */
+CLATTN_API clattn_status clattn_sampler_create(const clattn_sampler_params *p, int32_t vocab,
+                                               clattn_sampler **out);
+CLATTN_API void clattn_sampler_destroy(clattn_sampler *s);
+
+/* Records id as seen (the prompt's ids and every sampled one), for the
+ * penalties. CLATTN_ERR_INVALID_ARG for an id outside [0, vocab). */
+CLATTN_API clattn_status clattn_sampler_accept(clattn_sampler *s, int32_t id);
+
+/* Forgets the ids seen and reseeds the RNG with seed. */
+CLATTN_API void clattn_sampler_reset(clattn_sampler *s, uint64_t seed);
+
+/* Picks the next id from logits[0 .. vocab) (not modified) as described
+ * above; does not accept it. NaN logits are CLATTN_ERR_INVALID_ARG naming
+ * the id; -inf logits are never picked; all -inf is CLATTN_ERR_INVALID_ARG. */
+CLATTN_API clattn_status clattn_sampler_sample(clattn_sampler *s, const float *logits,
+                                               int32_t *id);
+
+/* The probabilities step 5 would draw from, into probs[0 .. vocab) (0 for
+ * removed ids), for inspection and tests. Greedy gives a one-hot row. */
+CLATTN_API clattn_status clattn_sampler_probs(clattn_sampler *s, const float *logits,
+                                              double *probs);
+
+/* ======================================================================== */
+/* Decoder language models                                                   */
+/* ======================================================================== */
+
+/* A causal decoder language model from a Hugging Face folder:
+ *   config.json                 architectures[0] and model_type, see below
+ *   model.safetensors, or model-0000N-of-0000M.safetensors listed by
+ *                               model.safetensors.index.json ("weight_map")
+ *   generation_config.json      optional: eos_token_id (an id or a list),
+ *                               bos_token_id
+ *   tokenizer.json, tokenizer_config.json   optional (clattn_lm_tokenizer)
+ * Architectures (the forward pass is transformers' eager one):
+ *   LlamaForCausalLM (model_type "llama"): RMSNorm, rotary embeddings in
+ *     the half-split layout (rope_theta; rope_scaling "default", "linear",
+ *     "llama3"), SwiGLU MLP, num_key_value_heads (GQA/MQA), head_dim,
+ *     attention_bias, mlp_bias, tie_word_embeddings;
+ *   MistralForCausalLM ("mistral"): Llama with sliding_window (a key j is
+ *     seen by query i when i - sliding_window < j <= i);
+ *   Qwen2ForCausalLM ("qwen2"): Llama with biases on q, k and v only (and
+ *     use_sliding_window false);
+ *   GPT2LMHeadModel ("gpt2"): LayerNorm, learned positions, Conv1D weights
+ *     stored [in, out], activation_function gelu_new (also gelu, relu,
+ *     silu), the head tied to wte.
+ * Both config spellings are read: transformers 4.x (rope_theta,
+ * rope_scaling {rope_type or type}, torch_dtype) and 5.x (rope_parameters
+ * {rope_theta, rope_type, factor, ...}, dtype). Anything else (another
+ * architecture or model_type, rope type, activation, a missing field) is
+ * CLATTN_ERR_UNSUPPORTED or CLATTN_ERR_FORMAT naming config.json and the
+ * field.
+ * Weights stay in the file's precision: 2-D tensors of F32, F16 or BF16 go
+ * to the device as stored (GPT-2's Conv1D transposed, still in its dtype)
+ * and are read by clattn's kernels, which compute in float32; 1-D tensors
+ * (norm weights, biases: well under 1% of the bytes) are converted to
+ * float32. A tied head uses the embedding matrix (stored once). */
+typedef struct clattn_lm clattn_lm;
+
+/* Fills *out from dir (see above); every tensor's name, dtype and shape is
+ * checked against the config before anything is uploaded. Errors:
+ * CLATTN_ERR_IO (a missing file or shard, naming it), CLATTN_ERR_FORMAT
+ * (malformed JSON or safetensors, a tensor missing or of the wrong shape,
+ * naming it and both shapes), CLATTN_ERR_UNSUPPORTED (see above, and
+ * tensors of another dtype), CLATTN_ERR_OUT_OF_MEMORY. The model uses ctx
+ * (one thread at a time, as always); destroy it before ctx. */
+CLATTN_API clattn_status clattn_lm_load(clattn_ctx *ctx, const char *dir, clattn_lm **out);
+
+/* Frees the model (its sessions must be destroyed first). NULL: no-op. */
+CLATTN_API void clattn_lm_destroy(clattn_lm *lm);
+
+#define CLATTN_LM_MAX_EOS 8
+
+/* What was loaded. */
+typedef struct clattn_lm_info {
+    char architecture[64];       /* "LlamaForCausalLM" */
+    char model_type[32];         /* "llama" */
+    int32_t n_layers, hidden, intermediate, n_heads, n_kv_heads, head_dim;
+    int32_t vocab_size;
+    int32_t max_positions;       /* max_position_embeddings (n_positions) */
+    int32_t sliding_window;      /* 0: none */
+    bool tied_embeddings;
+    clattn_dtype dtype;          /* of the large matrices (F32, F16, BF16) */
+    int32_t bos_id;              /* -1: none */
+    int32_t n_eos;               /* generation_config's eos ids, else config's */
+    int32_t eos_ids[CLATTN_LM_MAX_EOS];
+    uint64_t file_bytes;         /* bytes of the tensors in the files */
+    uint64_t device_bytes;       /* bytes of the weights on the device */
+} clattn_lm_info;
+
+CLATTN_API clattn_status clattn_lm_get_info(const clattn_lm *lm, clattn_lm_info *info);
+
+/* The folder's tokenizer (owned by the model), or NULL when the folder had
+ * no tokenizer.json. */
+CLATTN_API const clattn_tokenizer *clattn_lm_tokenizer(const clattn_lm *lm);
+
+/* KV-cache storage. */
+typedef enum clattn_cache_type {
+    CLATTN_CACHE_F32 = 0,
+    CLATTN_CACHE_F16 = 1    /* half the memory; keys and values rounded to half */
+} clattn_cache_type;
+
+typedef struct clattn_lm_session_params {
+    /* Positions each sequence can hold. 0: the model's max_positions;
+     * larger than max_positions is CLATTN_ERR_INVALID_ARG. */
+    int32_t ctx_size;
+    int32_t n_seq;              /* sequences (cache slots); default 1 */
+    clattn_cache_type cache_type;
+} clattn_lm_session_params;
+
+/* ctx_size 0, n_seq 1, CLATTN_CACHE_F32. */
+CLATTN_API clattn_lm_session_params clattn_lm_session_params_default(void);
+
+/* A session: the device KV cache of n_seq sequences, numbered 0 .. n_seq-1,
+ * each holding up to ctx_size positions, plus the buffers of the forward
+ * pass. Each sequence starts empty. Sessions of one model share its
+ * context: one thread at a time. */
+typedef struct clattn_lm_session clattn_lm_session;
+
+CLATTN_API clattn_status clattn_lm_session_create(clattn_lm *lm,
+                                                  const clattn_lm_session_params *p,
+                                                  clattn_lm_session **out);
+CLATTN_API void clattn_lm_session_destroy(clattn_lm_session *s);
+
+/* Positions held by sequence seq (0 .. ctx_size). */
+CLATTN_API int32_t clattn_lm_session_length(const clattn_lm_session *s, int32_t seq);
+
+/* Forgets everything from position n_pos on in sequence seq (0 empties
+ * it), so a caller can keep a prompt prefix and continue differently.
+ * n_pos greater than the length is CLATTN_ERR_INVALID_ARG. The logits of
+ * the last position are unavailable until the next prefill or decode. */
+CLATTN_API clattn_status clattn_lm_session_truncate(clattn_lm_session *s, int32_t seq,
+                                                    int32_t n_pos);
+
+/* Appends n >= 1 ids to sequence seq and runs them through the model
+ * (fused causal attention over the cache). logits: NULL, or [n, vocab]
+ * floats receiving the logits of every new position (blocking). Either
+ * way the last position's logits are kept for clattn_lm_logits.
+ * Errors: CLATTN_ERR_INVALID_ARG (an id outside the vocabulary, naming
+ * its index; seq out of range), CLATTN_ERR_CONTEXT_FULL (the positions
+ * would pass ctx_size: nothing is appended). */
+CLATTN_API clattn_status clattn_lm_prefill(clattn_lm_session *s, int32_t seq,
+                                           const int32_t *ids, int32_t n, float *logits);
+
+/* One decode step for n distinct sequences at once: ids[i] is appended to
+ * sequence seqs[i] (which may have different lengths, none empty is
+ * required). logits: NULL, or [n, vocab] floats. The batch runs as one
+ * forward pass with the split-KV decode attention. Errors as prefill. */
+CLATTN_API clattn_status clattn_lm_decode(clattn_lm_session *s, int32_t n, const int32_t *seqs,
+                                          const int32_t *ids, float *logits);
+
+/* The logits of sequence seq's last position into logits[0 .. vocab);
+ * blocking. CLATTN_ERR_INVALID_ARG when there are none (empty or just
+ * truncated). */
+CLATTN_API clattn_status clattn_lm_logits(clattn_lm_session *s, int32_t seq, float *logits);
+
+/* Called once per generated token: id, and the text it completes (valid
+ * UTF-8, possibly empty while a character is incomplete; not
+ * NUL-terminated). Return false to stop. */
+typedef bool (*clattn_token_fn)(void *user, int32_t id, const char *text, size_t len);
+
+typedef struct clattn_generate_params {
+    int32_t max_tokens;         /* new tokens at most; default 128 */
+    clattn_sampler_params sampling;
+    bool ignore_eos;            /* default false: stop at the model's eos ids */
+    const char *const *stop;    /* n_stop stop strings: generation stops once
+                                   the text contains one (it is kept) */
+    int32_t n_stop;
+    clattn_token_fn on_token;   /* NULL: none */
+    void *user;
+    /* NULL, or [n_prompt + max_tokens, vocab] floats: the logits of every
+     * prompt position, then of each step (the rows used to pick each
+     * generated id) */
+    float *logits;
+} clattn_generate_params;
+
+CLATTN_API clattn_generate_params clattn_generate_params_default(void);
+
+/* Why generation stopped. */
+typedef enum clattn_stop_reason {
+    CLATTN_STOP_MAX_TOKENS = 0,
+    CLATTN_STOP_EOS = 1,        /* the eos id is included in ids */
+    CLATTN_STOP_STRING = 2,
+    CLATTN_STOP_CALLBACK = 3,
+    CLATTN_STOP_CONTEXT = 4     /* the sequence reached ctx_size */
+} clattn_stop_reason;
+
+typedef struct clattn_generate_result {
+    int32_t n_ids;              /* ids written to out_ids */
+    clattn_stop_reason reason;
+    double prompt_seconds, gen_seconds; /* prefill, and the decode steps */
+} clattn_generate_result;
+
+/* Empties sequence seq, prefills prompt[0 .. n_prompt) (n_prompt >= 1),
+ * then samples and decodes up to max_tokens ids into out_ids (capacity
+ * >= max_tokens). The sampler is fresh, seeded with sampling.seed, and
+ * has accepted the prompt. Errors as clattn_lm_prefill and
+ * clattn_sampler_create; a prompt that fills ctx_size is
+ * CLATTN_ERR_CONTEXT_FULL. */
+CLATTN_API clattn_status clattn_lm_generate(clattn_lm_session *s, int32_t seq,
+                                            const int32_t *prompt, int32_t n_prompt,
+                                            const clattn_generate_params *p, int32_t *out_ids,
+                                            int32_t capacity, clattn_generate_result *res);
 
 #ifdef __cplusplus
 }

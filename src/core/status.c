@@ -25,6 +25,7 @@ const char *clattn_status_str(clattn_status status)
     case CLATTN_ERR_UNSUPPORTED: return "CLATTN_ERR_UNSUPPORTED";
     case CLATTN_ERR_OPENCL: return "CLATTN_ERR_OPENCL";
     case CLATTN_ERR_INTERNAL: return "CLATTN_ERR_INTERNAL";
+    case CLATTN_ERR_CONTEXT_FULL: return "CLATTN_ERR_CONTEXT_FULL";
     }
     return "CLATTN_ERR_UNKNOWN";
 }

@@ -151,7 +151,7 @@ static void test_status_names(void)
     const clattn_status all[] = {CLATTN_OK, CLATTN_ERR_INVALID_ARG, CLATTN_ERR_NO_DEVICE,
                                  CLATTN_ERR_BUILD, CLATTN_ERR_OUT_OF_MEMORY, CLATTN_ERR_IO,
                                  CLATTN_ERR_FORMAT, CLATTN_ERR_UNSUPPORTED, CLATTN_ERR_OPENCL,
-                                 CLATTN_ERR_INTERNAL};
+                                 CLATTN_ERR_INTERNAL, CLATTN_ERR_CONTEXT_FULL};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
         const char *s = clattn_status_str(all[i]);
         CHECK(s && strncmp(s, "CLATTN_", 7) == 0, "status %d has name %s", all[i], s);
