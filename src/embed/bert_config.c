@@ -16,32 +16,6 @@
 
 typedef clattn__json_reader reader;
 
-/* Parses path into *out; a missing file is *out = NULL when optional, else
- * CLATTN_ERR_IO. */
-static clattn_status load_json(clattn_ctx *ctx, const char *path, bool optional, json_t **out)
-{
-    *out = NULL;
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        if (optional && errno == ENOENT)
-            return CLATTN_OK;
-        return clattn__fail(ctx, CLATTN_ERR_IO, "%s: %s", path, strerror(errno));
-    }
-    json_error_t jerr;
-    *out = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!*out && jerr.line < 0)
-        return clattn__fail(ctx, CLATTN_ERR_IO, "%s: %s", path, jerr.text);
-    if (!*out)
-        return clattn__fail(ctx, CLATTN_ERR_FORMAT, "%s: %s (line %d, column %d)", path,
-                            jerr.text, jerr.line, jerr.column);
-    if (!json_is_object(*out) && !json_is_array(*out)) {
-        json_decref(*out);
-        *out = NULL;
-        return clattn__fail(ctx, CLATTN_ERR_FORMAT, "%s: the top level must be an object", path);
-    }
-    return CLATTN_OK;
-}
-
 static void read_model(reader *r, json_t *root, clattn__bert_config *c)
 {
     const char *type = clattn__json_get_string(r, root, "model_type", NULL);
@@ -207,7 +181,7 @@ clattn_status clattn__bert_read_config(clattn_ctx *ctx, const char *dir, clattn_
             st = clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
             break;
         }
-        st = load_json(ctx, paths[f], f == 1 || f == 3, &roots[f]);
+        st = clattn__json_load_file(ctx, paths[f], f == 1 || f == 3, &roots[f]);
         if (st != CLATTN_OK || !roots[f])
             continue;
         reader r = {ctx, paths[f], "", CLATTN_OK};

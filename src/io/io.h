@@ -90,4 +90,11 @@ const char *clattn__json_get_string(clattn__json_reader *r, json_t *obj, const c
 json_t *clattn__json_get_object(clattn__json_reader *r, json_t *obj, const char *key);
 json_t *clattn__json_get_array(clattn__json_reader *r, json_t *obj, const char *key);
 
+/* Parses the JSON file at path into *out (an object or an array at the
+ * top level; duplicate keys refused). A missing file is *out = NULL and
+ * CLATTN_OK when optional, else CLATTN_ERR_IO; malformed JSON is
+ * CLATTN_ERR_FORMAT with the line and column. */
+clattn_status clattn__json_load_file(clattn_ctx *ctx, const char *path, bool optional,
+                                     json_t **out);
+
 #endif /* CLATTN_IO_H */

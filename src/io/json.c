@@ -2,9 +2,11 @@
  * input (config.json, tokenizer.json, ...). */
 #include "io/io.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 const char *clattn__json_unknown_key(json_t *obj, const char *const *allowed)
 {
@@ -140,4 +142,30 @@ json_t *clattn__json_get_object(clattn__json_reader *r, json_t *obj, const char 
 json_t *clattn__json_get_array(clattn__json_reader *r, json_t *obj, const char *key)
 {
     return get_typed(r, obj, key, JSON_ARRAY, "must be an array");
+}
+
+/* Parses path into *out; a missing file is *out = NULL when optional, else
+ * CLATTN_ERR_IO. */
+clattn_status clattn__json_load_file(clattn_ctx *ctx, const char *path, bool optional, json_t **out)
+{
+    *out = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        if (optional && errno == ENOENT)
+            return CLATTN_OK;
+        return clattn__fail(ctx, CLATTN_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    json_error_t jerr;
+    *out = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!*out && jerr.line < 0)
+        return clattn__fail(ctx, CLATTN_ERR_IO, "%s: %s", path, jerr.text);
+    if (!*out)
+        return clattn__fail(ctx, CLATTN_ERR_FORMAT, "%s: %s (line %d, column %d)", path,
+                            jerr.text, jerr.line, jerr.column);
+    if (!json_is_object(*out) && !json_is_array(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return clattn__fail(ctx, CLATTN_ERR_FORMAT, "%s: the top level must be an object", path);
+    }
+    return CLATTN_OK;
 }

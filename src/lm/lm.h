@@ -91,4 +91,162 @@ typedef struct clattn__decode_args {
 
 clattn_status clattn__lm_decode_attention(clattn_ctx *ctx, const clattn__decode_args *a);
 
+
+/* ---- config.c: config.json and generation_config.json ----------------- */
+
+/* The two layer shapes clattn runs. */
+typedef enum clattn__lm_family {
+    CLATTN_LM_LLAMA = 0,   /* Llama, Mistral, Qwen2: RMSNorm, RoPE, SwiGLU */
+    CLATTN_LM_GPT2 = 1     /* GPT-2: LayerNorm, learned positions, MLP */
+} clattn__lm_family;
+
+typedef enum clattn__rope_type {
+    CLATTN_ROPE_DEFAULT = 0,
+    CLATTN_ROPE_LINEAR = 1,
+    CLATTN_ROPE_LLAMA3 = 2
+} clattn__rope_type;
+
+#define CLATTN_LM_MAX_LAYERS 1024
+
+/* Everything the forward pass needs from the folder's JSON files. */
+typedef struct clattn__lm_config {
+    clattn__lm_family family;
+    char architecture[64], model_type[32];
+    int32_t vocab, hidden, intermediate, layers, heads, kv_heads, head_dim, max_pos;
+    float norm_eps;
+    bool tied;
+    bool qkv_bias, o_bias, mlp_bias;   /* GPT-2: all true */
+    clattn_activation act;             /* GPT-2's MLP activation (Llama: SiLU) */
+    /* Per layer: keys a query sees before itself (the window's left side),
+     * -1 for full attention. Mistral: sliding_window - 1 everywhere; Qwen2:
+     * from layer_types / use_sliding_window and max_window_layers. */
+    int32_t *window_left;              /* [layers], malloc'd */
+    int32_t sliding_window;            /* the config's value; 0: none */
+    double rope_theta;
+    clattn__rope_type rope_type;
+    double rope_factor, rope_low_freq, rope_high_freq;
+    int32_t rope_original_max;
+    int32_t bos_id, n_eos, eos_ids[CLATTN_LM_MAX_EOS];
+} clattn__lm_config;
+
+/* Reads dir/config.json (both spellings, see clattn_lm_load) and
+ * dir/generation_config.json (optional) into c. */
+clattn_status clattn__lm_config_read(clattn_ctx *ctx, const char *dir, clattn__lm_config *c);
+void clattn__lm_config_free(clattn__lm_config *c);
+
+/* inv_freq[0 .. head_dim/2) of the rotary embedding, computed in float32
+ * in the order transformers' rope initialisers compute it. */
+void clattn__lm_rope_inv_freq(const clattn__lm_config *c, float *inv_freq);
+
+
+/* ---- model_files.c: the folder's safetensors files ---------------------- */
+
+#define CLATTN_LM_MAX_SHARDS 256
+
+typedef struct clattn__lm_files {
+    clattn_weights *files[CLATTN_LM_MAX_SHARDS];
+    char *names[CLATTN_LM_MAX_SHARDS];
+    int32_t count;
+} clattn__lm_files;
+
+/* Opens dir/model.safetensors, or every shard of
+ * dir/model.safetensors.index.json (a missing shard is CLATTN_ERR_IO
+ * naming it). */
+clattn_status clattn__lm_files_open(clattn_ctx *ctx, const char *dir, clattn__lm_files *f);
+void clattn__lm_files_close(clattn__lm_files *f);
+
+/* The tensor called name in any of the files, or NULL (no error set). */
+const clattn_weight_info *clattn__lm_files_find(const clattn__lm_files *f, const char *name);
+
+/* Bytes of every tensor of every file. */
+uint64_t clattn__lm_files_bytes(const clattn__lm_files *f);
+
+/* ---- model.c: the weights on the device --------------------------------- */
+
+/* One decoder layer. Fused matrices keep their parts' rows in order:
+ * qkv = [q (Hq D rows); k (Hkv D); v (Hkv D)], gate_up = [gate; up]. */
+typedef struct clattn__lm_layer {
+    cl_mem norm1_w, norm1_b, norm2_w, norm2_b;  /* float32 [hidden]; b GPT-2 only */
+    clattn__lm_matrix qkv, o, gate_up, down;    /* GPT-2: gate_up is c_fc */
+    cl_mem qkv_b, o_b, gate_up_b, down_b;       /* float32 or NULL */
+} clattn__lm_layer;
+
+struct clattn_lm {
+    clattn_ctx *ctx;
+    clattn__lm_config cfg;
+    clattn__lm_matrix embed;                    /* [vocab, hidden] */
+    clattn__lm_matrix pos_embed;                /* GPT-2: [max_pos, hidden] */
+    clattn__lm_matrix head_own;                 /* untied lm_head, else unused */
+    const clattn__lm_matrix *head;              /* &head_own or &embed */
+    cl_mem final_w, final_b;                    /* final norm */
+    cl_mem inv_freq;                            /* float32 [head_dim / 2] */
+    clattn__lm_layer *layer;                    /* [layers] */
+    clattn_tokenizer *tokenizer;                /* NULL without tokenizer.json */
+    clattn_dtype dtype;
+    uint64_t file_bytes, device_bytes;
+    int32_t n_sessions;
+};
+
+
+/* ---- session.c / forward.c: the KV cache and the forward pass ----------- */
+
+/* Rows one forward pass takes at most: longer prompts are prefilled in
+ * chunks of this many positions, which bounds the work buffers. */
+#define CLATTN_LM_CHUNK 512
+/* Rows of logits computed at once when every position's are wanted. */
+#define CLATTN_LM_LOGIT_BLOCK 32
+
+struct clattn_lm_session {
+    clattn_lm *lm;
+    clattn_ctx *ctx;
+    int32_t n_seq, cap;          /* sequences, positions each */
+    bool f16;                    /* cache in half */
+    int32_t max_rows;            /* rows of the work buffers */
+    clattn__kv_layer *kv;        /* [layers]: k, v [n_seq, Hkv, cap, D] */
+    int32_t *len;                /* [n_seq] positions held */
+    bool *has_logits;            /* [n_seq] last_logits row is current */
+    cl_mem last_logits;          /* float32 [n_seq, vocab] */
+    /* Work buffers, float32 token rows [max_rows, width]. */
+    cl_mem x, h, qkv, q, attn, mlp, act;
+    cl_mem logits;               /* [max(CLATTN_LM_LOGIT_BLOCK, n_seq), vocab] */
+    cl_mem ids, pos, slot;       /* int32 [max_rows] */
+    clattn__buffer kv_f32;       /* prefill: one slot's cache in float32 */
+    clattn__buffer rows_tmp;     /* prefill fallback: q and out of a row block */
+    uint64_t cache_bytes;
+};
+
+/* Runs T rows through the model: row t is token ids[t] at position pos[t]
+ * of sequence slot[t] (host arrays, already checked). prefill: all rows
+ * belong to slot[0] at consecutive positions after its cached ones; else
+ * one row for each of T distinct sequences. Leaves the final-normed rows
+ * in s->h. */
+clattn_status clattn__lm_forward(clattn_lm_session *s, int32_t T, const int32_t *ids,
+                                 const int32_t *pos, const int32_t *slot, bool prefill);
+
+/* logits [rows, vocab] of the rows r0 .. r0 + rows of s->h into the device
+ * buffer out at row out_row (rows <= CLATTN_LM_LOGIT_BLOCK, or n_seq). */
+clattn_status clattn__lm_head(clattn_lm_session *s, int32_t r0, int32_t rows, cl_mem out,
+                              int32_t out_row);
+
+/* ---- lm_kernels.c: the per-token steps (cl/lm/lm_kernels.cl) ------------ */
+
+/* y[rows, cols] = RMSNorm(x) * w; y may be x. */
+clattn_status clattn__lm_rms_norm(clattn_ctx *ctx, cl_mem x, cl_mem w, cl_mem y, size_t rows,
+                                  size_t cols, float eps);
+
+/* Splits qkv [T, (Hq + 2 Hkv) D] into q [T, Hq D] and the cache at
+ * (slot[t], pos[t]) (device int buffers), rotating q and k when inv_freq
+ * is not NULL. */
+clattn_status clattn__lm_rope_store(clattn_ctx *ctx, cl_mem qkv, cl_mem q, const clattn__kv_layer *kv,
+                                    bool f16, cl_mem pos, cl_mem slot, cl_mem inv_freq, int T,
+                                    int hq, int hkv, int d, int cap);
+
+/* out [T, inter] = silu(gate) * up of gu [T, 2 inter]. */
+clattn_status clattn__lm_swiglu(clattn_ctx *ctx, cl_mem gu, cl_mem out, int T, int inter);
+
+/* out [2, Hkv, m, D] float32: positions 0 .. m-1 of slot's keys, then
+ * values. */
+clattn_status clattn__lm_cache_gather(clattn_ctx *ctx, const clattn__kv_layer *kv, bool f16,
+                                      int slot, int hkv, int d, int cap, int m, cl_mem out);
+
 #endif /* CLATTN_LM_H */
