@@ -1,0 +1,96 @@
+/* cli_args.c - see cli_args.h. */
+#include "cli_args.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool cli_int(const char *tool, const char *option, const char *text, int64_t lo, int64_t hi,
+             int64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = text ? strtoll(text, &end, 10) : 0;
+    if (!text || end == text || *end != '\0' || errno == ERANGE || v < lo || v > hi) {
+        fprintf(stderr, "%s: %s: '%s' is not an integer in [%lld, %lld]\n", tool, option,
+                text ? text : "(missing)", (long long)lo, (long long)hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_double(const char *tool, const char *option, const char *text, double lo, double hi,
+                double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = text ? strtod(text, &end) : 0;
+    if (!text || end == text || *end != '\0' || errno == ERANGE || !isfinite(v) || v < lo ||
+        v > hi) {
+        fprintf(stderr, "%s: %s: '%s' is not a number in [%g, %g]\n", tool, option,
+                text ? text : "(missing)", lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_int_list(const char *tool, const char *option, const char *text, int64_t lo,
+                  int64_t hi, int32_t **out, int32_t *count)
+{
+    *out = NULL;
+    *count = 0;
+    if (!text || !*text) {
+        fprintf(stderr, "%s: %s: the list is empty\n", tool, option);
+        return false;
+    }
+    size_t n = 1;
+    for (const char *p = text; *p; p++)
+        n += *p == ',';
+    if (n > (size_t)INT32_MAX / 2) {
+        fprintf(stderr, "%s: %s: too many values\n", tool, option);
+        return false;
+    }
+    int32_t *v = malloc(n * sizeof *v);
+    char *copy = strdup(text);
+    if (!v || !copy) {
+        fprintf(stderr, "%s: out of memory\n", tool);
+        free(v);
+        free(copy);
+        return false;
+    }
+    size_t k = 0;
+    bool ok = true;
+    /* strtok_r would skip empty fields ("1,,2"); walk the commas instead. */
+    char *field = copy;
+    for (;;) {
+        char *comma = strchr(field, ',');
+        if (comma)
+            *comma = '\0';
+        while (*field == ' ')
+            field++;
+        size_t len = strlen(field);
+        while (len > 0 && field[len - 1] == ' ')
+            field[--len] = '\0';
+        int64_t x;
+        if (!cli_int(tool, option, field, lo, hi, &x)) {
+            ok = false;
+            break;
+        }
+        v[k++] = (int32_t)x;
+        if (!comma)
+            break;
+        field = comma + 1;
+    }
+    free(copy);
+    if (!ok) {
+        free(v);
+        return false;
+    }
+    *out = v;
+    *count = (int32_t)k;
+    return true;
+}

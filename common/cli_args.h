@@ -1,0 +1,23 @@
+/* cli_args.h - range-checked numeric command-line values for the tools.
+ * Each parser accepts the whole string or nothing (no trailing text, no
+ * overflow, no NaN or infinity), and on failure prints
+ * "TOOL: OPTION: 'TEXT' is not ... in [LO, HI]" to stderr and returns
+ * false, so a tool can write
+ *     if (!cli_int("clattn-generate", "-n", argv[++i], 1, 1 << 20, &n)) return 2; */
+#ifndef CLATTN_CLI_ARGS_H
+#define CLATTN_CLI_ARGS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+bool cli_int(const char *tool, const char *option, const char *text, int64_t lo, int64_t hi,
+             int64_t *out);
+bool cli_double(const char *tool, const char *option, const char *text, double lo, double hi,
+                double *out);
+
+/* A comma-separated list of integers in [lo, hi] ("1,2,3"; spaces allowed
+ * around the commas) into a malloc'd array *out of *count >= 1 entries. */
+bool cli_int_list(const char *tool, const char *option, const char *text, int64_t lo,
+                  int64_t hi, int32_t **out, int32_t *count);
+
+#endif
