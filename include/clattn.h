@@ -1567,33 +1567,64 @@ CLATTN_API int32_t clattn_module_param_refs(clattn_module *m, clattn_param_ref *
 
 /* A sampler turns a row of logits into a token id. It runs on the host in
  * double precision, so the same logits and seed give the same ids on every
- * device. Order of the steps, as Hugging Face's generate applies its logits
- * processors and warpers:
+ * device. The steps, in the order of Hugging Face's generate with
+ * do_sample (transformers 4.57, generation/logits_process.py, with its
+ * min_tokens_to_keep = 1), each on the output of the one before:
  *   1. repetition penalty (RepetitionPenaltyLogitsProcessor): for every id
- *      in the last repeat_last_n accepted ids (each id once), a logit
- *      l > 0 becomes l / repeat_penalty and l <= 0 becomes l * penalty;
- *   2. presence and frequency penalties (OpenAI's definition): l -= c *
- *      frequency_penalty + (c > 0) * presence_penalty, c the id's count in
- *      the same window;
- *   3. temperature 0 (or top_k 1): greedy, the lowest id of the largest
- *      logit; else l / temperature;
- *   4. top-k, then top-p (the smallest set of the most probable ids whose
- *      probability reaches top_p, ties broken by lower id first), then
- *      min-p (ids with probability < min_p * the largest are removed);
- *   5. softmax over what is left, and one draw.
- * The draw: ids sorted by probability (descending, then id ascending);
- * u = the RNG's next double in [0, 1); the first id whose cumulative
- * probability exceeds u * total. The RNG is xoshiro256** seeded by
- * splitmix64(seed) (the four words are splitmix64's first four outputs);
- * a double is (next() >> 11) * 2^-53. */
+ *      in the window (below), each id once, a logit l < 0 becomes
+ *      l * repeat_penalty and any other l / repeat_penalty;
+ *   2. presence and frequency penalties (OpenAI's definition; transformers
+ *      has none): l = l - c * frequency_penalty - (c > 0) *
+ *      presence_penalty, c the id's count in the window;
+ *   3. temperature 0: greedy, the lowest id of the largest logit (top_k,
+ *      top_p and min_p are ignored and the RNG is not advanced); else
+ *      l / temperature (TemperatureLogitsWarper);
+ *   4. top-k (TopKLogitsWarper): the ids whose logit is below the top_k-th
+ *      largest are removed, so ids tied with it all stay (more than top_k
+ *      may remain; top_k 1 keeps every id tied for the largest, and is
+ *      greedy only when there is no tie); top_k >= the ids of finite
+ *      logit, vocab included, removes nothing;
+ *   5. top-p (TopPLogitsWarper): with the ids in the draw's order (below)
+ *      and their softmax probabilities, an id stays while the probability
+ *      of the ids before it is < top_p: the shortest prefix that reaches
+ *      top_p (transformers removes the ids whose ascending cumulative
+ *      probability is <= 1 - top_p: the same set in exact arithmetic);
+ *      the most probable id
+ *      always stays. Ties at the cut: the lower ids stay. transformers
+ *      keeps as many ids there, but which of the tied ones depends on
+ *      torch.sort, which is not stable (on short rows it keeps the higher
+ *      ids);
+ *   6. min-p (MinPLogitsWarper): with the probabilities of what top-p
+ *      left, the ids of probability < min_p * the largest are removed;
+ *   7. softmax over what is left, and one draw.
+ * The penalties apply to ids of finite logit; -inf stays -inf and is never
+ * picked. The window of the penalties is the last repeat_last_n ids given
+ * to clattn_sampler_accept (all of them for -1; none for 0, which turns
+ * the penalties off).
+ * The draw: the kept ids sorted by probability (descending, then id
+ * ascending); u = the RNG's next double in [0, 1); the first id whose
+ * cumulative probability exceeds u * total (the sum of the kept
+ * probabilities, added in that order), or the last id of nonzero
+ * probability when rounding leaves none. Every draw that is not greedy
+ * takes exactly one double from the RNG, even with one id kept. The RNG
+ * is xoshiro256** seeded by splitmix64(seed) (the four words are
+ * splitmix64's first four outputs); a double is (next() >> 11) * 2^-53.
+ * Cost: clattn_sampler_accept is O(1); a sample is O(vocab) for the
+ * penalties and the temperature, then, with top_k set, O(vocab log top_k)
+ * to select the top-k and O(m log m) to sort the m >= top_k ids kept, else
+ * O(n log n) to sort the n ids of finite logit. Memory: 32 bytes per
+ * vocabulary entry, 24 per top_k (at most vocab) and 4 per id of the
+ * window (allocated as ids arrive). */
 typedef struct clattn_sampler_params {
     double temperature;        /* 0: greedy; default 1.0 */
     int32_t top_k;             /* 0: off; default 0 */
     double top_p;              /* 1.0: off; default 1.0 */
     double min_p;              /* 0: off; default 0 */
     double repeat_penalty;     /* 1.0: off; default 1.0 */
-    int32_t repeat_last_n;     /* window of the penalties; -1: all ids seen
-                                  (prompt included); default 64 */
+    int32_t repeat_last_n;     /* window of the penalties: the last N
+                                  accepted ids; -1: every accepted id (the
+                                  prompt's too, once accepted); 0: the
+                                  penalties off; default 64 */
     double presence_penalty;   /* 0: off */
     double frequency_penalty;  /* 0: off */
     uint64_t seed;             /* default 0 */
@@ -1605,10 +1636,11 @@ CLATTN_API clattn_sampler_params clattn_sampler_params_default(void);
 typedef struct clattn_sampler clattn_sampler;
 
 /* Checks the parameters (temperature >= 0 and finite, top_k >= 0, top_p in
- * (0, 1], min_p in [0, 1], repeat_penalty > 0, repeat_last_n >= -1,
- * penalties finite; CLATTN_ERR_INVALID_ARG naming the field) and makes a
- * sampler for logits rows of vocab entries. Free with
- * clattn_sampler_destroy. A sampler is used by one thread at a time. */
+ * (0, 1], min_p in [0, 1], repeat_penalty > 0 and finite, repeat_last_n >=
+ * -1, penalties finite; CLATTN_ERR_INVALID_ARG naming the field; p NULL:
+ * the defaults) and makes a sampler for logits rows of vocab >= 1
+ * entries. Free with clattn_sampler_destroy (NULL: no-op). A sampler is
+ * used by one thread at a time. */
 CLATTN_API clattn_status clattn_sampler_create(const clattn_sampler_params *p, int32_t vocab,
                                                clattn_sampler **out);
 CLATTN_API void clattn_sampler_destroy(clattn_sampler *s);
@@ -1617,17 +1649,20 @@ CLATTN_API void clattn_sampler_destroy(clattn_sampler *s);
  * penalties. CLATTN_ERR_INVALID_ARG for an id outside [0, vocab). */
 CLATTN_API clattn_status clattn_sampler_accept(clattn_sampler *s, int32_t id);
 
-/* Forgets the ids seen and reseeds the RNG with seed. */
+/* Forgets the ids seen and reseeds the RNG with seed: the sampler then
+ * behaves as a new one made with that seed. */
 CLATTN_API void clattn_sampler_reset(clattn_sampler *s, uint64_t seed);
 
 /* Picks the next id from logits[0 .. vocab) (not modified) as described
- * above; does not accept it. NaN logits are CLATTN_ERR_INVALID_ARG naming
- * the id; -inf logits are never picked; all -inf is CLATTN_ERR_INVALID_ARG. */
+ * above; does not accept it. CLATTN_ERR_INVALID_ARG (nothing drawn) for a
+ * NaN or +inf logit, naming the id, for penalties that overflow a logit to
+ * +inf, and when every logit is -inf (after the penalties). */
 CLATTN_API clattn_status clattn_sampler_sample(clattn_sampler *s, const float *logits,
                                                int32_t *id);
 
-/* The probabilities step 5 would draw from, into probs[0 .. vocab) (0 for
- * removed ids), for inspection and tests. Greedy gives a one-hot row. */
+/* The probabilities step 7 would draw from, into probs[0 .. vocab) (0 for
+ * removed ids), for inspection and tests; the RNG is not used. Errors as
+ * clattn_sampler_sample. Greedy gives a one-hot row. */
 CLATTN_API clattn_status clattn_sampler_probs(clattn_sampler *s, const float *logits,
                                               double *probs);
 
