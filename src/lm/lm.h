@@ -91,4 +91,12 @@ typedef struct clattn__decode_args {
 
 clattn_status clattn__lm_decode_attention(clattn_ctx *ctx, const clattn__decode_args *a);
 
+/* The same with the number of key chunks per (sequence, kv head) forced to
+ * n_chunks (0: decode_attention.c's rule; at most 4096), raised where its
+ * chunk-length limits (accuracy, the device's loop budget) need more;
+ * *used (may be NULL) gets the count that ran. Tests use it to reach many,
+ * tiny and empty chunks. */
+clattn_status clattn__lm_decode_attention_split(clattn_ctx *ctx, const clattn__decode_args *a,
+                                                int32_t n_chunks, int32_t *used);
+
 #endif /* CLATTN_LM_H */
