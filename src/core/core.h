@@ -197,6 +197,9 @@ enum {
     CLATTN_SCRATCH_BWD_DS,    /* attention backward: dS for a broadcast dbias */
     CLATTN_SCRATCH_GEMM_B,    /* gemm_cpu: op(B) packed in 16-column panels */
     CLATTN_SCRATCH_GEMM_A,    /* gemm_cpu: op(A) packed in row blocks */
+    CLATTN_SCRATCH_DECODE_SEQ, /* lm decode attention: (slot, len) per sequence */
+    CLATTN_SCRATCH_DECODE_ACC, /* lm decode attention: partial outputs per chunk */
+    CLATTN_SCRATCH_DECODE_ML, /* lm decode attention: (max, sum) per chunk */
     CLATTN_SCRATCH_SLOTS
 };
 

@@ -248,5 +248,12 @@ clattn_status clattn__lm_swiglu(clattn_ctx *ctx, cl_mem gu, cl_mem out, int T, i
  * values. */
 clattn_status clattn__lm_cache_gather(clattn_ctx *ctx, const clattn__kv_layer *kv, bool f16,
                                       int slot, int hkv, int d, int cap, int m, cl_mem out);
+/* The same with the number of key chunks per (sequence, kv head) forced to
+ * n_chunks (0: decode_attention.c's rule; at most 4096), raised where its
+ * chunk-length limits (accuracy, the device's loop budget) need more;
+ * *used (may be NULL) gets the count that ran. Tests use it to reach many,
+ * tiny and empty chunks. */
+clattn_status clattn__lm_decode_attention_split(clattn_ctx *ctx, const clattn__decode_args *a,
+                                                int32_t n_chunks, int32_t *used);
 
 #endif /* CLATTN_LM_H */
