@@ -265,7 +265,7 @@ static clattn_status check_linear(clattn_ctx *ctx, const char *what, const clatt
     size_t rows = (size_t)w->rows, cols = (size_t)w->cols, t = (size_t)T;
     /* x_off + T * cols floats (and y's) must fit size_t bytes */
     size_t lim = SIZE_MAX / sizeof(float);
-    if (t > (lim - x_off) / cols || t > (lim - y_off) / rows)
+    if (x_off > lim || y_off > lim || t > (lim - x_off) / cols || t > (lim - y_off) / rows)
         return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
                             "%s: offsets %zu, %zu with %lld rows overflow size_t", what, x_off,
                             y_off, (long long)T);
