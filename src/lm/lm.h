@@ -60,6 +60,34 @@ clattn_status clattn__lm_gather_rows(clattn_ctx *ctx, const clattn__lm_matrix *t
                                      cl_mem ids, int64_t T, cl_mem out, bool accumulate,
                                      const char *what);
 
+/* The kernels clattn__lm_linear can run (cl/lm/linear_lp.cl). AUTO is its
+ * own choice: by T (matrix-vector up to CLATTN_LM_GEMV_MAX_T rows, tiled
+ * above) and by the device (the CPU forms on CPU devices without a loop
+ * budget, i.e. POCL; the GPU forms elsewhere, llvmpipe included). The
+ * others force one, for the tests; each works on every device, slowly on
+ * the wrong one. */
+typedef enum clattn__lm_path {
+    CLATTN_LM_PATH_AUTO = 0,
+    CLATTN_LM_PATH_GEMV_CPU,    /* lp_gemv_cpu_*: a work-item per few rows */
+    CLATTN_LM_PATH_GEMV_TILED,  /* lp_gemv_tiled_*: work-items split each row */
+    CLATTN_LM_PATH_GEMM_PACKED, /* float panels + gemm/gemm.cl's CPU GEMM */
+    CLATTN_LM_PATH_GEMM_TILED,  /* lp_gemm_tiled: local-memory tiles */
+    CLATTN_LM_PATH_GEMM_BLAS,   /* F32 only: clattn__gemm (CLBlast or the CPU GEMM) */
+    CLATTN_LM_PATH_COUNT
+} clattn__lm_path;
+
+/* Token rows up to which AUTO reads the weights with a matrix-vector
+ * kernel (see weights_lp.c). */
+#define CLATTN_LM_GEMV_MAX_T 8
+
+/* clattn__lm_linear through the given path (CLATTN_LM_PATH_GEMM_BLAS with
+ * a weight other than F32 is CLATTN_ERR_UNSUPPORTED). The matrix-vector
+ * paths take any T, CLATTN_LM_GEMV_MAX_T rows per launch. */
+clattn_status clattn__lm_linear_path(clattn_ctx *ctx, clattn__lm_path path,
+                                     const clattn__lm_matrix *w, cl_mem bias, cl_mem x,
+                                     size_t x_off, int64_t T, cl_mem y, size_t y_off,
+                                     bool accumulate, const char *what);
+
 /* ---- decode_attention.c: split-KV attention over a KV cache ------------- */
 
 /* KV cache of one layer: k and v, each [slots, Hkv, capacity, D] of
