@@ -66,6 +66,13 @@ typedef struct options {
     int32_t n_stop;
 } options;
 
+/* Whether argument a is the option short (e.g. "-m") or long ("--model",
+ * may be NULL). */
+static bool is_option(const char *a, const char *short_name, const char *long_name)
+{
+    return strcmp(a, short_name) == 0 || (long_name && strcmp(a, long_name) == 0);
+}
+
 /* Returns 0 when parsed, 1 for --help (exit 0), 2 on a usage error. */
 static int parse(int argc, char **argv, options *o)
 {
@@ -83,7 +90,7 @@ static int parse(int argc, char **argv, options *o)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int64_t n;
         double x;
-#define IS(s, l) (strcmp(a, s) == 0 || (l && strcmp(a, l) == 0))
+#define IS(s, l) is_option(a, s, l)
 #define NEED_VALUE                                                                            \
     if (!v) {                                                                                 \
         fprintf(stderr, "%s: %s needs a value\n", TOOL, a);                                   \

@@ -51,7 +51,7 @@ static clattn_status need(loader *L, const char *name, int64_t d0, int64_t d1,
 /* A 1-D tensor (norm weight, bias) as a float32 device buffer. */
 static clattn_status upload_vector(loader *L, const char *name, int64_t n, cl_mem *out)
 {
-    const clattn_weight_info *t;
+    const clattn_weight_info *t = NULL;
     clattn_status st = need(L, name, n, -1, &t);
     if (st != CLATTN_OK)
         return st;
@@ -85,7 +85,7 @@ static clattn_status upload_vectors(loader *L, int n, const char *const *names,
     clattn_status st = CLATTN_OK;
     int64_t at = 0;
     for (int i = 0; i < n && st == CLATTN_OK; i++) {
-        const clattn_weight_info *t;
+        const clattn_weight_info *t = NULL;
         st = need(L, names[i], sizes[i], -1, &t);
         if (st == CLATTN_OK)
             clattn__dtype_to_f32(t->dtype, t->data, (size_t)sizes[i], host + at);
@@ -328,7 +328,9 @@ clattn_status clattn_lm_load(clattn_ctx *ctx, const char *dir, clattn_lm **out)
     if (!lm)
         return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
     lm->ctx = ctx;
-    loader L = {ctx, dir, {0}, lm, ""};
+    loader L;
+    memset(&L, 0, sizeof L);
+    L.ctx = ctx, L.dir = dir, L.lm = lm, L.prefix = "";
     clattn_status st = clattn__lm_config_read(ctx, dir, &lm->cfg);
     if (st == CLATTN_OK)
         st = clattn__lm_files_open(ctx, dir, &L.files);
