@@ -248,7 +248,7 @@ static char *copy_case(const char *name)
     char *dir = mkdtemp(tmpl);
     if (!dir)
         return NULL;
-    char src[600], a[700], b[700];
+    char src[600], a[1000], b[1000];
     snprintf(src, sizeof src, "%s/%s", fixtures, name);
     DIR *d = opendir(src);
     struct dirent *e;
@@ -267,7 +267,7 @@ static void remove_dir(char *dir)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
-    char p[700];
+    char p[1000];
     while (d && (e = readdir(d)))
         if (e->d_name[0] != '.') {
             snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
@@ -341,8 +341,10 @@ static void test_bad_input(clattn_ctx *ctx)
                "\"num_hidden_layers\": 3", CLATTN_ERR_FORMAT, "model.layers.2.");
     load_fails(ctx, "llama_gqa_f32", "config.json", "{", "{{", CLATTN_ERR_FORMAT,
                "config.json");
+    load_fails(ctx, "llama_gqa_f32", "tokenizer.json", "{", "{{", CLATTN_ERR_FORMAT,
+               "tokenizer.json");
     load_fails(ctx, "llama_gqa_f32", "tokenizer.json", "\"model\"", "\"mod\"",
-               CLATTN_ERR_FORMAT, "tokenizer.json");
+               CLATTN_ERR_UNSUPPORTED, "'mod'");
     load_fails(ctx, "llama_gqa_f32", "model.safetensors", NULL, NULL, CLATTN_ERR_IO,
                "model.safetensors");
 
