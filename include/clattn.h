@@ -1799,6 +1799,26 @@ CLATTN_API clattn_status clattn_lm_decode(clattn_lm_session *s, int32_t n, const
  * truncated). */
 CLATTN_API clattn_status clattn_lm_logits(clattn_lm_session *s, int32_t seq, float *logits);
 
+/* Attention of a few new query rows per sequence against a KV cache kept
+ * by the caller, with the split-KV kernel pair (FlashDecoding) that
+ * clattn_lm_decode runs: the cache is cut into chunks attended in
+ * parallel (the chunk count follows the cache length and the device's
+ * compute units), every query head of one KV head shares one read of each
+ * chunk, and a second kernel merges the chunks by log-sum-exp.
+ *   q:    [B, R, Hq, D]   R new rows of each sequence, token-major
+ *   k, v: [B, Hkv, C, D]  the cache; sequence b's first kv_len[b] positions
+ *                         are valid, the new rows' keys and values included
+ *   out:  [B, R, Hq, D]   (must not alias q)
+ * Row r of sequence b is position kv_len[b] - R + r; it sees key j when
+ * j <= that position and j >= position - window_left (window_left -1:
+ * unlimited). kv_len: host array of B values in [R, C], read during the
+ * call. scale 0: 1 / sqrt(D). D 1..256; Hq a multiple of Hkv.
+ * Errors: CLATTN_ERR_INVALID_ARG naming the argument. Non-blocking. */
+CLATTN_API clattn_status clattn_sdpa_decode(clattn_ctx *ctx, const clattn_tensor *q,
+                                            const clattn_tensor *k, const clattn_tensor *v,
+                                            clattn_tensor *out, const int32_t *kv_len,
+                                            int32_t window_left, float scale);
+
 /* Called once per generated token: id, and the text it completes (valid
  * UTF-8, possibly empty while a character is incomplete; not
  * NUL-terminated). Return false to stop. */

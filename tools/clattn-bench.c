@@ -9,6 +9,8 @@
  *                       = (8, 2048, 64) without and with the causal mask)
  *   clattn-bench gemm [--n N ...] [--no-tuning] [--json]
  *   clattn-bench embed [--model DIR] [--b BATCH] [--json]
+ *   clattn-bench generate --model DIR [--prompt N] [--gen N] [--batch 1,8]
+ *                         [--cache-type f32|f16] [--no-attention] [--json]
  *
  * Without shape options each runs its default sweep. --device SEL picks the
  * device, --reps R the timed repetitions (default: enough for ~0.5 s, at
@@ -17,6 +19,8 @@
 #include <clattn.h>
 
 #include "bench_dispatch.h"
+#include "bench_generate.h"
+#include "cli_args.h"
 #include "bench_train.h"
 
 #include <limits.h>
@@ -35,6 +39,7 @@ typedef struct options {
     int b, hq, hkv, n, m, d, dv, wl, wr;
     int d_model, nhead, ff; /* layer */
     int calls;              /* dispatch */
+    bench_generate_options gen; /* generate */
 } options;
 
 static double now_s(void)
@@ -725,6 +730,10 @@ static void usage(FILE *f)
                "                          of ~12 tokens, 64 of ~128; all-MiniLM-L6-v2)\n"
                "       clattn-bench dispatch [--calls C]   (host cost of one op call on\n"
                "                          [1, 8] tensors, microseconds; default 2000 calls)\n"
+               "       clattn-bench generate --model DIR [--prompt N] [--gen N] [--batch 1,8]\n"
+               "                          [--cache-type f32|f16] [--no-attention]   (prefill and\n"
+               "                          decode tokens/s, decode GB/s against a device copy,\n"
+               "                          decode attention alone at 1k..32k keys)\n"
                "common: [--json] [--device SEL] [--reps R]\n");
 }
 
@@ -736,12 +745,41 @@ int main(int argc, char **argv)
     }
     const char *what = argv[1];
     options o = {.b = 1, .hq = 1, .hkv = -1, .n = 1024, .m = -1, .d = 64, .dv = -1, .wl = -1,
-                 .wr = -1, .d_model = 512, .nhead = 8, .ff = 2048, .calls = 2000};
+                 .wr = -1, .d_model = 512, .nhead = 8, .ff = 2048, .calls = 2000,
+                 .gen = {.prompt = 512, .gen = 128, .batches = {1, 8}, .n_batches = 2,
+                         .attention = true, .reps = 2}};
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         int *target = NULL;
+        int64_t num;
         if (strcmp(a, "--json") == 0) o.json = true;
+        else if (strcmp(a, "--no-attention") == 0) o.gen.attention = false;
+        else if (strcmp(a, "--prompt") == 0) {
+            if (!cli_int("clattn-bench", a, val, 1, 1 << 20, &num)) return 2;
+            o.gen.prompt = (int)num, i++;
+        } else if (strcmp(a, "--gen") == 0) {
+            if (!cli_int("clattn-bench", a, val, 1, 1 << 20, &num)) return 2;
+            o.gen.gen = (int)num, i++;
+        } else if (strcmp(a, "--batch") == 0) {
+            int32_t *list, n;
+            if (!cli_int_list("clattn-bench", a, val, 1, 64, &list, &n)) return 2;
+            if (n > 8) {
+                fprintf(stderr, "clattn-bench: --batch takes at most 8 sizes\n");
+                free(list);
+                return 2;
+            }
+            for (int32_t j = 0; j < n; j++)
+                o.gen.batches[j] = list[j];
+            o.gen.n_batches = n, i++;
+            free(list);
+        } else if (strcmp(a, "--cache-type") == 0 && val) {
+            if (strcmp(val, "f16") && strcmp(val, "f32")) {
+                fprintf(stderr, "clattn-bench: --cache-type: '%s' is not f32 or f16\n", val);
+                return 2;
+            }
+            o.gen.cache_f16 = strcmp(val, "f16") == 0, i++;
+        }
         else if (strcmp(a, "--causal") == 0) o.causal = o.shape_given = true;
         else if (strcmp(a, "--no-unfused") == 0) o.no_unfused = true;
         else if (strcmp(a, "--no-tuning") == 0) o.no_tuning = true;
@@ -802,6 +840,19 @@ int main(int argc, char **argv)
         bench_layer(ctx, &o);
     else if (strcmp(what, "embed") == 0)
         bench_embed(ctx, &o);
+    else if (strcmp(what, "generate") == 0) {
+        o.gen.model = o.model;
+        o.gen.json = o.json;
+        if (o.reps > 0)
+            o.gen.reps = o.reps;
+        if (!o.model) {
+            fprintf(stderr, "clattn-bench generate: give --model DIR\n");
+            clattn_ctx_destroy(ctx);
+            return 2;
+        }
+        if ((st = bench_generate(ctx, &o.gen)) != CLATTN_OK)
+            die("generate", st);
+    }
     else if (strcmp(what, "dispatch") == 0) {
         if ((st = bench_dispatch(ctx, o.calls, o.reps > 0 ? o.reps : 5, o.json)) != CLATTN_OK)
             die("dispatch", st);
