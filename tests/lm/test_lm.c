@@ -10,6 +10,9 @@
  *     the reference within LOGIT_TOL of the row's largest |logit|;
  *   - greedy generation (clattn_lm_generate, temperature 0) gives exactly
  *     transformers' ids, stopping where it stopped (GPT-2's eos list);
+ *   - seeded sampling with every sampler option gives the ids the fixture
+ *     drew from transformers' processors with the documented RNG (so the
+ *     same on POCL and Rusticl);
  *   - the KV-cache path equals a full recompute: the whole sequence
  *     prefilled at once gives the step-by-step logits;
  *   - three sequences of different lengths decoded in one batch give what
@@ -48,6 +51,10 @@ typedef struct lm_case {
     int32_t prompt[64], n_prompt;
     int32_t ids[64], n_ids;
     npy_array logits;        /* [n_prompt + n_ids - 1, vocab] */
+    /* A seeded sampled continuation (when the case has one): transformers'
+     * processors and clattn's documented RNG, made by the fixture script. */
+    clattn_sampler_params sampling;
+    int32_t sampled[64], n_sampled;
 } lm_case;
 
 static bool read_case(const char *name, lm_case *c)
@@ -68,6 +75,26 @@ static bool read_case(const char *name, lm_case *c)
         c->prompt[i] = (int32_t)json_integer_value(json_array_get(p, (size_t)i));
     for (int32_t i = 0; i < c->n_ids; i++)
         c->ids[i] = (int32_t)json_integer_value(json_array_get(g, (size_t)i));
+    json_t *smp = json_object_get(root, "sampled");
+    if (smp) {
+        json_t *prm = json_object_get(smp, "params"), *sid = json_object_get(smp, "ids");
+        c->sampling = clattn_sampler_params_default();
+        c->sampling.temperature = json_number_value(json_object_get(prm, "temperature"));
+        c->sampling.top_k = (int32_t)json_integer_value(json_object_get(prm, "top_k"));
+        c->sampling.top_p = json_number_value(json_object_get(prm, "top_p"));
+        c->sampling.min_p = json_number_value(json_object_get(prm, "min_p"));
+        c->sampling.repeat_penalty = json_number_value(json_object_get(prm, "repeat_penalty"));
+        c->sampling.repeat_last_n =
+            (int32_t)json_integer_value(json_object_get(prm, "repeat_last_n"));
+        c->sampling.presence_penalty =
+            json_number_value(json_object_get(prm, "presence_penalty"));
+        c->sampling.frequency_penalty =
+            json_number_value(json_object_get(prm, "frequency_penalty"));
+        c->sampling.seed = (uint64_t)json_integer_value(json_object_get(prm, "seed"));
+        c->n_sampled = (int32_t)json_array_size(sid);
+        for (int32_t i = 0; i < c->n_sampled; i++)
+            c->sampled[i] = (int32_t)json_integer_value(json_array_get(sid, (size_t)i));
+    }
     json_decref(root);
     snprintf(path, sizeof path, "%s/logits.npy", c->dir);
     bool ok = npy_read(path, &c->logits, err, sizeof err);
@@ -162,6 +189,18 @@ static void test_model(clattn_ctx *ctx, const char *name)
           res.n_ids, c.n_ids);
     CHECK(res.reason == (c.n_ids < 32 ? CLATTN_STOP_EOS : CLATTN_STOP_MAX_TOKENS),
           "%s: stop reason %d", name, (int)res.reason);
+
+    /* Seeded sampling: the same ids as the reference on every device. */
+    if (c.n_sampled > 0) {
+        gp = clattn_generate_params_default();
+        gp.max_tokens = c.n_sampled;
+        gp.sampling = c.sampling;
+        CHECK_OK(clattn_lm_generate(s, 0, c.prompt, c.n_prompt, &gp, out_ids, 32, &res));
+        same = res.n_ids == c.n_sampled;
+        for (int32_t i = 0; same && i < c.n_sampled; i++)
+            same = out_ids[i] == c.sampled[i];
+        CHECK(same, "%s: seeded sampled continuation differs from the reference", name);
+    }
 
     /* A full recompute: the whole sequence in one prefill. */
     int32_t all[128];
