@@ -5,6 +5,7 @@ prints the ratios, all measured in one run.
     tools/bench-peers.py attention [clattn-bench options...]
     tools/bench-peers.py embed [--rounds N] [clattn-bench options...]
     tools/bench-peers.py train [clattn-bench options...]
+    tools/bench-peers.py generate [--rounds N] [--prompt N] [--gen N] [MODEL_DIR ...]
 
 Runs `clattn-bench attention --json` (same options), then times the same
 shapes with numpy (float32 matmuls through its BLAS, usually OpenBLAS) and,
@@ -25,6 +26,19 @@ same step in PyTorch on the CPU: the model of
 tests/fixtures/make_train_fixtures.py at the sizes clattn-bench reports,
 zero_grad + forward + cross-entropy + backward + Adam step, float32, best
 of the same number of runs, and prints both and the ratio.
+
+`generate` times one decoder model folder (default: the two made by
+tools/make-bench-models.py, SmolLM2-135M's and Qwen2.5-0.5B's shapes in
+bf16) in alternating rounds: `clattn-bench generate --json` (prefill of a
+512-token prompt, 128 decode steps at batch 1 and 8), then llama.cpp
+through llama-cpp-python on the folder's .gguf (converted at the same
+precision by the converter in llama-cpp-python's source; batch 8 through
+its low-level llama_batch API, 8 sequences), then transformers on PyTorch
+CPU in the file's dtype (eager attention, its KV cache, batch 8 as one
+batched forward per step). Every side feeds the same kind of random
+token ids and reads the logits back each step; each side's best of the
+rounds is printed with the ratios. Threads: all the machine's cores for
+each peer.
 
 FLOPs are counted as clattn-bench does: 2 (D + Dv) per visible (query, key)
 pair (4 N M D for D = Dv without masks)."""
@@ -185,11 +199,140 @@ def train(args):
     return 0
 
 
+
+def llama_cpp_side(gguf, prompt, gen, batch):
+    """llama.cpp: prefill tokens/s of one prompt, and decode tokens/s of
+    `batch` sequences (each prefilled with the prompt), best of one run."""
+    import llama_cpp
+    n_ctx = (prompt + gen + 8) * batch
+    m = llama_cpp.Llama(model_path=gguf, n_ctx=n_ctx, n_batch=prompt, n_ubatch=prompt,
+                        n_threads=os.cpu_count(), n_threads_batch=os.cpu_count(),
+                        n_seq_max=batch, verbose=False)
+    rng = np.random.default_rng(0)
+    vocab = m.n_vocab()
+    ids = [int(x) for x in rng.integers(0, vocab, prompt)]
+    ctx = m.ctx
+    lb = llama_cpp.llama_batch_init(max(prompt, batch), 0, batch)
+    mem = llama_cpp.llama_get_memory(ctx)
+
+    def submit(tokens, seqs, positions, logits_last):
+        lb.n_tokens = len(tokens)
+        for i, (t, s_, p) in enumerate(zip(tokens, seqs, positions)):
+            lb.token[i], lb.pos[i], lb.n_seq_id[i] = t, p, 1
+            lb.seq_id[i][0] = s_
+            lb.logits[i] = 1 if (logits_last == "all" or i == len(tokens) - 1) else 0
+        if llama_cpp.llama_decode(ctx, lb) != 0:
+            raise RuntimeError("llama_decode failed")
+
+    def read_logits(n):
+        for i in range(n):
+            np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, i), shape=(vocab,)).copy()
+
+    llama_cpp.llama_memory_clear(mem, True)
+    t0 = time.perf_counter()
+    submit(ids, [0] * prompt, range(prompt), "last")
+    read_logits(0)
+    llama_cpp.llama_synchronize(ctx)
+    prefill = prompt / (time.perf_counter() - t0)
+    llama_cpp.llama_memory_clear(mem, True)
+    for s_ in range(batch):
+        submit(ids, [s_] * prompt, range(prompt), "last")
+    llama_cpp.llama_synchronize(ctx)
+    t0 = time.perf_counter()
+    for step in range(gen):
+        toks = [int(x) for x in rng.integers(0, vocab, batch)]
+        submit(toks, list(range(batch)), [prompt + step] * batch, "all")
+        read_logits(batch)
+    decode = batch * gen / (time.perf_counter() - t0)
+    llama_cpp.llama_batch_free(lb)
+    m.close()
+    return prefill, decode
+
+
+def torch_side(folder, prompt, gen, batch):
+    """transformers on PyTorch CPU, in the file's dtype, eager attention."""
+    import torch
+    import transformers
+    torch.set_num_threads(os.cpu_count())
+    m = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager",
+                                                          dtype="auto").eval()
+    vocab = m.config.vocab_size
+    rng = np.random.default_rng(0)
+    ids = torch.tensor([[int(x) for x in rng.integers(0, vocab, prompt)]])
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        m(ids, use_cache=False).logits[:, -1].float().numpy()
+        prefill = prompt / (time.perf_counter() - t0)
+        out = m(ids.repeat(batch, 1), use_cache=True)
+        past = out.past_key_values
+        t0 = time.perf_counter()
+        for step in range(gen):
+            toks = torch.tensor([[int(x)] for x in rng.integers(0, vocab, batch)])
+            out = m(toks, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            out.logits[:, -1].float().numpy()
+        decode = batch * gen / (time.perf_counter() - t0)
+    return prefill, decode
+
+
+def generate(args):
+    rounds, prompt, gen = 2, 512, 128
+    for flag in ("--rounds", "--prompt", "--gen"):
+        if flag in args:
+            i = args.index(flag)
+            val = int(args[i + 1])
+            args = args[:i] + args[i + 2:]
+            rounds, prompt, gen = ({"--rounds": (val, prompt, gen), "--prompt": (rounds, val, gen),
+                                    "--gen": (rounds, prompt, val)})[flag]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folders = args or [os.path.join(base, "clattn", "bench-models", n)
+                       for n in ("smollm2-135m-shape-bf16", "qwen2.5-0.5b-shape-bf16")]
+    import platform
+    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"prompt {prompt} tokens, {gen} decode steps")
+    for folder in folders:
+        best = {}
+        def keep(key, value):
+            best[key] = max(best.get(key, 0.0), value)
+        for r in range(rounds):
+            cmd = [BENCH, "generate", "--model", folder, "--prompt", str(prompt), "--gen",
+                   str(gen), "--batch", "1,8", "--no-attention", "--reps", "1", "--json"]
+            res = json.loads(subprocess.run(cmd, check=True, capture_output=True,
+                                            text=True).stdout)
+            keep("clattn prefill", res["prefill_tokens_per_s"])
+            for d in res["decode"]:
+                keep(f"clattn decode b{d['batch']}", d["tokens_per_s"])
+                keep(f"clattn GB/s b{d['batch']}", d["gb_s"])
+            keep("copy GB/s", res["copy_gb_s"])
+            for b in (1, 8):
+                p, d = llama_cpp_side(folder + ".gguf", prompt, gen, b)
+                if b == 1:
+                    keep("llama.cpp prefill", p)
+                keep(f"llama.cpp decode b{b}", d)
+                p, d = torch_side(folder, prompt, gen, b)
+                if b == 1:
+                    keep("torch prefill", p)
+                keep(f"torch decode b{b}", d)
+        print(f"\n{os.path.basename(folder)} ({res['dtype']}, {res['file_bytes'] / 1e6:.0f} MB)")
+        print(f"  {'':14s} {'clattn':>9s} {'llama.cpp':>10s} {'torch':>9s} "
+              f"{'vs llama.cpp':>13s} {'vs torch':>9s}   (tokens/s)")
+        for label, key in (("prefill", "prefill"), ("decode b1", "decode b1"),
+                           ("decode b8", "decode b8")):
+            c, l, t = best[f"clattn {key}"], best[f"llama.cpp {key}"], best[f"torch {key}"]
+            print(f"  {label:14s} {c:9.1f} {l:10.1f} {t:9.1f} {c / l:12.2f}x {c / t:8.2f}x")
+        print(f"  decode b1 reads {best['clattn GB/s b1']:.1f} GB/s: "
+              f"{100 * best['clattn GB/s b1'] / best['copy GB/s']:.0f}% of the device copy "
+              f"bandwidth ({best['copy GB/s']:.1f} GB/s)")
+    return 0
+
+
 def main():
     if len(sys.argv) >= 2 and sys.argv[1] == "embed":
         return embed(sys.argv[2:])
     if len(sys.argv) >= 2 and sys.argv[1] == "train":
         return train(sys.argv[2:])
+    if len(sys.argv) >= 2 and sys.argv[1] == "generate":
+        return generate(sys.argv[2:])
     if len(sys.argv) < 2 or sys.argv[1] != "attention":
         print(__doc__)
         return 2
