@@ -298,17 +298,20 @@ static bool kept(const clattn__bpe *b, int64_t id, bool skip_special)
     return id < b->n_ids && b->tok[id] && !(skip_special && (b->flags[id] & ID_SPECIAL));
 }
 
-static clattn_status put_text(const char *fn, const str *s, char *text, size_t capacity,
-                              size_t *len)
+/* Gives p[0..n) to the caller: text (capacity bytes) and a NUL, *len. */
+static clattn_status put_text(const char *fn, const char *p, size_t n, char *text,
+                              size_t capacity, size_t *len)
 {
-    *len = s->len;
+    *len = n;
     if (!text && capacity == 0)
         return CLATTN_OK;
-    if (capacity < s->len + 1)
+    if (capacity < n + 1)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG,
                             "%s: the text needs %zu bytes with its NUL, capacity is %zu", fn,
-                            s->len + 1, capacity);
-    memcpy(text, s->s, s->len + 1);
+                            n + 1, capacity);
+    if (n)
+        memcpy(text, p, n);
+    text[n] = '\0';
     return CLATTN_OK;
 }
 
@@ -341,7 +344,7 @@ clattn_status clattn_tokenizer_decode(const clattn_tokenizer *t, const int64_t *
     str s = {0};
     bool ok = decode_list(t->bpe, keep, m, true, &s);
     free(keep);
-    clattn_status st = ok ? put_text("tokenizer_decode", &s, text, capacity, len)
+    clattn_status st = ok ? put_text("tokenizer_decode", s.s, s.len, text, capacity, len)
                           : clattn__fail(NULL, CLATTN_ERR_OUT_OF_MEMORY,
                                          "tokenizer_decode: out of host memory");
     free(s.s);
@@ -424,19 +427,13 @@ static clattn_status emit(clattn_detokenizer *d, bool final, const char *fn, cha
             end -= 3;
     if (end < d->emitted)
         end = d->emitted;   /* cannot happen: the held-back part only grows */
-    str piece = {0};
-    bool ok = str_add(&piece, s.s + d->emitted, end - d->emitted);
+    clattn_status st = put_text(fn, s.s + d->emitted, end - d->emitted, text, capacity, len);
+    size_t total = s.len;
     free(s.s);
-    if (!ok) {
-        free(piece.s);
-        return clattn__fail(NULL, CLATTN_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
-    }
-    clattn_status st = put_text(fn, &piece, text, capacity, len);
-    free(piece.s);
     if (st != CLATTN_OK || !text)
         return st;          /* measured only, or no room: nothing changes */
     d->emitted = end;
-    if (final || (stable == d->n && end == s.len && !d->never_reset)) {
+    if (final || (stable == d->n && end == total && !d->never_reset)) {
         if (d->n)
             d->first = false;
         d->n = 0;
