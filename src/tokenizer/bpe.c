@@ -232,6 +232,12 @@ static void read_pre_one(clattn__bpe *b, clattn__json_reader *r, json_t *p, bool
                               invert ? ", invert true" : "");
             return;
         }
+    } else if (strcmp(type, "Digits") == 0) {
+        /* SmolLM: Sequence[Digits, ByteLevel] */
+        static const char *const keys[] = {"type", "individual_digits", NULL};
+        clattn__json_check_keys(r, p, keys);
+        op->kind = BPE_PRE_DIGITS;
+        op->individual_digits = clattn__json_get_bool(r, p, "individual_digits", false);
     } else if (strcmp(type, "Metaspace") == 0) {
         static const char *const keys[] = {"type", "replacement", "prepend_scheme", "split",
                                            "add_prefix_space", "str_rep", NULL};
@@ -243,7 +249,7 @@ static void read_pre_one(clattn__bpe *b, clattn__json_reader *r, json_t *p, bool
     } else {
         clattn__json_fail(r, CLATTN_ERR_UNSUPPORTED,
                           "pre_tokenizer '%s' is not supported (BPE: ByteLevel, Split, "
-                          "Metaspace, Sequence of them)", type);
+                          "Metaspace, Digits, Sequence of them)", type);
         return;
     }
     if (r->st == CLATTN_OK)
@@ -1047,6 +1053,19 @@ static bool pre_step(enc *e, const bpe_pre_op *op)
                 if (!piece_push(&e->next, (piece){p.off + i, m, p.at_start && i == 0}))
                     return false;
                 i += m;
+            }
+        } else if (op->kind == BPE_PRE_DIGITS) {
+            /* Rust's char::is_numeric (N*): each digit alone (individual),
+             * or runs of them, and the stretches between. */
+            for (size_t i = 0; i < p.len;) {
+                bool num = clattn__re_number(s[i]);
+                size_t j = i + 1;
+                if (!num || !op->individual_digits)
+                    while (j < p.len && clattn__re_number(s[j]) == num)
+                        j++;
+                if (!piece_push(&e->next, (piece){p.off + i, j - i, p.at_start && i == 0}))
+                    return false;
+                i = j;
             }
         } else if (op->kind == BPE_PRE_METASPACE && op->split) {
             /* MergedWithNext: each replacement starts a word. */

@@ -83,7 +83,7 @@ typedef struct bpe_norm_op {
     size_t n_from, n_to;
 } bpe_norm_op;
 
-enum { BPE_PRE_SPLIT, BPE_PRE_BYTELEVEL, BPE_PRE_METASPACE };
+enum { BPE_PRE_SPLIT, BPE_PRE_BYTELEVEL, BPE_PRE_METASPACE, BPE_PRE_DIGITS };
 enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER };
 typedef struct bpe_pre_op {
     int kind;
@@ -93,6 +93,7 @@ typedef struct bpe_pre_op {
     uint32_t replacement;       /* Metaspace */
     int prepend_scheme;         /* Metaspace */
     bool split;                 /* Metaspace */
+    bool individual_digits;     /* Digits */
 } bpe_pre_op;
 
 enum { BPE_DEC_BYTELEVEL, BPE_DEC_REPLACE, BPE_DEC_BYTEFALLBACK, BPE_DEC_FUSE, BPE_DEC_STRIP,
