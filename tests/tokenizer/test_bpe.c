@@ -250,6 +250,25 @@ static void check_tokenizer(const char *fixtures, json_t *spec, json_t *texts)
         }
         free(ids);
     }
+    /* Truncation: the pieces are cut, the template kept. */
+    json_t *e0 = json_array_get(texts, 40);
+    size_t n0, nw0;
+    unsigned char *b0 = text_bytes(e0, &n0);
+    int64_t *w0 = json_ids(json_object_get(json_object_get(e0, "ids"), name), &nw0);
+    int64_t got0[64];
+    int32_t c0 = 0, lim = (int32_t)(npre + npost + 2);
+    CHECK_OK(clattn_tokenizer_encode_ex(tok, (const char *)b0, n0, true, lim, got0, 64, &c0));
+    CHECK(nw0 >= 2 && c0 == lim && same_ids(got0, npre, pre, npre) &&
+              same_ids(got0 + npre, 2, w0, 2) && same_ids(got0 + npre + 2, npost, post, npost),
+          "%s: truncation to %d", name, (int)lim);
+    free(b0);
+    free(w0);
+    /* The special flags: the template's tokens are special, a piece is not. */
+    if (npre)
+        CHECK(clattn_tokenizer_is_special(tok, pre[0]), "%s: bos not special", name);
+    CHECK(!clattn_tokenizer_is_special(tok, 100) && !clattn_tokenizer_is_special(tok, -1) &&
+              !clattn_tokenizer_is_special(tok, 1 << 30),
+          "%s: is_special of a piece / bad id", name);
     texts_failed += failed;
     printf("%-10s %zu texts, %d failed; %zu decode cases; vocab %d, bos %d, eos %d\n", name,
            json_array_size(texts), failed, json_array_size(cases),
@@ -258,6 +277,55 @@ static void check_tokenizer(const char *fixtures, json_t *spec, json_t *texts)
     free(pre);
     free(post);
     clattn_tokenizer_destroy(tok);
+}
+
+/* ---- round trips on random text --------------------------------------------- */
+
+/* Byte-level (and byte-fallback) tokenizers lose nothing: decode(encode(t))
+ * is t after U+FFFD replacement, for any bytes; checked on random strings
+ * of ASCII, multi-byte characters and invalid bytes, with the stream
+ * decoder too. (Not qwen2: NFC changes text; not metaspace: it has <unk>.) */
+static void test_round_trip(const char *fixtures)
+{
+    static const char *const names[] = {"gpt2", "llama3", "smollm", "llama2"};
+    static const char *const atoms[] = {"a", "Z", " ", "  ", "\n", "\t", "7", "'s", ".", "é",
+                                        "ß", "中", "😀", "\u0301", "\xff", "\xe2\x82",
+                                        "\xf0\x9f", "\xc3", "\x80", "\r\n", "ﬁ", "!?"};
+    test_seed(7);
+    for (int k = 0; k < 4; k++) {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/%s", fixtures, names[k]);
+        clattn_tokenizer *tok = NULL;
+        CHECK_OK(clattn_tokenizer_load(dir, &tok));
+        if (!tok)
+            continue;
+        int bad = 0;
+        for (int r = 0; r < 300; r++) {
+            char text[512];
+            size_t n = 0;
+            int atoms_n = 1 + (int)test_uniform(0, 40);
+            for (int a = 0; a < atoms_n; a++) {
+                const char *s = atoms[(int)test_uniform(0, sizeof atoms / sizeof atoms[0])];
+                memcpy(text + n, s, strlen(s));
+                n += strlen(s);
+            }
+            int64_t ids[1024];
+            int32_t count = 0;
+            CHECK_OK(clattn_tokenizer_encode_ex(tok, text, n, true, 0, ids, 1024, &count));
+            size_t wl, dl = 0;
+            char *want = replaced_n((const unsigned char *)text, n, &wl);
+            char *dec = decode(tok, ids, (size_t)count, true, &dl);
+            bool ok = dec && dl == wl && memcmp(dec, want, wl) == 0;
+            if (!ok && bad++ < 3)
+                fprintf(stderr, "  %s round trip: \"%s\" -> \"%s\"\n", names[k], want,
+                        dec ? dec : "(failed)");
+            check_stream(names[k], tok, ids, (size_t)count, true, want, wl);
+            free(want);
+            free(dec);
+        }
+        CHECK(bad == 0, "%s: %d of 300 random texts do not round trip", names[k], bad);
+        clattn_tokenizer_destroy(tok);
+    }
 }
 
 /* ---- bad input ------------------------------------------------------------ */
@@ -424,6 +492,7 @@ int main(int argc, char **argv)
     printf("%d text encodings checked, %d failed; %d stream pieces\n", texts_checked,
            texts_failed, stream_pieces);
     json_decref(root);
+    test_round_trip(argv[1]);
     test_bad(argv[1]);
     return test_summary("test_bpe");
 }
