@@ -494,13 +494,14 @@ static void read_model(clattn_tokenizer *t, clattn__json_reader *r, json_t *m)
     read_merges(t, r, merges);
 }
 
+static bool normalize(const clattn__bpe *b, const uint32_t *s, size_t n, clattn__u32vec *out);
+
 static void read_added(clattn_tokenizer *t, clattn__json_reader *r, json_t *root)
 {
     r->where = "";
     json_t *arr = clattn__json_get_array(r, root, "added_tokens");
     size_t i;
     json_t *a;
-    static char where[64];
     json_array_foreach(arr, i, a)
     {
         if (r->st != CLATTN_OK)
@@ -550,9 +551,28 @@ static void read_added(clattn_tokenizer *t, clattn__json_reader *r, json_t *root
             oom(r);
             return;
         }
+        if (tok.normalized && t->bpe->n_norm) {
+            /* The crate matches the normalized content on the normalized
+             * text (Llama 2's Prepend makes "<x>" "▁<x>"). */
+            clattn__u32vec v = {0};
+            bool done = normalize(t->bpe, tok.cps, tok.n, &v);
+            if (!done || v.len == 0) {
+                free(v.data);
+                free(tok.content);
+                free(tok.cps);
+                if (done)
+                    clattn__json_fail(r, CLATTN_ERR_UNSUPPORTED, "added_tokens[%zu]: '%s' "
+                                      "normalizes to nothing", i, content);
+                else
+                    oom(r);
+                return;
+            }
+            free(tok.cps);
+            tok.cps = v.data;
+            tok.n = v.len;
+        }
         t->added[t->n_added++] = tok;
     }
-    (void)where;
 }
 
 /* The id -> token table (added tokens over the vocabulary, as the crate's
