@@ -279,6 +279,74 @@ static void check_tokenizer(const char *fixtures, json_t *spec, json_t *texts)
     clattn_tokenizer_destroy(tok);
 }
 
+/* ---- variants: other settings on a fixture's vocabulary ---------------------- */
+
+/* Writes the base tokenizer.json with the variant's changes into a temporary
+ * folder and checks its ids and decodes of the first texts. */
+static void test_variant(const char *fixtures, json_t *v, json_t *texts)
+{
+    const char *name = json_string_value(json_object_get(v, "name"));
+    const char *base = json_string_value(json_object_get(v, "base"));
+    char path[1024], dir[64];
+    snprintf(path, sizeof path, "%s/%s/tokenizer.json", fixtures, base);
+    json_error_t jerr;
+    json_t *j = json_load_file(path, 0, &jerr);
+    CHECK(j != NULL, "%s: %s", path, jerr.text);
+    snprintf(dir, sizeof dir, "/tmp/clattn-bpev-XXXXXX");
+    if (!j || !mkdtemp(dir)) {
+        json_decref(j);
+        return;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach(json_object_get(v, "change"), key, value)
+        json_object_set(j, key, value);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    CHECK(json_dump_file(j, path, 0) == 0, "%s: cannot write %s", name, path);
+    json_decref(j);
+    clattn_tokenizer *tok = NULL;
+    CHECK_OK(clattn_tokenizer_load(dir, &tok));
+    unlink(path);
+    rmdir(dir);
+    if (!tok)
+        return;
+    json_t *ids = json_object_get(v, "ids"), *decs = json_object_get(v, "decode");
+    int failed = 0;
+    for (size_t i = 0; i < json_array_size(ids); i++) {
+        size_t nb, nw;
+        unsigned char *b = text_bytes(json_array_get(texts, i), &nb);
+        int64_t *want = json_ids(json_array_get(ids, i), &nw);
+        int64_t *got = malloc((nw + 64) * sizeof *got);
+        int32_t count = -1;
+        clattn_status st = clattn_tokenizer_encode_ex(tok, (const char *)b, nb, false, 0, got,
+                                                      (int32_t)nw + 64, &count);
+        char what[128];
+        snprintf(what, sizeof what, "%s/%s", name,
+                 json_string_value(json_object_get(json_array_get(texts, i), "name")));
+        bool ok = st == CLATTN_OK && same_ids(got, (size_t)count, want, nw);
+        CHECK(ok, "%s: ids differ", what);
+        if (!ok) {
+            print_ids("got ", got, count > 0 ? (size_t)count : 0);
+            print_ids("want", want, nw);
+        }
+        json_t *jd = json_array_get(decs, i);
+        size_t dl = 0;
+        char *dec = decode(tok, want, nw, false, &dl);
+        bool same = dec && dl == json_string_length(jd) &&
+                    memcmp(dec, json_string_value(jd), dl) == 0;
+        CHECK(same, "%s: decode \"%s\", want \"%s\"", what, dec ? dec : "(failed)",
+              json_string_value(jd));
+        check_stream(what, tok, want, nw, false, json_string_value(jd), json_string_length(jd));
+        failed += !ok || !same;
+        free(dec);
+        free(got);
+        free(want);
+        free(b);
+    }
+    printf("variant %-26s %zu texts, %d failed\n", name, json_array_size(ids), failed);
+    clattn_tokenizer_destroy(tok);
+}
+
 /* ---- round trips on random text --------------------------------------------- */
 
 /* Byte-level (and byte-fallback) tokenizers lose nothing: decode(encode(t))
@@ -489,6 +557,8 @@ int main(int argc, char **argv)
     json_t *spec;
     json_array_foreach(json_object_get(root, "tokenizers"), i, spec)
         check_tokenizer(argv[1], spec, texts);
+    json_array_foreach(json_object_get(root, "variants"), i, spec)
+        test_variant(argv[1], spec, texts);
     printf("%d text encodings checked, %d failed; %d stream pieces\n", texts_checked,
            texts_failed, stream_pieces);
     json_decref(root);
