@@ -72,9 +72,40 @@ bool clattn__re_space(uint32_t c)
            c == 0x205F || c == 0x3000;
 }
 
+/* The letters and numbers Oniguruma in the tokenizers crate (Unicode 16)
+ * knows and utf8proc 2.8 (Unicode 15) does not: all code points utf8proc
+ * calls unassigned (Garay, Gurung Khema, Kirat Rai, Sunuwar, Tulu-Tigalari,
+ * CJK extension I, ...). Found by comparing the two on every code point
+ * (test_bpe checks a hash of the crate's classes of all of them). */
+typedef struct cp_range {
+    uint32_t lo, hi;
+} cp_range;
+
+static const cp_range NEW_LETTERS[] = {
+    {0x1C89, 0x1C8A}, {0xA7CB, 0xA7CD}, {0xA7DA, 0xA7DC}, {0x105C0, 0x105F3}, {0x10D4A, 0x10D65},
+    {0x10D6F, 0x10D85}, {0x10EC2, 0x10EC4}, {0x11380, 0x11389}, {0x1138B, 0x1138B},
+    {0x1138E, 0x1138E}, {0x11390, 0x113B5}, {0x113B7, 0x113B7}, {0x113D1, 0x113D1},
+    {0x113D3, 0x113D3}, {0x11BC0, 0x11BE0}, {0x13460, 0x143FA}, {0x16100, 0x1611D},
+    {0x16D40, 0x16D6C}, {0x18CFF, 0x18CFF}, {0x1E5D0, 0x1E5ED}, {0x1E5F0, 0x1E5F0},
+    {0x2EBF0, 0x2EE5D}};
+
+static const cp_range NEW_NUMBERS[] = {
+    {0x10D40, 0x10D49}, {0x116D0, 0x116E3}, {0x11BF0, 0x11BF9}, {0x16130, 0x16139},
+    {0x16D70, 0x16D79}, {0x1CCF0, 0x1CCF9}, {0x1E5F1, 0x1E5FA}};
+
+static bool in_ranges(const cp_range *r, size_t n, uint32_t c)
+{
+    for (size_t i = 0; i < n; i++)
+        if (c >= r[i].lo && c <= r[i].hi)
+            return true;
+    return false;
+}
+
 bool clattn__re_letter(uint32_t c)
 {
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
+    if (k == UTF8PROC_CATEGORY_CN && c >= 0x1C89)
+        return in_ranges(NEW_LETTERS, sizeof NEW_LETTERS / sizeof NEW_LETTERS[0], c);
     return k == UTF8PROC_CATEGORY_LU || k == UTF8PROC_CATEGORY_LL || k == UTF8PROC_CATEGORY_LT ||
            k == UTF8PROC_CATEGORY_LM || k == UTF8PROC_CATEGORY_LO;
 }
@@ -82,6 +113,8 @@ bool clattn__re_letter(uint32_t c)
 bool clattn__re_number(uint32_t c)
 {
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
+    if (k == UTF8PROC_CATEGORY_CN && c >= 0x10D40)
+        return in_ranges(NEW_NUMBERS, sizeof NEW_NUMBERS / sizeof NEW_NUMBERS[0], c);
     return k == UTF8PROC_CATEGORY_ND || k == UTF8PROC_CATEGORY_NL || k == UTF8PROC_CATEGORY_NO;
 }
 

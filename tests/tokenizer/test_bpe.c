@@ -347,6 +347,26 @@ static void test_variant(const char *fixtures, json_t *v, json_t *texts)
     clattn_tokenizer_destroy(tok);
 }
 
+/* ---- the regex classes of every code point ----------------------------------- */
+
+static void test_classes(json_t *root)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (uint32_t c = 0; c < 0x110000; c++) {
+        if (c >= 0xD800 && c <= 0xDFFF)
+            continue;
+        unsigned b = (clattn__re_letter(c) ? 1 : 0) | (clattn__re_number(c) ? 2 : 0) |
+                     (clattn__re_space(c) ? 4 : 0);
+        h = (h ^ b) * 0x100000001b3ull;
+    }
+    char got[17];
+    snprintf(got, sizeof got, "%016llx", (unsigned long long)h);
+    const char *want = json_string_value(json_object_get(root, "classes_fnv1a"));
+    CHECK(want && strcmp(got, want) == 0,
+          "\\p{L} \\p{N} \\s of all code points: hash %s, the crate's %s", got,
+          want ? want : "(missing)");
+}
+
 /* ---- round trips on random text --------------------------------------------- */
 
 /* Byte-level (and byte-fallback) tokenizers lose nothing: decode(encode(t))
@@ -561,6 +581,7 @@ int main(int argc, char **argv)
         test_variant(argv[1], spec, texts);
     printf("%d text encodings checked, %d failed; %d stream pieces\n", texts_checked,
            texts_failed, stream_pieces);
+    test_classes(root);
     json_decref(root);
     test_round_trip(argv[1]);
     test_bad(argv[1]);
