@@ -980,7 +980,8 @@ CLATTN_API clattn_module_config clattn_module_get_config(const clattn_module *m)
  *     are hand-written, classes from utf8proc: \s = White_Space, \p{L} = L*,
  *     \p{N} = N*, (?i:) folds ASCII and long s), Metaspace (replacement,
  *     prepend_scheme always / first (only the piece at offset 0 of the
- *     text) / never, split), or a Sequence of these with ByteLevel last;
+ *     text) / never, split), Digits (individual_digits; SmolLM), or a
+ *     Sequence of these with ByteLevel last;
  *   - BPE on each word: with ignore_merges a word that is a vocabulary
  *     token is that token; else one symbol per character (byte-level:
  *     per byte, GPT-2's byte-to-character map), an unknown character
@@ -997,14 +998,17 @@ CLATTN_API clattn_module_config clattn_module_get_config(const clattn_module *m)
  *     CodeLlamaTokenizer(Fast) or GemmaTokenizer(Fast) (defaults: add bos,
  *     no eos) or GPTNeoXTokenizer(Fast) (defaults: neither), the template
  *     is "[bos] $A [eos]" from its add_bos_token / add_eos_token and
- *     bos_token / eos_token, as transformers' update_post_processor
- *     rebuilds it. For any other class add_bos_token / add_eos_token are
+ *     bos_token / eos_token (defaults "<s>"/"</s>", "<bos>"/"<eos>",
+ *     "<|endoftext|>"), as transformers' update_post_processor rebuilds it
+ *     (replacing tokenizer.json's post_processor). For any other class add_bos_token / add_eos_token are
  *     ignored, as transformers ignores them (GPT2TokenizerFast,
  *     Qwen2TokenizerFast, PreTrainedTokenizerFast).
  * Not supported (refused by name at load): other models (Unigram,
  * WordLevel), normalizers (NFKC, Lowercase, ...), pre-tokenizers
- * (Whitespace, Digits, Punctuation, ...), Split patterns, regex Replace
- * patterns, single_word added tokens, BPE dropout.
+ * (Whitespace, Punctuation, ...), other Split patterns, regex Replace
+ * patterns, single_word added tokens, BPE dropout. Known gap: NFC is
+ * utf8proc's (Unicode 15); the regex classes follow the crate's Unicode 16
+ * (a table adds the letters and numbers new in 16).
  * Unicode data (categories, decompositions, case) comes from utf8proc. */
 typedef struct clattn_tokenizer clattn_tokenizer;
 

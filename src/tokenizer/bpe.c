@@ -724,18 +724,23 @@ void clattn__bpe_config(clattn_tokenizer *t, const char *config_path, clattn__js
      * decides and these keys do nothing. */
     static const struct {
         const char *name;
-        bool bos, eos;
-    } rebuild[] = {{"LlamaTokenizer", true, false},     {"LlamaTokenizerFast", true, false},
-                   {"CodeLlamaTokenizer", true, false}, {"CodeLlamaTokenizerFast", true, false},
-                   {"GemmaTokenizer", true, false},     {"GemmaTokenizerFast", true, false},
-                   {"GPTNeoXTokenizer", false, false},  {"GPTNeoXTokenizerFast", false, false}};
+        bool bos, eos;                  /* add_bos_token, add_eos_token defaults */
+        const char *bos_tok, *eos_tok;  /* bos_token, eos_token defaults */
+    } rebuild[] = {
+        {"LlamaTokenizer", true, false, "<s>", "</s>"},
+        {"LlamaTokenizerFast", true, false, "<s>", "</s>"},
+        {"CodeLlamaTokenizer", true, false, "<s>", "</s>"},
+        {"CodeLlamaTokenizerFast", true, false, "<s>", "</s>"},
+        {"GemmaTokenizer", true, false, "<bos>", "<eos>"},
+        {"GemmaTokenizerFast", true, false, "<bos>", "<eos>"},
+        {"GPTNeoXTokenizer", false, false, "<|endoftext|>", "<|endoftext|>"},
+        {"GPTNeoXTokenizerFast", false, false, "<|endoftext|>", "<|endoftext|>"}};
     int which = -1;
     for (int i = 0; i < (int)(sizeof rebuild / sizeof rebuild[0]); i++)
         if (strcmp(cls, rebuild[i].name) == 0)
             which = i;
-    bool llama = strncmp(cls, "Llama", 5) == 0 || strncmp(cls, "CodeLlama", 9) == 0;
-    const char *bos = config_token(r, cfg, "bos_token", llama ? "<s>" : NULL);
-    const char *eos = config_token(r, cfg, "eos_token", llama ? "</s>" : NULL);
+    const char *bos = config_token(r, cfg, "bos_token", which >= 0 ? rebuild[which].bos_tok : NULL);
+    const char *eos = config_token(r, cfg, "eos_token", which >= 0 ? rebuild[which].eos_tok : NULL);
     if (bos)
         t->bos_id = token_id(t, bos);
     if (eos)

@@ -503,7 +503,8 @@ static void test_bad(const char *fixtures)
                CLATTN_ERR_FORMAT, "'a'");
     expect_bad("merges type", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":{}}}",
                CLATTN_ERR_FORMAT, "merges");
-    expect_bad("merge form", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a\"]}}",
+    expect_bad("merge form",
+               "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a\"]}}",
                CLATTN_ERR_FORMAT, "merges[0]");
     expect_bad("merge token",
                "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[[\"a\",\"a\"]]}}",
