@@ -967,11 +967,14 @@ CLATTN_API clattn_module_config clattn_module_get_config(const clattn_module *m)
  *   - added tokens with normalized false are found in the raw text
  *     (leftmost, longest); lstrip / rstrip make the match take the
  *     whitespace (Unicode White_Space) before / after the token;
+ *     single_word drops a match next to a word character (letters, marks,
+ *     Nd, Nl, Pc, ZWJ/ZWNJ: Rust's \w but for the few Alphabetic symbols);
  *   - each piece between them is normalized: null, NFC, Prepend, Replace
  *     (string patterns) or a Sequence of them (Llama 2's
  *     Sequence[Prepend("▁"), Replace(" ", "▁")]); Prepend only touches a
  *     non-empty piece; added tokens with normalized true are then found in
- *     the normalized text;
+ *     the normalized text, spelt as the normalizer makes their content
+ *     (Llama 2: "<x>" is matched as "▁<x>");
  *   - pre-tokenized: ByteLevel (add_prefix_space, use_regex: GPT-2's regex
  *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+),
  *     Split with behavior Isolated, invert false and one of the known
@@ -1006,7 +1009,7 @@ CLATTN_API clattn_module_config clattn_module_get_config(const clattn_module *m)
  * Not supported (refused by name at load): other models (Unigram,
  * WordLevel), normalizers (NFKC, Lowercase, ...), pre-tokenizers
  * (Whitespace, Punctuation, ...), other Split patterns, regex Replace
- * patterns, single_word added tokens, BPE dropout. Known gap: NFC is
+ * patterns, BPE dropout. Known gap: NFC is
  * utf8proc's (Unicode 15); the regex classes follow the crate's Unicode 16
  * (a table adds the letters and numbers new in 16).
  * Unicode data (categories, decompositions, case) comes from utf8proc. */
@@ -1032,9 +1035,9 @@ typedef struct clattn_tokenizer clattn_tokenizer;
  * (malformed JSON, a wrong type, a vocabulary without its unk token, a
  * merge of tokens not in the vocabulary), CLATTN_ERR_UNSUPPORTED (another
  * model, normalizer, pre-tokenizer, decoder or post-processor, an unknown
- * key in one of them, an unknown Split pattern, an added token with
- * single_word set (WordPiece: also lstrip, rstrip or normalized), a
- * template with a type_id other than 0), CLATTN_ERR_INVALID_ARG (NULL
+ * key in one of them, an unknown Split pattern, a WordPiece added token
+ * with single_word, lstrip, rstrip or normalized set, a template with a
+ * type_id other than 0), CLATTN_ERR_INVALID_ARG (NULL
  * arguments), CLATTN_ERR_OUT_OF_MEMORY. *out is NULL on failure; free it
  * with clattn_tokenizer_destroy. Thread safety: a loaded tokenizer is
  * immutable: every function below may be called on it from several

@@ -527,13 +527,11 @@ static void read_added(clattn_tokenizer *t, clattn__json_reader *r, json_t *root
             .rstrip = clattn__json_get_bool(r, a, "rstrip", false),
             /* The crate's default: normalized unless special. */
             .normalized = clattn__json_get_bool(r, a, "normalized", !special),
+            .single_word = single,
         };
         if (r->st == CLATTN_OK && (!content || !*content || id < 0))
             clattn__json_fail(r, CLATTN_ERR_FORMAT, "%s'content' (not empty) and 'id' are "
                               "required", w);
-        else if (r->st == CLATTN_OK && single)
-            clattn__json_fail(r, CLATTN_ERR_UNSUPPORTED, "%stoken '%s': \"single_word\": true "
-                              "is not supported", w, content);
         r->where = "";
         if (r->st != CLATTN_OK)
             return;
@@ -1134,9 +1132,24 @@ static bool is_ws(uint32_t c)
     return clattn__re_space(c);  /* Rust's char::is_whitespace: White_Space */
 }
 
+/* Rust regex's \w, for single_word: letters, marks, decimal and letter
+ * numbers, connector punctuation, ZWNJ and ZWJ. (Approximately: \w is
+ * Alphabetic, which also holds a few symbols such as the circled letters.) */
+static bool is_word_char(uint32_t c)
+{
+    if (c == 0x200C || c == 0x200D)
+        return true;
+    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
+    return clattn__re_letter(c) || k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_MC ||
+           k == UTF8PROC_CATEGORY_ME || k == UTF8PROC_CATEGORY_ND || k == UTF8PROC_CATEGORY_NL ||
+           k == UTF8PROC_CATEGORY_PC;
+}
+
 /* The added token (of the kind normalized) matching leftmost-longest in
- * s[from..n): its index, with the span it takes (lstrip/rstrip spread it
- * over the whitespace beside it, not before from); -1 when none. */
+ * s[from..n), as the crate's Aho-Corasick search: its index, with the span
+ * it takes (lstrip/rstrip spread it over the whitespace beside it, not
+ * before from); -1 when none. A single_word match next to a word character
+ * is dropped and the search goes on after it. */
 static int32_t find_added(const clattn_tokenizer *t, bool normalized, const uint32_t *s,
                           size_t from, size_t n, size_t *start, size_t *end)
 {
@@ -1154,6 +1167,11 @@ static int32_t find_added(const clattn_tokenizer *t, bool normalized, const uint
             continue;
         const added_token *a = &t->added[best];
         size_t b = i, e = i + a->n;
+        if (a->single_word && ((b > 0 && is_word_char(s[b - 1])) ||
+                               (e < n && is_word_char(s[e])))) {
+            i = e - 1;          /* the loop steps to e */
+            continue;
+        }
         if (a->lstrip)
             while (b > from && is_ws(s[b - 1]))
                 b--;

@@ -63,6 +63,7 @@ typedef struct added_token {
     bool special;               /* skipped by decode with skip_special */
     bool lstrip, rstrip;        /* the match takes the whitespace around it */
     bool normalized;            /* matched after the normalizer (BPE only) */
+    bool single_word;           /* not next to a word character (BPE only) */
 } added_token;
 
 /* The split patterns of pretok.c. */

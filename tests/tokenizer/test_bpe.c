@@ -525,9 +525,9 @@ static void test_bad(const char *fixtures)
     expect_bad("decoder", buf, CLATTN_ERR_UNSUPPORTED, "WordPiece");
     snprintf(buf, sizeof buf, "{%s,\"decoder\":7}", model);
     expect_bad("decoder type", buf, CLATTN_ERR_UNSUPPORTED, "decoder");
-    snprintf(buf, sizeof buf, "{%s,\"added_tokens\":[{\"id\":5,\"content\":\"x\","
-             "\"single_word\":true}]}", model);
-    expect_bad("single_word", buf, CLATTN_ERR_UNSUPPORTED, "single_word");
+    snprintf(buf, sizeof buf, "{%s,\"normalizer\":{\"type\":\"Replace\",\"pattern\":"
+             "{\"Regex\":\" +\"},\"content\":\" \"}}", model);
+    expect_bad("regex Replace", buf, CLATTN_ERR_UNSUPPORTED, "regex patterns");
     snprintf(buf, sizeof buf, "{%s,\"added_tokens\":[{\"id\":\"5\",\"content\":\"x\"}]}", model);
     expect_bad("added id", buf, CLATTN_ERR_FORMAT, "id");
     snprintf(buf, sizeof buf, "{%s,\"post_processor\":{\"type\":\"RobertaProcessing\"}}", model);
