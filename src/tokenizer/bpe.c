@@ -569,6 +569,7 @@ static void read_added(clattn_tokenizer *t, clattn__json_reader *r, json_t *root
             tok.cps = v.data;
             tok.n = v.len;
         }
+        t->bpe->first_cp[(tok.cps[0] & 4095) >> 6] |= 1ull << (tok.cps[0] & 63);
         t->added[t->n_added++] = tok;
     }
 }
@@ -1153,7 +1154,11 @@ static bool is_word_char(uint32_t c)
 static int32_t find_added(const clattn_tokenizer *t, bool normalized, const uint32_t *s,
                           size_t from, size_t n, size_t *start, size_t *end)
 {
+    const uint64_t *first = t->bpe->first_cp;
     for (size_t i = from; i < n; i++) {
+        /* Most characters start no added token: one bit tells. */
+        if (!(first[(s[i] & 4095) >> 6] >> (s[i] & 63) & 1))
+            continue;
         int32_t best = -1;
         for (int32_t k = 0; k < t->n_added; k++) {
             const added_token *a = &t->added[k];

@@ -434,8 +434,8 @@ static clattn_status emit(clattn_detokenizer *d, bool final, const char *fn, cha
         return st;          /* measured only, or no room: nothing changes */
     d->emitted = end;
     if (final || (stable == d->n && end == total && !d->never_reset)) {
-        if (d->n)
-            d->first = false;
+        /* After a flush the next id starts a new text. */
+        d->first = final || (d->first && d->n == 0);
         d->n = 0;
         d->emitted = 0;
     }

@@ -134,6 +134,7 @@ struct clattn__bpe {
     bpe_dec_op dec[8];
     int n_dec;
     bool dec_null;              /* no decoder: tokens joined by ' ' */
+    uint64_t first_cp[64];      /* bit c & 4095: some added token starts with c */
 };
 
 struct clattn_tokenizer {

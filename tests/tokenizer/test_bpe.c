@@ -495,6 +495,29 @@ static void test_bad(const char *fixtures)
                      CLATTN_ERR_INVALID_ARG);
         CHECK(clattn_tokenizer_bos_id(tok) == -1 && clattn_tokenizer_eos_id(tok) == -1,
               "minimal: no bos/eos");
+        /* The stream decoder: too little room leaves it as it was. */
+        clattn_detokenizer *d = NULL;
+        CHECK_OK(clattn_detokenizer_create(tok, false, &d));
+        if (d) {
+            CHECK_OK(clattn_detokenizer_push(d, 2, text, sizeof text, &len));
+            CHECK(strcmp(text, "ab") == 0, "stream: first \"%s\"", text);
+            CHECK_OK(clattn_detokenizer_push(d, 2, NULL, 0, &len));
+            CHECK(len == 3, "stream: measured %zu, want 3", len);
+            CHECK_STATUS(clattn_detokenizer_push(d, 2, text, 3, &len), CLATTN_ERR_INVALID_ARG);
+            CHECK(len == 3, "stream: needed %zu", len);
+            CHECK_OK(clattn_detokenizer_push(d, 2, text, sizeof text, &len));
+            CHECK(strcmp(text, " ab") == 0 && len == 3, "stream: second \"%s\"", text);
+            CHECK_OK(clattn_detokenizer_push(d, 77, text, sizeof text, &len));
+            CHECK(len == 0 && text[0] == '\0', "stream: an id without a token adds nothing");
+            CHECK_STATUS(clattn_detokenizer_push(d, -5, text, sizeof text, &len),
+                         CLATTN_ERR_INVALID_ARG);
+            CHECK_OK(clattn_detokenizer_flush(d, text, sizeof text, &len));
+            CHECK(len == 0, "stream: flush gave %zu bytes", len);
+            CHECK_OK(clattn_detokenizer_push(d, 2, text, sizeof text, &len));
+            CHECK(strcmp(text, "ab") == 0, "stream: after flush \"%s\" (a new text)", text);
+            clattn_detokenizer_destroy(d);
+        }
+        clattn_detokenizer_destroy(NULL);
         clattn_tokenizer_destroy(tok);
     }
     expect_bad("wrong type", "{\"model\":{\"type\":\"BPE\",\"vocab\":[1,2],\"merges\":[]}}",
