@@ -75,7 +75,7 @@ typedef enum clattn__split_re {
 
 typedef struct clattn__bpe clattn__bpe;
 
-/* ---- the BPE model's settings (bpe.c loads, encodes; decode.c decodes) -- */
+/* ---- the BPE model's settings (bpe_load.c, bpe.c, decode.c) ------------- */
 
 enum { BPE_NORM_NFC, BPE_NORM_PREPEND, BPE_NORM_REPLACE };
 typedef struct bpe_norm_op {
@@ -164,7 +164,7 @@ bool clattn__vocab_put(clattn_tokenizer *t, const char *s, size_t len, int32_t i
 /* The vocabulary entry for the token s[0..len), or NULL. */
 const vocab_slot *clattn__vocab_find(const clattn_tokenizer *t, const char *s, size_t len);
 
-/* ---- BPE (bpe.c loads and encodes, pretok.c splits, decode.c decodes) -- */
+/* ---- BPE (bpe_load.c loads, bpe.c encodes, pretok.c splits, decode.c decodes) */
 
 /* Reads a tokenizer.json whose model is BPE: normalizer, pre_tokenizer,
  * model, decoder and added_tokens (tokenizer.c reads the post-processor and
@@ -174,6 +174,16 @@ const vocab_slot *clattn__vocab_find(const clattn_tokenizer *t, const char *s, s
 void clattn__bpe_load(clattn_tokenizer *t, json_t *root, clattn__json_reader *r);
 void clattn__bpe_config(clattn_tokenizer *t, const char *config_path, clattn__json_reader *r);
 void clattn__bpe_free(clattn__bpe *b);
+
+/* bpe.c's lookups, shared with bpe_load.c: the merge table's hash of
+ * key (a << 32 | b), the merge of (x, y) or NULL, the id of vocabulary
+ * token s[0..len) or -1, and the normalizer on s[0..n) into out (false
+ * when out of memory). */
+uint64_t clattn__bpe_merge_hash(uint64_t key);
+const bpe_merge *clattn__bpe_merge_find(const clattn__bpe *b, int32_t x, int32_t y);
+int32_t clattn__bpe_vocab_id(const clattn_tokenizer *t, const char *s, size_t len);
+bool clattn__bpe_normalize(const clattn__bpe *b, const uint32_t *s, size_t n,
+                           clattn__u32vec *out);
 
 /* The BPE pieces of one text (no template) appended to *ids (*n of *cap,
  * realloc'ed); false when out of memory. */
