@@ -12,7 +12,6 @@
  * truncation are encode.c's; loading is bpe_load.c's. */
 #include "tokenizer/tokenizer.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>

@@ -370,7 +370,8 @@ static void read_merges(clattn_tokenizer *t, clattn__json_reader *r, json_t *lis
         joined = j;
         memcpy(joined, a, na);
         memcpy(joined + na, c, nc);
-        int32_t x = clattn__bpe_vocab_id(t, a, na), y = clattn__bpe_vocab_id(t, c, nc), z = clattn__bpe_vocab_id(t, joined, na + nc);
+        int32_t x = clattn__bpe_vocab_id(t, a, na), y = clattn__bpe_vocab_id(t, c, nc);
+        int32_t z = clattn__bpe_vocab_id(t, joined, na + nc);
         if (x < 0 || y < 0 || z < 0) {
             joined[na + nc] = '\0';
             clattn__json_fail(r, CLATTN_ERR_FORMAT,
