@@ -1,6 +1,7 @@
 /* encode.c - encoding one text with a loaded tokenizer: added
  * tokens matched on the raw text, then BertNormalizer, BertPreTokenizer and
- * WordPiece for the pieces between them, truncation and the template. */
+ * WordPiece for the pieces between them (BPE: bpe.c instead), truncation
+ * and the template. */
 #include "tokenizer/tokenizer.h"
 
 #include <stdlib.h>

@@ -11,7 +11,9 @@
  * tokenizer_config.json) is checked key by key, and anything clattn would
  * not reproduce exactly is refused by name rather than approximated. The
  * character-level half lives in unicode.c, encoding in
- * encode.c; this file loads the files. */
+ * encode.c; this file loads the files. A tokenizer.json whose model is BPE
+ * (the decoder LMs' tokenizers) goes to bpe_load.c for its own parts; the
+ * post-processor and truncation are read here for both. */
 #include "tokenizer/tokenizer.h"
 
 #include <errno.h>
