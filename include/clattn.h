@@ -935,12 +935,16 @@ CLATTN_API clattn_status clattn_model_load(clattn_ctx *ctx, const char *dir, cla
 CLATTN_API clattn_module_config clattn_module_get_config(const clattn_module *m);
 
 /* ======================================================================== */
-/* Tokenizer (BERT WordPiece)                                                */
+/* Tokenizer (WordPiece and BPE)                                             */
 /* ======================================================================== */
 
-/* BERT's tokenizer, giving exactly the ids of Hugging Face's fast tokenizer
- * (the tokenizers crate, checked against it on a corpus of texts in
- * tests/tokenizer/test_tokenizer.c). It needs no device. The steps, per text:
+/* Hugging Face fast tokenizers (tokenizer.json), giving exactly the ids of
+ * the tokenizers crate and of transformers' AutoTokenizer(...)(text)
+ * ["input_ids"] (checked on corpora of texts in tests/tokenizer/
+ * test_tokenizer.c and test_bpe.c). They need no device. Two families, by
+ * tokenizer.json's model type:
+ *
+ * WordPiece (BERT), per text:
  *   - the added tokens of the file ("[CLS]", "[SEP]", "[PAD]", ...) are
  *     found in the raw text (leftmost, longest) and kept as they are;
  *   - the rest is normalized (BertNormalizer): U+0000, U+FFFD and control
@@ -954,67 +958,203 @@ CLATTN_API clattn_module_config clattn_module_get_config(const clattn_module *m)
  *     a word with an unmatched piece, or longer than max_input_chars_per_word
  *     characters (100), becomes one [UNK];
  *   - truncated, then wrapped in the template's special tokens: [CLS] ... [SEP].
+ *
+ * BPE (decoder LMs: GPT-2, Llama 2 and 3, TinyLlama, Mistral, Qwen2,
+ * SmolLM, ...), per text:
+ *   - invalid UTF-8: each maximal invalid subpart becomes U+FFFD (Python's
+ *     bytes.decode(errors="replace"), Rust's from_utf8_lossy; the crate
+ *     takes only str, so this is what a Python caller gets), then tokenized;
+ *   - added tokens with normalized false are found in the raw text
+ *     (leftmost, longest); lstrip / rstrip make the match take the
+ *     whitespace (Unicode White_Space) before / after the token;
+ *     single_word drops a match next to a word character (letters, marks,
+ *     Nd, Nl, Pc, ZWJ/ZWNJ: Rust's \w but for the few Alphabetic symbols);
+ *   - each piece between them is normalized: null, NFC, Prepend, Replace
+ *     (string patterns) or a Sequence of them (Llama 2's
+ *     Sequence[Prepend("▁"), Replace(" ", "▁")]); Prepend only touches a
+ *     non-empty piece; added tokens with normalized true are then found in
+ *     the normalized text, spelt as the normalizer makes their content
+ *     (Llama 2: "<x>" is matched as "▁<x>");
+ *   - pre-tokenized: ByteLevel (add_prefix_space, use_regex: GPT-2's regex
+ *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+),
+ *     Split with behavior Isolated, invert false and one of the known
+ *     patterns (GPT-2's, Llama 3's with \p{N}{1,3}, Qwen2's with \p{N};
+ *     any other pattern is CLATTN_ERR_UNSUPPORTED naming it; the matchers
+ *     are hand-written, classes from utf8proc: \s = White_Space, \p{L} = L*,
+ *     \p{N} = N*, (?i:) folds ASCII and long s), Metaspace (replacement,
+ *     prepend_scheme always / first (only the piece at offset 0 of the
+ *     text) / never, split), Digits (individual_digits; SmolLM), or a
+ *     Sequence of these with ByteLevel last;
+ *   - BPE on each word: with ignore_merges a word that is a vocabulary
+ *     token is that token; else one symbol per character (byte-level:
+ *     per byte, GPT-2's byte-to-character map), an unknown character
+ *     becomes its bytes' <0xNN> tokens (byte_fallback) or the unk token
+ *     (consecutive ones fused into one with fuse_unk; dropped when there
+ *     is no unk_token), then merges are applied lowest rank first
+ *     (leftmost on ties). merges may be "a b" strings or ["a", "b"] lists;
+ *     continuing_subword_prefix and end_of_word_suffix must be null or "",
+ *     dropout null;
+ *   - truncated (max_len), then the template: post_processor
+ *     TemplateProcessing (e.g. Llama 3's "<|begin_of_text|> $A"), ByteLevel
+ *     (no ids), a Sequence of them, or null; except that when
+ *     tokenizer_config.json's tokenizer_class is LlamaTokenizer(Fast),
+ *     CodeLlamaTokenizer(Fast) or GemmaTokenizer(Fast) (defaults: add bos,
+ *     no eos) or GPTNeoXTokenizer(Fast) (defaults: neither), the template
+ *     is "[bos] $A [eos]" from its add_bos_token / add_eos_token and
+ *     bos_token / eos_token (defaults "<s>"/"</s>", "<bos>"/"<eos>",
+ *     "<|endoftext|>"), as transformers' update_post_processor rebuilds it
+ *     (replacing tokenizer.json's post_processor). For any other class add_bos_token / add_eos_token are
+ *     ignored, as transformers ignores them (GPT2TokenizerFast,
+ *     Qwen2TokenizerFast, PreTrainedTokenizerFast).
+ * Not supported (refused by name at load): other models (Unigram,
+ * WordLevel), normalizers (NFKC, Lowercase, ...), pre-tokenizers
+ * (Whitespace, Punctuation, ...), other Split patterns, regex Replace
+ * patterns, BPE dropout. Known gap: NFC is
+ * utf8proc's (Unicode 15); the regex classes follow the crate's Unicode 16
+ * (a table adds the letters and numbers new in 16).
  * Unicode data (categories, decompositions, case) comes from utf8proc. */
 typedef struct clattn_tokenizer clattn_tokenizer;
 
-/* Loads the tokenizer of a Hugging Face model folder: dir/tokenizer.json
- * (a fast tokenizer: normalizer BertNormalizer {clean_text,
- * handle_chinese_chars, strip_accents (null: as lowercase), lowercase} or
- * null, pre_tokenizer BertPreTokenizer, model WordPiece {vocab, unk_token,
- * continuing_subword_prefix, max_input_chars_per_word}, post_processor
- * TemplateProcessing or BertProcessing (or null: no special tokens),
- * truncation (its max_length becomes the default limit), padding (ignored:
- * encode never pads), added_tokens), or, when there is no tokenizer.json,
- * dir/vocab.txt (one token per line, id = line number) with the settings of
- * dir/tokenizer_config.json if present (do_lower_case, strip_accents,
- * tokenize_chinese_chars, model_max_length, the special tokens; what
- * transformers' BertTokenizerFast builds from them).
+/* Loads the tokenizer of a Hugging Face model folder: dir/tokenizer.json,
+ * dispatching on its model type:
+ *   WordPiece: normalizer BertNormalizer {clean_text, handle_chinese_chars,
+ *   strip_accents (null: as lowercase), lowercase} or null, pre_tokenizer
+ *   BertPreTokenizer, model WordPiece {vocab, unk_token,
+ *   continuing_subword_prefix, max_input_chars_per_word}, post_processor
+ *   TemplateProcessing or BertProcessing (or null: no special tokens);
+ *   BPE: as described above, plus dir/tokenizer_config.json if present
+ *   (tokenizer_class, bos_token, eos_token, add_bos_token, add_eos_token);
+ * both: truncation (its max_length becomes the default limit), padding
+ * (ignored: encode never pads), added_tokens. Or, when there is no
+ * tokenizer.json, dir/vocab.txt (WordPiece; one token per line, id = line
+ * number) with the settings of dir/tokenizer_config.json if present
+ * (do_lower_case, strip_accents, tokenize_chinese_chars, model_max_length,
+ * the special tokens; what transformers' BertTokenizerFast builds).
  * Errors (the message names the file and the setting): CLATTN_ERR_IO (no
  * tokenizer.json or vocab.txt in dir, or unreadable), CLATTN_ERR_FORMAT
- * (malformed JSON, a wrong type, a vocabulary without its unk token),
- * CLATTN_ERR_UNSUPPORTED (another model, normalizer, pre-tokenizer or
- * post-processor, an unknown key in one of them, an added token with
- * single_word, lstrip, rstrip or normalized set, a template with a
- * type_id other than 0), CLATTN_ERR_INVALID_ARG (NULL arguments),
- * CLATTN_ERR_OUT_OF_MEMORY. *out is NULL on failure; free it with
- * clattn_tokenizer_destroy. Thread safety: a loaded tokenizer is immutable:
- * every function below may be called on it from several threads at once. */
+ * (malformed JSON, a wrong type, a vocabulary without its unk token, a
+ * merge of tokens not in the vocabulary), CLATTN_ERR_UNSUPPORTED (another
+ * model, normalizer, pre-tokenizer, decoder or post-processor, an unknown
+ * key in one of them, an unknown Split pattern, a WordPiece added token
+ * with single_word, lstrip, rstrip or normalized set, a template with a
+ * type_id other than 0), CLATTN_ERR_INVALID_ARG (NULL
+ * arguments), CLATTN_ERR_OUT_OF_MEMORY. *out is NULL on failure; free it
+ * with clattn_tokenizer_destroy. Thread safety: a loaded tokenizer is
+ * immutable: every function below may be called on it from several
+ * threads at once (a clattn_detokenizer is one thread's at a time). */
 CLATTN_API clattn_status clattn_tokenizer_load(const char *dir, clattn_tokenizer **out);
 
 /* Frees the tokenizer. NULL is a no-op. */
 CLATTN_API void clattn_tokenizer_destroy(clattn_tokenizer *tok);
 
 /* Tokenizes one text: the len bytes at utf8 (NUL bytes included: the length
- * decides, and the cleaner removes them) become ids[0..*count) =
- * [CLS] pieces... [SEP]. Invalid UTF-8 is not an error: each byte that does
- * not start a well-formed sequence becomes U+FFFD, which the cleaner
- * removes, the tokens Python gives after bytes.decode(errors="replace").
+ * decides) become ids[0..*count): the template's leading special tokens,
+ * the pieces, its trailing ones ([CLS] pieces... [SEP] for BERT,
+ * <|begin_of_text|> pieces... for Llama 3). add_special false leaves the
+ * template out (Hugging Face's add_special_tokens=False); added tokens
+ * written in the text are found either way. Invalid UTF-8 is not an
+ * error: WordPiece turns each byte that does not start a well-formed
+ * sequence into U+FFFD, which its cleaner removes; BPE turns each maximal
+ * invalid subpart into U+FFFD and tokenizes it; both give the tokens
+ * Python gives after bytes.decode(errors="replace").
  * Truncation: at most max_len ids in all; pieces are removed from the end,
- * before the final [SEP] (Hugging Face's "longest_first" with one sequence).
- * max_len 0 uses the tokenizer's own limit (clattn_tokenizer_max_length;
- * none if that is 0). Padding is the caller's: fill with
- * clattn_tokenizer_token_id(tok, "[PAD]") and an attention mask of 0.
- * The token type ids of one sequence are all 0, so none are returned.
- * ids has room for capacity ids; ids NULL with capacity 0 only counts.
- * Errors: CLATTN_ERR_INVALID_ARG (NULL arguments, max_len < 0 or smaller
- * than the number of special tokens, capacity too small: the message gives
- * the count needed), CLATTN_ERR_OUT_OF_MEMORY; *count and ids are
- * untouched then. Thread-safe; allocates only temporary memory. */
+ * before the trailing special tokens (Hugging Face's "longest_first" with
+ * one sequence). max_len 0 uses the tokenizer's own limit
+ * (clattn_tokenizer_max_length; none if that is 0). Padding is the
+ * caller's (BERT: clattn_tokenizer_token_id(tok, "[PAD]") and an attention
+ * mask of 0). The token type ids of one sequence are all 0, so none are
+ * returned. ids has room for capacity ids; ids NULL with capacity 0 only
+ * counts. Errors: CLATTN_ERR_INVALID_ARG (NULL arguments, max_len < 0 or
+ * smaller than the number of special tokens, capacity too small: the
+ * message gives the count needed), CLATTN_ERR_OUT_OF_MEMORY; *count and ids
+ * are untouched then. Thread-safe; allocates only temporary memory. */
+CLATTN_API clattn_status clattn_tokenizer_encode_ex(const clattn_tokenizer *tok, const char *utf8,
+                                                    size_t len, bool add_special, int32_t max_len,
+                                                    int64_t *ids, int32_t capacity,
+                                                    int32_t *count);
+
+/* clattn_tokenizer_encode_ex with add_special true. */
 CLATTN_API clattn_status clattn_tokenizer_encode(const clattn_tokenizer *tok, const char *utf8,
                                                  size_t len, int32_t max_len, int64_t *ids,
                                                  int32_t capacity, int32_t *count);
 
-/* The id of a token given as its exact UTF-8 string ("[PAD]", "##ing"),
- * added tokens first; -1 when there is none or an argument is NULL. */
+/* Decodes ids[0..n) to UTF-8 text as the tokenizers crate's
+ * decode(ids, skip_special_tokens) (transformers' decode with
+ * clean_up_tokenization_spaces false): the token of each id (an added
+ * token's content; ids without a token, such as the padding rows of an
+ * LM head past the vocabulary, are skipped as the crate skips them;
+ * special tokens are left out when skip_special), then the decoder of
+ * tokenizer.json: ByteLevel (characters back to bytes, then the bytes as
+ * UTF-8 with each maximal invalid subpart as U+FFFD, as Rust's
+ * from_utf8_lossy), Metaspace ("▁" -> " ", removed in the first token
+ * unless prepend_scheme never), Replace, ByteFallback (a run of <0xNN>
+ * tokens becomes its bytes when they are valid UTF-8, else one U+FFFD per
+ * byte), Fuse, Strip, a Sequence of them, or null (tokens joined by ' ').
+ * BPE tokenizers only (WordPiece: CLATTN_ERR_UNSUPPORTED).
+ * *len receives the text's length in bytes (no NUL); text (room for
+ * capacity bytes) receives the text and a NUL; text NULL with capacity 0
+ * only measures. Errors: CLATTN_ERR_INVALID_ARG (NULL arguments, n < 0, a
+ * negative id, capacity < *len + 1: *len is set), CLATTN_ERR_OUT_OF_MEMORY.
+ * Thread-safe. */
+CLATTN_API clattn_status clattn_tokenizer_decode(const clattn_tokenizer *tok, const int64_t *ids,
+                                                 int32_t n, bool skip_special, char *text,
+                                                 size_t capacity, size_t *len);
+
+/* An incremental decoder for generated ids: each push gives the text that
+ * the new id adds, only whole UTF-8 characters, and the concatenation of
+ * all pushes and the final flush equals clattn_tokenizer_decode of all the
+ * ids. It holds back what a later id could still change: an incomplete
+ * UTF-8 sequence at the end (ByteLevel), a run of <0xNN> byte tokens not
+ * yet closed by another token (ByteFallback: the whole run is U+FFFDs if
+ * any of it is invalid). A push costs the ids since the last point where
+ * nothing was held back, not the whole text. Not thread-safe: one thread
+ * at a time per detokenizer; several may share one tokenizer, which must
+ * outlive them. BPE tokenizers only (WordPiece: CLATTN_ERR_UNSUPPORTED). */
+typedef struct clattn_detokenizer clattn_detokenizer;
+
+CLATTN_API clattn_status clattn_detokenizer_create(const clattn_tokenizer *tok, bool skip_special,
+                                                   clattn_detokenizer **out);
+
+/* Pushes one id; text (capacity bytes) receives the new text and a NUL,
+ * *len its length (often 0). An id without a token, or a special one with
+ * skip_special, adds nothing. text NULL with capacity 0 only measures (the
+ * id is not taken). Errors: CLATTN_ERR_INVALID_ARG (NULL arguments, a
+ * negative id, capacity < *len + 1: *len is set and the id is not taken,
+ * so the call can be repeated with more room), CLATTN_ERR_OUT_OF_MEMORY. */
+CLATTN_API clattn_status clattn_detokenizer_push(clattn_detokenizer *d, int64_t id, char *text,
+                                                 size_t capacity, size_t *len);
+
+/* Gives what was held back (at the end of generation) and starts over
+ * (a new text: the next push is the first token again). Same conventions
+ * as clattn_detokenizer_push. */
+CLATTN_API clattn_status clattn_detokenizer_flush(clattn_detokenizer *d, char *text,
+                                                  size_t capacity, size_t *len);
+
+/* Frees the detokenizer. NULL is a no-op. */
+CLATTN_API void clattn_detokenizer_destroy(clattn_detokenizer *d);
+
+/* The id of a token given as its exact UTF-8 string ("[PAD]", "##ing",
+ * "<|eot_id|>"), added tokens first; -1 when there is none or an argument
+ * is NULL. */
 CLATTN_API int32_t clattn_tokenizer_token_id(const clattn_tokenizer *tok, const char *token);
 
+/* Whether id is a special token (an added token marked special; for
+ * WordPiece every added token); false for NULL or an unknown id. */
+CLATTN_API bool clattn_tokenizer_is_special(const clattn_tokenizer *tok, int64_t id);
+
+/* The ids of tokenizer_config.json's bos_token and eos_token (BPE; for
+ * Llama-class tokenizers "<s>" / "</s>" when the file does not name them);
+ * -1 when there is none (WordPiece: always -1) or for NULL. */
+CLATTN_API int32_t clattn_tokenizer_bos_id(const clattn_tokenizer *tok);
+CLATTN_API int32_t clattn_tokenizer_eos_id(const clattn_tokenizer *tok);
+
 /* Number of tokens: the vocabulary plus added tokens outside it (30522 for
- * BERT base uncased); 0 for NULL. */
+ * BERT base uncased; BPE: the ids that have a token); 0 for NULL. */
 CLATTN_API int32_t clattn_tokenizer_vocab_size(const clattn_tokenizer *tok);
 
 /* The tokenizer's own length limit (tokenizer.json's truncation max_length,
- * or tokenizer_config.json's model_max_length when it is a real limit);
- * 0 when it has none, or for NULL. */
+ * or, WordPiece from vocab.txt, tokenizer_config.json's model_max_length
+ * when it is a real limit); 0 when it has none, or for NULL. */
 CLATTN_API int32_t clattn_tokenizer_max_length(const clattn_tokenizer *tok);
 
 /* ======================================================================== */

@@ -1,6 +1,7 @@
 /* encode.c - encoding one text with a loaded tokenizer: added
  * tokens matched on the raw text, then BertNormalizer, BertPreTokenizer and
- * WordPiece for the pieces between them, truncation and the template. */
+ * WordPiece for the pieces between them (BPE: bpe.c instead), truncation
+ * and the template. */
 #include "tokenizer/tokenizer.h"
 
 #include <stdlib.h>
@@ -128,9 +129,51 @@ static const added_token *match_added(const clattn_tokenizer *t, const uint32_t 
     return best;
 }
 
+/* Truncates the pieces to limit (0: none) less the specials, wraps them in
+ * the template and writes them out; frees v. */
+static clattn_status finish_ids(const clattn_tokenizer *t, idvec *v, int32_t limit, int32_t n_pre,
+                                int32_t n_post, int64_t *ids, int32_t capacity, int32_t *count)
+{
+    int32_t specials = n_pre + n_post;
+    size_t pieces = v->len;
+    if (limit > 0 && pieces > (size_t)(limit - specials))
+        pieces = (size_t)(limit - specials);
+    if (pieces > (size_t)(INT32_MAX - specials)) {
+        free(v->data);
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG,
+                            "tokenizer_encode: %zu tokens do not fit an int32_t count", pieces);
+    }
+    int32_t total = (int32_t)pieces + specials;
+    if (ids && total > capacity) {
+        free(v->data);
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG,
+                            "tokenizer_encode: %d ids do not fit capacity %d", (int)total,
+                            (int)capacity);
+    }
+    if (ids) {
+        int32_t k = 0;
+        for (int32_t i = 0; i < n_pre; i++)
+            ids[k++] = t->pre[i];
+        for (size_t i = 0; i < pieces; i++)
+            ids[k++] = v->data[i];
+        for (int32_t i = 0; i < n_post; i++)
+            ids[k++] = t->post[i];
+    }
+    *count = total;
+    free(v->data);
+    return CLATTN_OK;
+}
+
 clattn_status clattn_tokenizer_encode(const clattn_tokenizer *t, const char *utf8, size_t len,
                                       int32_t max_len, int64_t *ids, int32_t capacity,
                                       int32_t *count)
+{
+    return clattn_tokenizer_encode_ex(t, utf8, len, true, max_len, ids, capacity, count);
+}
+
+clattn_status clattn_tokenizer_encode_ex(const clattn_tokenizer *t, const char *utf8, size_t len,
+                                         bool add_special, int32_t max_len, int64_t *ids,
+                                         int32_t capacity, int32_t *count)
 {
     clattn__clear_thread_error();
     if (!t || !count || (!utf8 && len > 0) || capacity < 0 || (!ids && capacity > 0))
@@ -141,15 +184,25 @@ clattn_status clattn_tokenizer_encode(const clattn_tokenizer *t, const char *utf
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG,
                             "tokenizer_encode: max_len %d is negative", (int)max_len);
     int32_t limit = max_len > 0 ? max_len : t->max_length;
-    int32_t specials = t->n_pre + t->n_post;
+    int32_t n_pre = add_special ? t->n_pre : 0, n_post = add_special ? t->n_post : 0;
+    int32_t specials = n_pre + n_post;
     if (limit > 0 && limit < specials)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG,
                             "tokenizer_encode: max_len %d cannot hold the %d special tokens",
                             (int)limit, (int)specials);
     if (len > SIZE_MAX / sizeof(uint32_t) - 1)
         return clattn__fail(NULL, CLATTN_ERR_OUT_OF_MEMORY, "tokenizer_encode: text too long");
-    uint32_t *cps = malloc((len + 1) * sizeof *cps);
     encoder e = {.t = t};
+    if (t->bpe) {
+        /* BPE: its own pipeline (bpe.c); truncation and template below. */
+        if (!clattn__bpe_encode(t, utf8 ? utf8 : "", len, &e.ids.data, &e.ids.len, &e.ids.cap)) {
+            free(e.ids.data);
+            return clattn__fail(NULL, CLATTN_ERR_OUT_OF_MEMORY,
+                                "tokenizer_encode: out of host memory");
+        }
+        return finish_ids(t, &e.ids, limit, n_pre, n_post, ids, capacity, count);
+    }
+    uint32_t *cps = malloc((len + 1) * sizeof *cps);
     bool ok = cps != NULL;
     size_t n = ok ? clattn__utf8_decode((const unsigned char *)utf8, len, cps) : 0;
     size_t seg = 0;
@@ -173,31 +226,5 @@ clattn_status clattn_tokenizer_encode(const clattn_tokenizer *t, const char *utf
         free(e.ids.data);
         return clattn__fail(NULL, CLATTN_ERR_OUT_OF_MEMORY, "tokenizer_encode: out of host memory");
     }
-    size_t pieces = e.ids.len;
-    if (limit > 0 && pieces > (size_t)(limit - specials))
-        pieces = (size_t)(limit - specials);
-    if (pieces > (size_t)(INT32_MAX - specials)) {
-        free(e.ids.data);
-        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG,
-                            "tokenizer_encode: %zu tokens do not fit an int32_t count", pieces);
-    }
-    int32_t total = (int32_t)pieces + specials;
-    if (ids && total > capacity) {
-        free(e.ids.data);
-        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG,
-                            "tokenizer_encode: %d ids do not fit capacity %d", (int)total,
-                            (int)capacity);
-    }
-    if (ids) {
-        int32_t k = 0;
-        for (int32_t i = 0; i < t->n_pre; i++)
-            ids[k++] = t->pre[i];
-        for (size_t i = 0; i < pieces; i++)
-            ids[k++] = e.ids.data[i];
-        for (int32_t i = 0; i < t->n_post; i++)
-            ids[k++] = t->post[i];
-    }
-    *count = total;
-    free(e.ids.data);
-    return CLATTN_OK;
+    return finish_ids(t, &e.ids, limit, n_pre, n_post, ids, capacity, count);
 }

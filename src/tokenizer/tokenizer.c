@@ -11,7 +11,9 @@
  * tokenizer_config.json) is checked key by key, and anything clattn would
  * not reproduce exactly is refused by name rather than approximated. The
  * character-level half lives in unicode.c, encoding in
- * encode.c; this file loads the files. */
+ * encode.c; this file loads the files. A tokenizer.json whose model is BPE
+ * (the decoder LMs' tokenizers) goes to bpe_load.c for its own parts; the
+ * post-processor and truncation are read here for both. */
 #include "tokenizer/tokenizer.h"
 
 #include <errno.h>
@@ -46,7 +48,7 @@ const vocab_slot *clattn__vocab_find(const clattn_tokenizer *t, const char *s, s
 
 /* Inserts or (a later duplicate line of vocab.txt, as the crate does)
  * overwrites; false when out of memory. */
-static bool vocab_put(clattn_tokenizer *t, const char *s, size_t len, int32_t id)
+bool clattn__vocab_put(clattn_tokenizer *t, const char *s, size_t len, int32_t id)
 {
     size_t mask = t->n_slots - 1;
     size_t i = (size_t)hash_bytes(s, len) & mask;
@@ -67,7 +69,7 @@ static bool vocab_put(clattn_tokenizer *t, const char *s, size_t len, int32_t id
     return true;
 }
 
-static bool vocab_init(clattn_tokenizer *t, size_t entries)
+bool clattn__vocab_init(clattn_tokenizer *t, size_t entries)
 {
     size_t n = 64;
     while (n < entries * 2 + 1)
@@ -90,6 +92,7 @@ void clattn_tokenizer_destroy(clattn_tokenizer *t)
     }
     free(t->added);
     free(t->prefix);
+    clattn__bpe_free(t->bpe);
     free(t);
 }
 
@@ -245,7 +248,7 @@ static void read_model(loader *l, json_t *m, const char **unk)
     }
     if (l->r.st != CLATTN_OK)
         return;
-    if (!vocab_init(t, json_object_size(vocab))) {
+    if (!clattn__vocab_init(t, json_object_size(vocab))) {
         clattn__json_fail(&l->r, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
         return;
     }
@@ -260,7 +263,7 @@ static void read_model(loader *l, json_t *m, const char **unk)
                               "to 2147483647", key);
             return;
         }
-        if (!vocab_put(t, key, strlen(key), (int32_t)json_integer_value(value))) {
+        if (!clattn__vocab_put(t, key, strlen(key), (int32_t)json_integer_value(value))) {
             clattn__json_fail(&l->r, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
             return;
         }
@@ -348,6 +351,32 @@ static void read_post_processor(loader *l, json_t *p)
     l->r.where = "post_processor: ";
     const char *type = json_is_object(p) ? clattn__json_get_string(&l->r, p, "type", "") : "";
     int32_t pre[8], post[8], n_pre = 0, n_post = 0;
+    if (l->t->bpe && strcmp(type, "Sequence") == 0) {
+        /* Llama 3: Sequence[ByteLevel, TemplateProcessing] */
+        static const char *const keys[] = {"type", "processors", NULL};
+        clattn__json_check_keys(&l->r, p, keys);
+        json_t *list = clattn__json_get_array(&l->r, p, "processors");
+        size_t i;
+        json_t *e;
+        json_array_foreach(list, i, e)
+        {
+            if (json_is_object(e) &&
+                strcmp(clattn__json_get_string(&l->r, e, "type", ""), "Sequence") == 0) {
+                clattn__json_fail(&l->r, CLATTN_ERR_UNSUPPORTED,
+                                  "post_processor: nested Sequence is not supported");
+                return;
+            }
+            read_post_processor(l, e);
+        }
+        return;
+    }
+    if (l->t->bpe && strcmp(type, "ByteLevel") == 0) {
+        /* Offsets only (trim_offsets): the ids stay as they are. */
+        static const char *const keys[] = {"type", "add_prefix_space", "trim_offsets",
+                                           "use_regex", NULL};
+        clattn__json_check_keys(&l->r, p, keys);
+        return;
+    }
     if (strcmp(type, "BertProcessing") == 0) {
         static const char *const keys[] = {"type", "sep", "cls", NULL};
         clattn__json_check_keys(&l->r, p, keys);
@@ -415,7 +444,8 @@ static void read_post_processor(loader *l, json_t *p)
         }
     } else {
         clattn__json_fail(&l->r, CLATTN_ERR_UNSUPPORTED, "post_processor '%s' is not supported "
-                          "(only TemplateProcessing and BertProcessing)", type);
+                          "(only TemplateProcessing and BertProcessing; for BPE also "
+                          "ByteLevel and Sequence)", type);
         return;
     }
     set_template(l, pre, n_pre, post, n_post);
@@ -453,6 +483,36 @@ static void load_json(loader *l)
                                            "added_tokens", "normalizer",  "pre_tokenizer",
                                            "post_processor", "decoder",   "model", NULL};
         clattn__json_check_keys(&l->r, root, keys);
+        json_t *model = json_object_get(root, "model");
+        l->r.where = "model: ";
+        const char *mt =
+            json_is_object(model) ? clattn__json_get_string(&l->r, model, "type", "") : "";
+        if (l->r.st == CLATTN_OK && !json_is_object(model)) {
+            clattn__json_fail(&l->r, CLATTN_ERR_FORMAT, "'model' must be an object");
+        } else if (l->r.st == CLATTN_OK && strcmp(mt, "BPE") == 0) {
+            /* The decoder LMs' byte-level and SentencePiece-style BPE. */
+            clattn__bpe_load(l->t, root, &l->r);
+            if (l->r.st == CLATTN_OK)
+                read_post_processor(l, json_object_get(root, "post_processor"));
+            if (l->r.st == CLATTN_OK)
+                read_truncation(l, root);
+            if (l->r.st == CLATTN_OK) {
+                /* tokenizer_config.json beside tokenizer.json */
+                size_t n = strlen(l->r.file);
+                char *cfg = clattn__aprintf("%.*s_config.json", (int)(n >= 5 ? n - 5 : n),
+                                            l->r.file);
+                if (!cfg)
+                    clattn__json_fail(&l->r, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+                else
+                    clattn__bpe_config(l->t, cfg, &l->r);
+                free(cfg);
+            }
+            json_decref(root);
+            return;
+        } else if (l->r.st == CLATTN_OK && strcmp(mt, "WordPiece") != 0) {
+            clattn__json_fail(&l->r, CLATTN_ERR_UNSUPPORTED,
+                              "model '%s' is not supported (only WordPiece and BPE)", mt);
+        }
         json_t *pre = json_object_get(root, "pre_tokenizer");
         l->r.where = "pre_tokenizer: ";
         const char *pt =
@@ -574,7 +634,7 @@ static void load_vocab_txt(loader *l, const char *vocab_path, const char *config
         size_t lines = 1;
         for (size_t i = 0; i < size; i++)
             lines += text[i] == '\n';
-        if (!vocab_init(t, lines) || !t->prefix || !unk || !sep)
+        if (!clattn__vocab_init(t, lines) || !t->prefix || !unk || !sep)
             clattn__json_fail(&l->r, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
         int32_t id = 0;
         for (size_t i = 0; i < size && l->r.st == CLATTN_OK; id++) {
@@ -588,7 +648,7 @@ static void load_vocab_txt(loader *l, const char *vocab_path, const char *config
                 n--;
             if (id == INT32_MAX)
                 clattn__json_fail(&l->r, CLATTN_ERR_FORMAT, "too many lines");
-            else if (!vocab_put(t, text + i, n, id))
+            else if (!clattn__vocab_put(t, text + i, n, id))
                 clattn__json_fail(&l->r, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
             i = e + 1;
         }
@@ -653,6 +713,8 @@ clattn_status clattn_tokenizer_load(const char *dir, clattn_tokenizer **out)
     char *config_path = clattn__aprintf("%s/tokenizer_config.json", dir);
     clattn_tokenizer *t = calloc(1, sizeof *t);
     clattn_status st = CLATTN_OK;
+    if (t)
+        t->bos_id = t->eos_id = -1;
     if (!json_path || !vocab_path || !config_path || !t) {
         st = clattn__fail(NULL, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
     } else if (file_exists(json_path)) {
@@ -699,3 +761,25 @@ int32_t clattn_tokenizer_max_length(const clattn_tokenizer *t)
     return t ? t->max_length : 0;
 }
 
+
+bool clattn_tokenizer_is_special(const clattn_tokenizer *t, int64_t id)
+{
+    if (!t || id < 0)
+        return false;
+    if (t->bpe)
+        return id < t->bpe->n_ids && (t->bpe->flags[id] & ID_SPECIAL);
+    for (int32_t i = 0; i < t->n_added; i++)
+        if (t->added[i].id == id)
+            return true;        /* WordPiece's added tokens are all special */
+    return false;
+}
+
+int32_t clattn_tokenizer_bos_id(const clattn_tokenizer *t)
+{
+    return t ? t->bos_id : -1;
+}
+
+int32_t clattn_tokenizer_eos_id(const clattn_tokenizer *t)
+{
+    return t ? t->eos_id : -1;
+}

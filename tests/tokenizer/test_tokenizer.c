@@ -313,8 +313,11 @@ static void test_bad_files(void)
              CLATTN_ERR_FORMAT, "duplicate");
     bad_json("no unk", NORM PRE POST MODEL("WordPiece", "\"[PAD]\":0,\"a\":1"),
              CLATTN_ERR_FORMAT, "no unk token '[UNK]'");
+    /* BPE loads (test_bpe.c), but not with BERT's normalizer; Unigram not at all. */
     bad_json("BPE model", NORM PRE POST MODEL("BPE", "\"[UNK]\":0"), CLATTN_ERR_UNSUPPORTED,
-             "model 'BPE'");
+             "normalizer 'BertNormalizer'");
+    bad_json("Unigram model", NORM PRE POST MODEL("Unigram", "\"[UNK]\":0"),
+             CLATTN_ERR_UNSUPPORTED, "model 'Unigram'");
     bad_json("NFKC normalizer", "\"normalizer\":{\"type\":\"NFKC\"}," PRE POST
              MODEL("WordPiece", "\"[UNK]\":0"), CLATTN_ERR_UNSUPPORTED, "normalizer 'NFKC'");
     bad_json("unknown normalizer key", "\"normalizer\":{\"type\":\"BertNormalizer\","
