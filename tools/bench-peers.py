@@ -204,14 +204,19 @@ def llama_cpp_side(gguf, prompt, gen, batch):
     """llama.cpp: prefill tokens/s of one prompt, and decode tokens/s of
     `batch` sequences (each prefilled with the prompt), best of one run."""
     import llama_cpp
-    n_ctx = (prompt + gen + 8) * batch
-    m = llama_cpp.Llama(model_path=gguf, n_ctx=n_ctx, n_batch=prompt, n_ubatch=prompt,
-                        n_threads=os.cpu_count(), n_threads_batch=os.cpu_count(),
-                        n_seq_max=batch, verbose=False)
+    # Room for every sequence, rounded up as llama.cpp pads its cache.
+    n_ctx = ((prompt + gen + 8) * batch + 511) // 256 * 256
+    # The low-level API: the high-level Llama class has no n_seq_max.
+    llama_cpp.llama_backend_init()
+    mp = llama_cpp.llama_model_default_params()
+    model = llama_cpp.llama_model_load_from_file(gguf.encode(), mp)
+    cp = llama_cpp.llama_context_default_params()
+    cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = n_ctx, prompt, prompt, batch
+    cp.n_threads = cp.n_threads_batch = os.cpu_count()
+    ctx = llama_cpp.llama_init_from_model(model, cp)
+    vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
     rng = np.random.default_rng(0)
-    vocab = m.n_vocab()
     ids = [int(x) for x in rng.integers(0, vocab, prompt)]
-    ctx = m.ctx
     lb = llama_cpp.llama_batch_init(max(prompt, batch), 0, batch)
     mem = llama_cpp.llama_get_memory(ctx)
 
@@ -221,8 +226,9 @@ def llama_cpp_side(gguf, prompt, gen, batch):
             lb.token[i], lb.pos[i], lb.n_seq_id[i] = t, p, 1
             lb.seq_id[i][0] = s_
             lb.logits[i] = 1 if (logits_last == "all" or i == len(tokens) - 1) else 0
-        if llama_cpp.llama_decode(ctx, lb) != 0:
-            raise RuntimeError("llama_decode failed")
+        rc = llama_cpp.llama_decode(ctx, lb)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc} ({len(tokens)} tokens)")
 
     def read_logits(n):
         for i in range(n):
@@ -245,7 +251,8 @@ def llama_cpp_side(gguf, prompt, gen, batch):
         read_logits(batch)
     decode = batch * gen / (time.perf_counter() - t0)
     llama_cpp.llama_batch_free(lb)
-    m.close()
+    llama_cpp.llama_free(ctx)
+    llama_cpp.llama_model_free(model)
     return prefill, decode
 
 
