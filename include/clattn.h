@@ -1960,8 +1960,11 @@ CLATTN_API clattn_status clattn_sdpa_decode(clattn_ctx *ctx, const clattn_tensor
                                             int32_t window_left, float scale);
 
 /* Called once per generated token: id, and the text it completes (valid
- * UTF-8, possibly empty while a character is incomplete; not
- * NUL-terminated). Return false to stop. */
+ * UTF-8, possibly empty while a character or a run of byte tokens is
+ * incomplete; not NUL-terminated). Return false to stop. When generation
+ * ends with text still held back, one last call brings it with id -1 (its
+ * return value is ignored). The texts of all calls concatenated equal
+ * clattn_tokenizer_decode of the generated ids (special tokens skipped). */
 typedef bool (*clattn_token_fn)(void *user, int32_t id, const char *text, size_t len);
 
 typedef struct clattn_generate_params {

@@ -184,6 +184,13 @@ static clattn_status run(gen *g, const int32_t *prompt, int32_t n_prompt, int32_
         if (st == CLATTN_OK && p->logits)
             memcpy(g->row, dst, V * sizeof(float));
     }
+    /* Text the detokenizer still holds (a byte run or an unfinished
+     * character at the end) goes to the callback with id -1. */
+    size_t tail = 0;
+    if (st == CLATTN_OK && g->detok)
+        st = clattn_detokenizer_flush(g->detok, g->piece, sizeof g->piece, &tail);
+    if (st == CLATTN_OK && tail > 0 && p->on_token)
+        p->on_token(p->user, -1, g->piece, tail);
     res->gen_seconds = now_seconds() - t1;
     return st;
 }

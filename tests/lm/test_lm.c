@@ -22,6 +22,7 @@
  * Then bad input: ids out of the vocabulary, a prompt longer than the
  * context, a full cache, a missing shard, a wrong shape, an unknown
  * architecture, an unsupported rope type, a corrupt tokenizer.json. */
+#define _GNU_SOURCE /* memmem */
 #include "npy.h"
 #include "testutil.h"
 
@@ -56,6 +57,72 @@ typedef struct lm_case {
     clattn_sampler_params sampling;
     int32_t sampled[64], n_sampled;
 } lm_case;
+
+/* The text a generation's callback received, concatenated. */
+typedef struct streamed {
+    char text[4096];
+    size_t len;
+    int calls;
+} streamed;
+
+static bool collect(void *user, int32_t id, const char *text, size_t len)
+{
+    streamed *st = user;
+    (void)id;
+    if (st->len + len < sizeof st->text) {
+        memcpy(st->text + st->len, text, len);
+        st->len += len;
+        st->text[st->len] = '\0';
+    }
+    st->calls++;
+    return true;
+}
+
+/* Streamed text equals the full decode, and a stop string taken from the
+ * middle of that text stops generation right after it appears. */
+static void test_text(clattn_lm_session *s, const clattn_tokenizer *tok, const lm_case *c,
+                      const char *name)
+{
+    clattn_generate_params gp = clattn_generate_params_default();
+    gp.max_tokens = 32;
+    gp.sampling.temperature = 0;
+    streamed got = {{0}, 0, 0};
+    gp.on_token = collect;
+    gp.user = &got;
+    int32_t out[32];
+    clattn_generate_result res;
+    CHECK_OK(clattn_lm_generate(s, 0, c->prompt, c->n_prompt, &gp, out, 32, &res));
+    int64_t wide[32];
+    for (int32_t i = 0; i < res.n_ids; i++)
+        wide[i] = out[i];
+    char full[4096];
+    size_t len = 0;
+    CHECK_OK(clattn_tokenizer_decode(tok, wide, res.n_ids, true, full, sizeof full, &len));
+    CHECK(len == got.len && memcmp(full, got.text, len) == 0,
+          "%s: streamed text (%zu bytes) differs from the decode (%zu bytes)", name, got.len,
+          len);
+    if (len < 6)
+        return;
+    /* A stop string of up to 3 bytes from the middle of the text (random
+     * models emit byte tokens, NUL included: the string ends there). */
+    char stop[4];
+    memcpy(stop, full + len / 2, 3);
+    stop[3] = '\0';
+    if (!stop[0])
+        return;
+    const char *stops[1] = {stop};
+    gp.stop = stops;
+    gp.n_stop = 1;
+    got.len = 0;
+    got.text[0] = '\0';
+    CHECK_OK(clattn_lm_generate(s, 0, c->prompt, c->n_prompt, &gp, out, 32, &res));
+    CHECK(res.reason == CLATTN_STOP_STRING || res.reason == CLATTN_STOP_EOS,
+          "%s: stop string \"%s\" did not stop generation (reason %d)", name, stop,
+          (int)res.reason);
+    CHECK(memmem(got.text, got.len, stop, strlen(stop)) != NULL,
+          "%s: the text lacks the stop string \"%s\" (reason %d)", name, stop,
+          (int)res.reason);
+}
 
 static bool read_case(const char *name, lm_case *c)
 {
@@ -189,6 +256,9 @@ static void test_model(clattn_ctx *ctx, const char *name)
           res.n_ids, c.n_ids);
     CHECK(res.reason == (c.n_ids < 32 ? CLATTN_STOP_EOS : CLATTN_STOP_MAX_TOKENS),
           "%s: stop reason %d", name, (int)res.reason);
+
+    if (clattn_lm_tokenizer(lm))
+        test_text(s, clattn_lm_tokenizer(lm), &c, name);
 
     /* Seeded sampling: the same ids as the reference on every device. */
     if (c.n_sampled > 0) {
