@@ -56,33 +56,39 @@ static clattn_status prefill_attention_split(clattn_lm_session *s, int layer, in
 {
     const clattn__lm_config *c = &s->lm->cfg;
     const size_t row_bytes = (size_t)c->heads * c->head_dim * sizeof(float);
-    clattn_status st = clattn__buffer_reserve(s->ctx, &s->rows_tmp, 2 * FALLBACK_ROWS * row_bytes,
-                                              "prefill row block");
+    clattn_status st = clattn__buffer_reserve(s->ctx, &s->rows_tmp, FALLBACK_ROWS * row_bytes,
+                                              "prefill query block");
+    if (st == CLATTN_OK)
+        st = clattn__buffer_reserve(s->ctx, &s->rows_out, FALLBACK_ROWS * row_bytes,
+                                    "prefill output block");
     for (int32_t r0 = 0; st == CLATTN_OK && r0 < T; r0 += FALLBACK_ROWS) {
         int32_t rows = T - r0 < FALLBACK_ROWS ? T - r0 : FALLBACK_ROWS;
         cl_int err = clEnqueueCopyBuffer(s->ctx->queue, s->q, s->rows_tmp.mem, r0 * row_bytes, 0,
                                          rows * row_bytes, 0, NULL, NULL);
         if (err != CL_SUCCESS)
-            return clattn__fail_cl(s->ctx, err, "prefill row block");
-        cl_mem q = s->rows_tmp.mem, out;
-        cl_buffer_region region = {FALLBACK_ROWS * row_bytes, rows * row_bytes};
-        out = clCreateSubBuffer(s->rows_tmp.mem, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION,
-                                &region, &err);
-        if (err != CL_SUCCESS)
-            return clattn__fail_cl(s->ctx, err, "prefill row block");
+            return clattn__fail_cl(s->ctx, err, "prefill query block");
         int32_t len = first_pos + r0 + rows;
-        clattn__decode_args a = {1,      rows,        c->heads, c->kv_heads, c->head_dim,
-                                 s->cap, s->f16,      &s->kv[layer], &slot, &len,
-                                 c->window_left[layer], (float)(1.0 / sqrt((double)c->head_dim)),
-                                 q,      out};
+        clattn__decode_args a = {1,
+                                 rows,
+                                 c->heads,
+                                 c->kv_heads,
+                                 c->head_dim,
+                                 s->cap,
+                                 s->f16,
+                                 &s->kv[layer],
+                                 &slot,
+                                 &len,
+                                 c->window_left[layer],
+                                 (float)(1.0 / sqrt((double)c->head_dim)),
+                                 s->rows_tmp.mem,
+                                 s->rows_out.mem};
         st = clattn__lm_decode_attention(s->ctx, &a);
         if (st == CLATTN_OK) {
-            err = clEnqueueCopyBuffer(s->ctx->queue, out, s->attn, 0, r0 * row_bytes,
+            err = clEnqueueCopyBuffer(s->ctx->queue, s->rows_out.mem, s->attn, 0, r0 * row_bytes,
                                       rows * row_bytes, 0, NULL, NULL);
             if (err != CL_SUCCESS)
-                st = clattn__fail_cl(s->ctx, err, "prefill row block");
+                st = clattn__fail_cl(s->ctx, err, "prefill output block");
         }
-        clReleaseMemObject(out);
     }
     return st;
 }

@@ -239,7 +239,8 @@ struct clattn_lm_session {
     cl_mem logits;               /* [max(CLATTN_LM_LOGIT_BLOCK, n_seq), vocab] */
     cl_mem ids, pos, slot;       /* int32 [max_rows] */
     clattn__buffer kv_f32;       /* prefill: one slot's cache in float32 */
-    clattn__buffer rows_tmp;     /* prefill fallback: q and out of a row block */
+    clattn__buffer rows_tmp;     /* prefill fallback: q of a row block */
+    clattn__buffer rows_out;     /* prefill fallback: out of a row block */
     uint64_t cache_bytes;
 };
 

@@ -37,6 +37,7 @@ void clattn_lm_session_destroy(clattn_lm_session *s)
         release(bufs[i]);
     clattn__buffer_release(&s->kv_f32);
     clattn__buffer_release(&s->rows_tmp);
+    clattn__buffer_release(&s->rows_out);
     free(s->len);
     free(s->has_logits);
     s->lm->n_sessions--;

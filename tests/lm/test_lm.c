@@ -23,6 +23,7 @@
  * context, a full cache, a missing shard, a wrong shape, an unknown
  * architecture, an unsupported rope type, a corrupt tokenizer.json. */
 #define _GNU_SOURCE /* memmem */
+#include "core/core.h" /* ctx->loop_budget, for the fallback test */
 #include "npy.h"
 #include "testutil.h"
 
@@ -334,6 +335,41 @@ done:
     npy_free(&c.logits);
 }
 
+/* The prefill path for a driver with a loop limit (Mesa llvmpipe), where
+ * the fused kernel cannot take the key range: forced on any device by a
+ * tiny loop budget, which also makes the decode kernel cut the cache into
+ * the shortest chunks. Same logits as transformers. */
+static void test_loop_limit_fallback(clattn_ctx *ctx, const char *name)
+{
+    lm_case c;
+    if (!read_case(name, &c))
+        return;
+    const int64_t saved = ctx->loop_budget;
+    ctx->loop_budget = 50;
+    clattn_lm *lm = NULL;
+    clattn_lm_session *s = NULL;
+    CHECK_OK(clattn_lm_load(ctx, c.dir, &lm));
+    clattn_lm_session_params sp = clattn_lm_session_params_default();
+    sp.ctx_size = 64;
+    if (lm)
+        CHECK_OK(clattn_lm_session_create(lm, &sp, &s));
+    if (s) {
+        clattn_lm_info info;
+        clattn_lm_get_info(lm, &info);
+        const int32_t rows = c.n_prompt + c.n_ids - 1;
+        float *got = test_fvec((size_t)rows * info.vocab_size);
+        run_steps(s, 0, &c, info.vocab_size, got);
+        double e = row_error(got, c.logits.data, rows, info.vocab_size);
+        printf("%-30s loop-limit fallback: max error %.2e\n", name, e);
+        CHECK(e <= LOGIT_TOL, "%s: fallback logits error %.3e", name, e);
+        free(got);
+    }
+    clattn_lm_session_destroy(s);
+    clattn_lm_destroy(lm);
+    ctx->loop_budget = saved;
+    npy_free(&c.logits);
+}
+
 /* ---- bad input ------------------------------------------------------- */
 
 static void copy_file(const char *from, const char *to)
@@ -532,6 +568,7 @@ int main(int argc, char **argv)
                             "mistral_window_f16", "gpt2_f32"};
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++)
         test_model(ctx, models[i]);
+    test_loop_limit_fallback(ctx, "mistral_window_f16");
     test_bad_input(ctx);
     clattn_ctx_destroy(ctx);
     return test_summary("test_lm");
