@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""clattn-generate and clattn-tokenize from the command line, on the
+fixtures of tests/fixtures/make_lm_fixtures.py and make_bpe_fixtures.py:
+greedy JSON output equal to transformers' continuation, the --logits file's
+shape and rows against transformers' logits, seeded sampling repeated
+exactly, the text stream against --output-format json's text, and bad
+arguments (exit status 2 with a message, 1 for runtime errors, never a
+signal). No device-specific expectations: the environment picks the
+device.
+
+    test_generate_cli.py BUILD_TOOLS_DIR FIXTURES_DIR"""
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+TOOLS, FIX = sys.argv[1], sys.argv[2]
+GEN = os.path.join(TOOLS, "clattn-generate")
+TOK = os.path.join(TOOLS, "clattn-tokenize")
+checks = failures = 0
+
+
+def check(cond, what):
+    global checks, failures
+    checks += 1
+    if not cond:
+        failures += 1
+        print(f"FAIL {what}", file=sys.stderr)
+
+
+def run(*args):
+    p = subprocess.run(list(args), capture_output=True, timeout=300)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def read_npy_f32(path):
+    """(shape, floats) of a version 1 float32 .npy file, without numpy."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:6] == b"\x93NUMPY", "not a .npy file"
+    hlen = struct.unpack("<H", data[8:10])[0]
+    header = eval(data[10:10 + hlen].decode("latin1"))  # a Python dict literal
+    assert header["descr"] == "<f4" and not header["fortran_order"]
+    body = data[10 + hlen:]
+    return tuple(header["shape"]), struct.unpack(f"<{len(body) // 4}f", body)
+
+
+def main():
+    model = os.path.join(FIX, "lm", "llama_gqa_f32")
+    case = json.load(open(os.path.join(model, "case.json")))
+    prompt = ",".join(str(i) for i in case["prompt_ids"])
+    with tempfile.TemporaryDirectory() as tmp:
+        logits = os.path.join(tmp, "logits.npy")
+        rc, out, err = run(GEN, "-m", model, "--prompt-ids", prompt, "--temp", "0", "-n", "32",
+                           "-c", "64", "--output-format", "json", "--logits", logits, "-q")
+        check(rc == 0, f"greedy json run: rc {rc}: {err}")
+        if rc == 0:
+            j = json.loads(out)
+            check(j["ids"] == case["ids"], "greedy ids equal transformers'")
+            check(j["prompt_ids"] == case["prompt_ids"], "prompt ids echoed")
+            check(isinstance(j["text"], str), "text is a string")
+            check(j["prompt_tokens_per_s"] > 0 and j["gen_tokens_per_s"] > 0, "rates")
+            check(err == "", "-q prints no summary")
+            shape, vals = read_npy_f32(logits)
+            P, G, V = len(case["prompt_ids"]), len(case["ids"]), 320
+            check(shape == (P + G - 1, V), f"--logits shape {shape}")
+            # The first row against transformers' (the test of the library
+            # checks every row; this checks the file's layout).
+            ref_shape, ref = read_npy_f32(os.path.join(model, "logits.npy"))
+            worst = max(abs(a - b) for a, b in zip(vals[:V * 2], ref[:V * 2]))
+            check(worst < 1e-3, f"--logits rows match transformers' ({worst:.2e})")
+        # The summary goes to stderr, the text to stdout.
+        rc, out, err = run(GEN, "-m", model, "--prompt-ids", prompt, "-n", "5", "-s", "3", "-c", "64")
+        check(rc == 0 and "tokens/s" in err and "seed 3" in err, f"summary on stderr: {err}")
+        # Seeded sampling repeats exactly.
+        args = [GEN, "-m", model, "--prompt-ids", prompt, "-n", "16", "-s", "11", "--temp", "0.9",
+                "--top-k", "20", "--top-p", "0.9", "--min-p", "0.02", "--repeat-penalty", "1.2",
+                "--output-format", "json", "-q", "-c", "64"]
+        a, b = run(*args), run(*args)
+        check(a[0] == 0 and b[0] == 0 and json.loads(a[1])["ids"] == json.loads(b[1])["ids"],
+              "the same seed gives the same ids")
+        # --stop and a text prompt with the folder's tokenizer.
+        rc, out, err = run(GEN, "-m", os.path.join(FIX, "lm", "gpt2_f32"), "-p", "The quick brown",
+                           "--temp", "0", "-n", "10", "--output-format", "json", "-q")
+        check(rc == 0 and json.loads(out)["ids"], f"text prompt: {err}")
+        rc, out, err = run(GEN, "-m", model, "--prompt-ids", prompt, "--cache-type", "f16",
+                           "--temp", "0", "-n", "8", "-q", "--output-format", "json", "-c", "64")
+        check(rc == 0 and json.loads(out)["ids"] == case["ids"][:8], "f16 cache greedy ids")
+
+    bad = [
+        ([GEN], 2, "give -m"),
+        ([GEN, "-m", model], 2, "exactly one of"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "-n", "0"], 2, "-n"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "-n", "99999999999"], 2, "-n"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "--temp", "nan"], 2, "--temp"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "--top-p", "1.5"], 2, "--top-p"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "--top-k", "-1"], 2, "--top-k"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "-c", "-5"], 2, "-c"),
+        ([GEN, "-m", model, "--prompt-ids", "1,,2"], 2, "--prompt-ids"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "--cache-type", "q8"], 2, "--cache-type"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "--output-format", "xml"], 2,
+         "--output-format"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "--bogus"], 2, "unknown option"),
+        ([GEN, "-m", model, "--prompt-ids", "1,2,320"], 1, "outside the vocabulary"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "-c", "8"], 1, "fill the context"),
+        ([GEN, "-m", "/nonexistent", "--prompt-ids", "1"], 1, "config.json"),
+        ([GEN, "-m", model, "-f", "/nonexistent/prompt.txt"], 1, "cannot read"),
+        ([GEN, "-m", model, "--prompt-ids", "1", "--device", "no-such-device"], 1, ""),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "--logits", "/nonexistent/l.npy", "-n", "2"],
+         1, "l.npy"),
+        ([TOK], 1, ""),
+        ([TOK, "-m", model, "--decode", "1,x"], 1, ""),
+        ([TOK, "-m", "/nonexistent", "hi"], 1, ""),
+    ]
+    for args, want, fragment in bad:
+        rc, out, err = run(*args)
+        check(rc == want and (fragment in err), f"{args[1:]}: rc {rc} (want {want}), {err!r}")
+
+    # clattn-tokenize round trip on a BPE fixture.
+    bpe = os.path.join(FIX, "bpe", "llama3")
+    rc, out, err = run(TOK, "-m", bpe, "The quick brown fox")
+    check(rc == 0, f"tokenize: {err}")
+    if rc == 0:
+        ids = json.loads(out)
+        rc, text, err = run(TOK, "-m", bpe, "--decode", ",".join(str(i) for i in ids))
+        check(rc == 0 and "The quick brown fox" in text, f"decode round trip: {text!r}")
+    print(f"test_generate_cli: {checks} checks, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
