@@ -1928,9 +1928,12 @@ CLATTN_API clattn_status clattn_lm_prefill(clattn_lm_session *s, int32_t seq,
                                            const int32_t *ids, int32_t n, float *logits);
 
 /* One decode step for n distinct sequences at once: ids[i] is appended to
- * sequence seqs[i] (which may have different lengths, none empty is
- * required). logits: NULL, or [n, vocab] floats. The batch runs as one
- * forward pass with the split-KV decode attention. Errors as prefill. */
+ * sequence seqs[i]. The sequences may have different lengths (an empty one
+ * starts at position 0). logits: NULL, or [n, vocab] floats, row i for
+ * seqs[i]. The batch runs as one forward pass with the split-KV decode
+ * attention. Errors as prefill, plus CLATTN_ERR_INVALID_ARG for a sequence
+ * listed twice; CLATTN_ERR_CONTEXT_FULL when one of them is full (nothing
+ * is appended to any). */
 CLATTN_API clattn_status clattn_lm_decode(clattn_lm_session *s, int32_t n, const int32_t *seqs,
                                           const int32_t *ids, float *logits);
 
@@ -1976,9 +1979,10 @@ typedef struct clattn_generate_params {
     int32_t n_stop;
     clattn_token_fn on_token;   /* NULL: none */
     void *user;
-    /* NULL, or [n_prompt + max_tokens, vocab] floats: the logits of every
-     * prompt position, then of each step (the rows used to pick each
-     * generated id) */
+    /* NULL, or room for [n_prompt + max_tokens - 1, vocab] floats: row i <
+     * n_prompt holds the logits of prompt position i (row n_prompt - 1
+     * picked the first generated id), and row n_prompt - 1 + j those that
+     * picked generated id j + 1, so n_prompt + n_ids - 1 rows are written */
     float *logits;
 } clattn_generate_params;
 
