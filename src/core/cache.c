@@ -127,16 +127,31 @@ static bool read_all(int fd, unsigned char *p, size_t size)
     return true;
 }
 
-static bool write_all(int fd, const void *data, size_t size)
+/* Test hook (clattn__test_cache_write_limit): bytes one entry may write
+ * before its writes fail with ENOSPC; negative: no limit. */
+static _Atomic long long write_limit = -1;
+
+void clattn__test_cache_write_limit(long long bytes) { atomic_store(&write_limit, bytes); }
+
+static bool write_all(int fd, const void *data, size_t size, long long *budget)
 {
     const unsigned char *p = data;
     while (size > 0) {
+        if (*budget >= 0 && (long long)size > *budget) {
+            /* As a full disk would: what fits is written, then ENOSPC. */
+            if (*budget > 0 && write(fd, p, (size_t)*budget) > 0)
+                *budget = 0;
+            errno = ENOSPC;
+            return false;
+        }
         ssize_t w = write(fd, p, size);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
             return false;
         p += w, size -= (size_t)w;
+        if (*budget >= 0)
+            *budget -= w;
     }
     return true;
 }
@@ -286,8 +301,9 @@ void clattn__cache_store(const clattn_ctx *ctx, const char *key, const unsigned 
         put_u64(head + 8, n);
         put_u64(mid, size);
         entry_digest(key, n, binary, size, mid + 8);
-        ok = write_all(fd, head, sizeof head) && write_all(fd, key, n) &&
-             write_all(fd, mid, sizeof mid) && write_all(fd, binary, size);
+        long long budget = atomic_load(&write_limit);
+        ok = write_all(fd, head, sizeof head, &budget) && write_all(fd, key, n, &budget) &&
+             write_all(fd, mid, sizeof mid, &budget) && write_all(fd, binary, size, &budget);
         if (!ok)
             err = errno;
         ok = (close(fd) == 0) && ok;

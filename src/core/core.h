@@ -487,6 +487,10 @@ int64_t clattn__live_device_buffers(const clattn_ctx *ctx);
  * can walk n along a forward pass. Returns the allocations so far. */
 uint64_t clattn__test_fail_alloc_after(clattn_ctx *ctx, int64_t n);
 
+/* cache.c test hook: every cache entry written afterwards fails with
+ * ENOSPC once it has written bytes (a full disk); negative: off. */
+void clattn__test_cache_write_limit(long long bytes);
+
 /* io/weights_device.c and the loaders: the index of the first element of
  * x[0..n) that is NaN or +-Inf, or -1 when all are finite. */
 int64_t clattn__first_nonfinite(const float *x, size_t n);
