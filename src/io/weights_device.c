@@ -16,6 +16,14 @@
 /* Upload                                                                    */
 /* ======================================================================== */
 
+int64_t clattn__first_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(x[i] - x[i] == 0.0f)) /* NaN - NaN and Inf - Inf are NaN */
+            return (int64_t)i;
+    return -1;
+}
+
 clattn_status clattn_weights_upload(clattn_ctx *ctx, const clattn_weights *w, const char *name,
                                     clattn_tensor **out)
 {
@@ -49,6 +57,16 @@ clattn_status clattn_weights_upload(clattn_ctx *ctx, const clattn_weights *w, co
                             "%s: tensor '%s' %s: out of host memory for %zu floats", w->path,
                             name, sbuf, info->numel);
     clattn__dtype_to_f32(info->dtype, info->data, info->numel, host);
+    int64_t bad = clattn__first_nonfinite(host, info->numel);
+    if (bad >= 0) {
+        float x = host[bad];
+        free(host);
+        return clattn__fail(ctx, CLATTN_ERR_FORMAT,
+                            "%s: tensor '%s' holds %s at flat index %lld; weights must be "
+                            "finite",
+                            w->path, name, x != x ? "NaN" : x > 0 ? "+Inf" : "-Inf",
+                            (long long)bad);
+    }
     clattn_tensor *dev = NULL;
     clattn_status st = clattn_tensor_create(ctx, info->ndim, info->shape, &dev);
     if (st == CLATTN_OK)
