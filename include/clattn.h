@@ -732,10 +732,10 @@ CLATTN_API clattn_status clattn_weights_read_f32(const clattn_weights *w, const 
  * 1 to 4 dimensions of extent >= 1: a scalar, a tensor with more dimensions
  * or an empty one is CLATTN_ERR_UNSUPPORTED. Blocking. *out is NULL on
  * failure; destroy it with clattn_tensor_destroy. Uses ctx as any tensor
- * function does (one thread at a time). A tensor holding NaN or +-Inf is
- * refused with CLATTN_ERR_FORMAT naming the file, the tensor and the
- * first bad flat index (clattn_weights_read_f32 reads such values as they
- * are, for callers that want them). */
+ * function does (one thread at a time). Values are uploaded as they are,
+ * NaN and Inf included, as clattn_weights_read_f32 reads them; the model
+ * loaders (clattn_module_load, clattn_model_load, clattn_embedder_load)
+ * are the ones that refuse non-finite weights. */
 CLATTN_API clattn_status clattn_weights_upload(clattn_ctx *ctx, const clattn_weights *w,
                                                const char *name, clattn_tensor **out);
 
