@@ -491,7 +491,7 @@ uint64_t clattn__test_fail_alloc_after(clattn_ctx *ctx, int64_t n);
  * ENOSPC once it has written bytes (a full disk); negative: off. */
 void clattn__test_cache_write_limit(long long bytes);
 
-/* io/weights_device.c and the loaders: the index of the first element of
+/* tensor.c, for the model loaders: the index of the first element of
  * x[0..n) that is NaN or +-Inf, or -1 when all are finite. */
 int64_t clattn__first_nonfinite(const float *x, size_t n);
 

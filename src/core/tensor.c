@@ -19,6 +19,14 @@ clattn_status clattn__alloc_check(clattn_ctx *ctx, size_t bytes, const char *wha
                         ctx->info.device_name);
 }
 
+int64_t clattn__first_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(x[i] - x[i] == 0.0f)) /* NaN - NaN and Inf - Inf are NaN */
+            return (int64_t)i;
+    return -1;
+}
+
 /* ---- device memory accounting (core.h, hardening section) ------------ */
 
 bool clattn__mem_account_create(clattn_ctx *ctx)

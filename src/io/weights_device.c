@@ -16,14 +16,6 @@
 /* Upload                                                                    */
 /* ======================================================================== */
 
-int64_t clattn__first_nonfinite(const float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!(x[i] - x[i] == 0.0f)) /* NaN - NaN and Inf - Inf are NaN */
-            return (int64_t)i;
-    return -1;
-}
-
 clattn_status clattn_weights_upload(clattn_ctx *ctx, const clattn_weights *w, const char *name,
                                     clattn_tensor **out)
 {
