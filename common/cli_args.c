@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 bool cli_int(const char *tool, const char *option, const char *text, int64_t lo, int64_t hi,
              int64_t *out)
@@ -93,4 +95,44 @@ bool cli_int_list(const char *tool, const char *option, const char *text, int64_
     *out = v;
     *count = (int32_t)k;
     return true;
+}
+
+bool cli_output_path(const char *tool, const char *option, const char *path)
+{
+    const char *why = NULL;
+    struct stat st;
+    char *dir = path && *path ? strdup(path) : NULL;
+    if (!path || !*path) {
+        why = "empty path";
+    } else if (!dir) {
+        why = "out of memory";
+    } else if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            why = "is a folder";
+        else if (access(path, W_OK) != 0)
+            why = strerror(errno);
+    } else if (errno != ENOENT) {
+        why = strerror(errno);
+    } else {
+        char *slash = strrchr(dir, '/');
+        const char *parent = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
+        if (stat(parent, &st) != 0)
+            why = "its folder does not exist";
+        else if (!S_ISDIR(st.st_mode))
+            why = "its folder is not a folder";
+        else if (access(parent, W_OK | X_OK) != 0)
+            why = "its folder is not writable";
+    }
+    free(dir);
+    if (why)
+        fprintf(stderr, "%s: %s: '%s': %s\n", tool, option, path ? path : "(missing)", why);
+    return why == NULL;
+}
+
+void cli_json_number(FILE *f, double x, int digits)
+{
+    if (isfinite(x))
+        fprintf(f, "%.*g", digits, x);
+    else
+        fputs("null", f);
 }

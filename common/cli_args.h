@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 bool cli_int(const char *tool, const char *option, const char *text, int64_t lo, int64_t hi,
              int64_t *out);
@@ -19,5 +20,15 @@ bool cli_double(const char *tool, const char *option, const char *text, double l
  * around the commas) into a malloc'd array *out of *count >= 1 entries. */
 bool cli_int_list(const char *tool, const char *option, const char *text, int64_t lo,
                   int64_t hi, int32_t **out, int32_t *count);
+
+/* An output file the tool will write later: its folder must exist and be
+ * writable, and the path must not be a folder or an existing file the user
+ * cannot write. Checked before the work starts, so a bad path does not
+ * throw the work away. Prints "TOOL: OPTION: PATH: why" and returns false. */
+bool cli_output_path(const char *tool, const char *option, const char *path);
+
+/* Prints x as a JSON number (%.*g with digits), or null when x is NaN or
+ * infinite: JSON has no NaN, and a bare "nan" breaks every reader. */
+void cli_json_number(FILE *f, double x, int digits);
 
 #endif

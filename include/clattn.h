@@ -732,7 +732,10 @@ CLATTN_API clattn_status clattn_weights_read_f32(const clattn_weights *w, const 
  * 1 to 4 dimensions of extent >= 1: a scalar, a tensor with more dimensions
  * or an empty one is CLATTN_ERR_UNSUPPORTED. Blocking. *out is NULL on
  * failure; destroy it with clattn_tensor_destroy. Uses ctx as any tensor
- * function does (one thread at a time). */
+ * function does (one thread at a time). Values are uploaded as they are,
+ * NaN and Inf included, as clattn_weights_read_f32 reads them; the model
+ * loaders (clattn_module_load, clattn_model_load, clattn_embedder_load)
+ * are the ones that refuse non-finite weights. */
 CLATTN_API clattn_status clattn_weights_upload(clattn_ctx *ctx, const clattn_weights *w,
                                                const char *name, clattn_tensor **out);
 
@@ -911,8 +914,10 @@ CLATTN_API clattn_status clattn_module_forward(clattn_module *m, const clattn_fo
  * shape other than the parameter's, or (when prefix is "") a tensor in the
  * file that is no parameter of the module fails with CLATTN_ERR_FORMAT
  * naming the tensor and both shapes; F16/BF16/F32/F64 are converted, other
- * dtypes are CLATTN_ERR_UNSUPPORTED. On failure the parameters are partly
- * loaded. */
+ * dtypes are CLATTN_ERR_UNSUPPORTED. A weight holding NaN or +-Inf is
+ * CLATTN_ERR_FORMAT naming the tensor and the first bad flat index (a NaN
+ * weight would otherwise make every output NaN without an error). On
+ * failure the parameters are partly loaded. */
 CLATTN_API clattn_status clattn_module_load(clattn_module *m, const clattn_weights *w,
                                             const char *prefix);
 
@@ -928,7 +933,8 @@ CLATTN_API clattn_status clattn_module_load(clattn_module *m, const clattn_weigh
  * and ignored (inference), "batch_first" is recorded in the config (clattn
  * always computes batch-first; clattn-forward transposes). Any other key, a
  * wrong type, or a value clattn cannot honour is refused by name
- * (CLATTN_ERR_FORMAT / CLATTN_ERR_UNSUPPORTED); errors name the file. */
+ * (CLATTN_ERR_FORMAT / CLATTN_ERR_UNSUPPORTED); errors name the file.
+ * Weights holding NaN or +-Inf are refused as clattn_module_load does. */
 CLATTN_API clattn_status clattn_model_load(clattn_ctx *ctx, const char *dir, clattn_module **out);
 
 /* The configuration a module was created with. */
@@ -1242,7 +1248,8 @@ typedef struct clattn_embedder clattn_embedder;
  * Errors, each naming the file (and the key or tensor): CLATTN_ERR_IO (a
  * required file is missing or unreadable), CLATTN_ERR_FORMAT (malformed
  * JSON, a wrong type, a missing tensor or one of another shape, with the
- * expected shape), CLATTN_ERR_UNSUPPORTED (another model type, activation,
+ * expected shape, or a weight holding NaN or +-Inf, with the tensor's name
+ * and the first bad flat index), CLATTN_ERR_UNSUPPORTED (another model type, activation,
  * position embedding type, pooling mode or module), CLATTN_ERR_INVALID_ARG,
  * CLATTN_ERR_OUT_OF_MEMORY, and the device's errors. *out is NULL on
  * failure. Weights are uploaded once (all-MiniLM-L6-v2: 90 MB on the

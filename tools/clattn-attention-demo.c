@@ -44,8 +44,14 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* It takes no options; anything given is a mistake, not something to ignore. */
+    if (argc > 1) {
+        fprintf(stderr, "clattn-attention-demo: takes no arguments (got '%s'); the device is "
+                        "chosen by CLATTN_DEVICE\n", argv[1]);
+        return 2;
+    }
     clattn_ctx *ctx;
     CHECKED(clattn_ctx_create(NULL, &ctx));
     clattn_device_info info;

@@ -9,6 +9,8 @@
  * models/all-MiniLM-L6-v2 of the source tree (found from the executable's
  * path, then from the current directory); tools/fetch-model fetches it. */
 #define _DEFAULT_SOURCE /* readlink */
+#include "cli_args.h"
+
 #include <clattn.h>
 
 #include <limits.h>
@@ -40,6 +42,7 @@ static void usage(FILE *f)
             "  --output-format F     text (default): the first values of each vector;\n"
             "                        json: {\"model\", \"dim\", \"embeddings\"};\n"
             "                        json+: json with \"similarity\", the cosine matrix\n"
+            "                        (JSON has no NaN: a value that is not finite is null)\n"
             "  --device SEL          device selector (index, platform:device, or name)\n"
             "  -q                    no progress or messages on stderr\n");
 }
@@ -183,7 +186,10 @@ static void print_json(const char *model, const float *v, int32_t n, int32_t dim
     for (int32_t i = 0; i < n; i++) {
         printf("%s\n    [", i ? "," : "");
         for (int32_t d = 0; d < dim; d++)
-            printf("%s%.8g", d ? ", " : "", (double)v[(size_t)i * dim + d]);
+        {
+            fputs(d ? ", " : "", stdout);
+            cli_json_number(stdout, (double)v[(size_t)i * dim + d], 8); /* null if not finite */
+        }
         putchar(']');
     }
     printf("%s]", n ? "\n  " : "");
@@ -197,7 +203,8 @@ static void print_json(const char *model, const float *v, int32_t n, int32_t dim
                     double x = v[(size_t)i * dim + d], y = v[(size_t)j * dim + d];
                     dot += x * y, a += x * x, b += y * y;
                 }
-                printf("%s%.6f", j ? ", " : "", a > 0 && b > 0 ? dot / sqrt(a * b) : 0.0);
+                fputs(j ? ", " : "", stdout);
+                cli_json_number(stdout, a > 0 && b > 0 ? dot / sqrt(a * b) : 0.0, 6);
             }
             putchar(']');
         }
@@ -240,7 +247,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "clattn-embed: %s needs a value\n", a);
             return 2;
         }
-        char *end = NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
@@ -276,11 +282,9 @@ int main(int argc, char **argv)
                 return 2;
             }
         } else if (strcmp(a, "--batch") == 0 || strcmp(a, "--max-length") == 0) {
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 1 << 20) {
-                fprintf(stderr, "clattn-embed: %s needs a positive integer\n", a);
+            int64_t v;
+            if (!cli_int("clattn-embed", a, argv[++i], a[2] == 'b' ? 1 : 2, 1 << 20, &v))
                 return 2;
-            }
             *(a[2] == 'b' ? &p.batch_size : &p.max_length) = (int32_t)v;
         } else if (strcmp(a, "--") == 0) {
             for (i++; i < argc; i++)

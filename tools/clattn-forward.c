@@ -12,6 +12,7 @@
  * src_is_causal, tgt_is_causal, memory_is_causal. */
 #include <clattn.h>
 
+#include "cli_args.h"
 #include "forward_inputs.h"
 
 #include <stdio.h>
@@ -126,6 +127,11 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+
+    /* Output paths first: a bad one is found before the model runs. */
+    if (!cli_output_path("clattn-forward", "--output", output) ||
+        (weights_path && !cli_output_path("clattn-forward", "--weights", weights_path)))
+        return 2;
 
     clattn_ctx_params p = clattn_ctx_params_default();
     p.device = device;

@@ -108,8 +108,13 @@ int main(int argc, char **argv)
             json = true;
         else if (strcmp(argv[i], "--build") == 0)
             build = true;
-        else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], "--device") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "clattn-info: --device needs a value\n");
+                return 2;
+            }
             selector = argv[++i];
+        }
         else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
@@ -151,9 +156,10 @@ int main(int argc, char **argv)
             printf(",\n  \"selection_error\": ");
             json_str(sel_error);
         }
-    } else if (sel != CLATTN_OK) {
-        printf("no device selected: %s\n", sel_error);
     }
+    /* The failure goes to stderr in both formats (a script sees why). */
+    if (sel != CLATTN_OK)
+        fprintf(stderr, "clattn-info: no device selected: %s\n", sel_error);
 
     int rc = sel == CLATTN_OK ? 0 : 1;
     if (build && sel == CLATTN_OK) {

@@ -12,6 +12,7 @@
  * with --json), held-out loss (and accuracy) on batches never trained on,
  * a checkpoint (safetensors, PyTorch state_dict names plus the Adam state)
  * at the end, and --plot FILE.png with the loss curves. */
+#include "cli_args.h"
 #include "plot_png.h"
 #include "train_models.h"
 
@@ -55,22 +56,21 @@ static double now_s(void)
 
 typedef struct options {
     train_task task;
-    long epochs, steps, batch, warmup, heldout;
+    int64_t epochs, steps, batch, warmup, heldout, seed;
     double lr, clip;
-    unsigned long long seed;
     const char *init, *checkpoint, *plot, *device;
     bool json, quiet;
 } options;
 
-static bool parse_long(const char *s, long lo, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo)
-        return false;
-    *out = v;
-    return true;
-}
+/* Limits: every number is range-checked (never clamped). The run's steps,
+ * epochs x steps, are kept under MAX_TOTAL_STEPS: one double of loss
+ * history each (800 MB at the limit), so the product cannot overflow the
+ * allocation (--epochs 2 --steps 2^62 once gave malloc 0 bytes and a heap
+ * overflow). */
+#define MAX_EPOCHS 1000000
+#define MAX_STEPS 1000000000
+#define MAX_TOTAL_STEPS 100000000
+#define T "clattn-train"
 
 static int parse(int argc, char **argv, options *o)
 {
@@ -86,38 +86,50 @@ static int parse(int argc, char **argv, options *o)
     else if (!strcmp(argv[1], "classifier"))
         o->task = TRAIN_CLASSIFIER;
     else {
-        fprintf(stderr, "clattn-train: unknown model '%s' (regression or classifier)\n", argv[1]);
+        fprintf(stderr, T ": unknown model '%s' (regression or classifier)\n", argv[1]);
         return 2;
     }
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool ok = true, takes = true;
-        char *end = NULL;
-        if (!strcmp(a, "--epochs")) ok = v && parse_long(v, 1, &o->epochs);
-        else if (!strcmp(a, "--steps")) ok = v && parse_long(v, 1, &o->steps);
-        else if (!strcmp(a, "--batch")) ok = v && parse_long(v, 1, &o->batch) && o->batch <= 65536;
-        else if (!strcmp(a, "--warmup")) ok = v && parse_long(v, 0, &o->warmup);
-        else if (!strcmp(a, "--heldout")) ok = v && parse_long(v, 1, &o->heldout);
-        else if (!strcmp(a, "--lr")) ok = v && (o->lr = strtod(v, &end), *end == '\0' && o->lr > 0.0 && isfinite(o->lr));
-        else if (!strcmp(a, "--clip")) ok = v && (o->clip = strtod(v, &end), *end == '\0' && o->clip > 0.0 && isfinite(o->clip));
-        else if (!strcmp(a, "--seed")) ok = v && (o->seed = strtoull(v, &end, 10), *v != '-' && *end == '\0');
-        else if (!strcmp(a, "--init")) o->init = v, ok = v != NULL;
-        else if (!strcmp(a, "--checkpoint")) o->checkpoint = v, ok = v != NULL;
-        else if (!strcmp(a, "--plot")) o->plot = v, ok = v != NULL;
-        else if (!strcmp(a, "--device")) o->device = v, ok = v != NULL;
+        bool ok = true, takes = true, path = false;
+        if (!strcmp(a, "--epochs")) ok = cli_int(T, a, v, 1, MAX_EPOCHS, &o->epochs);
+        else if (!strcmp(a, "--steps")) ok = cli_int(T, a, v, 1, MAX_STEPS, &o->steps);
+        else if (!strcmp(a, "--batch")) ok = cli_int(T, a, v, 1, 65536, &o->batch);
+        else if (!strcmp(a, "--warmup")) ok = cli_int(T, a, v, 0, MAX_TOTAL_STEPS, &o->warmup);
+        else if (!strcmp(a, "--heldout")) ok = cli_int(T, a, v, 1, 1000000, &o->heldout);
+        else if (!strcmp(a, "--lr")) ok = cli_double(T, a, v, 1e-30, 1e6, &o->lr);
+        else if (!strcmp(a, "--clip")) ok = cli_double(T, a, v, 1e-30, 1e30, &o->clip);
+        else if (!strcmp(a, "--seed")) ok = cli_int(T, a, v, 0, INT64_MAX, &o->seed);
+        else if (!strcmp(a, "--init")) o->init = v, path = true;
+        else if (!strcmp(a, "--checkpoint")) o->checkpoint = v, path = true;
+        else if (!strcmp(a, "--plot")) o->plot = v, path = true;
+        else if (!strcmp(a, "--device")) o->device = v, path = true;
         else if (!strcmp(a, "--json")) o->json = true, takes = false;
         else if (!strcmp(a, "-q")) o->quiet = true, takes = false;
         else {
-            fprintf(stderr, "clattn-train: unknown option '%s'\n", a);
+            fprintf(stderr, T ": unknown option '%s'\n", a);
             usage(stderr);
             return 2;
         }
-        if (!ok) {
-            fprintf(stderr, "clattn-train: %s needs a valid value%s%s\n", a, v ? ", not " : "",
-                    v ? v : "");
+        if (path && !v) {
+            fprintf(stderr, T ": %s needs a value\n", a);
             return 2;
         }
+        if (!ok)
+            return 2; /* cli_* said why */
         i += takes;
+    }
+    if (o->epochs > MAX_TOTAL_STEPS / o->steps) {
+        fprintf(stderr,
+                T ": --epochs %lld x --steps %lld is over %d steps in all; train in "
+                "several runs (--init)\n",
+                (long long)o->epochs, (long long)o->steps, MAX_TOTAL_STEPS);
+        return 2;
+    }
+    if (o->warmup > o->epochs * o->steps) {
+        fprintf(stderr, T ": --warmup %lld is longer than the run (%lld steps)\n",
+                (long long)o->warmup, (long long)(o->epochs * o->steps));
+        return 2;
     }
     return 0;
 }
@@ -164,6 +176,33 @@ static int fail(clattn_ctx *ctx, const char *what, clattn_status st)
     return 1;
 }
 
+/* Everything main allocates, freed in one place on every path. */
+typedef struct run {
+    clattn_ctx *ctx;
+    train_model *m;
+    clattn_optimizer *opt;
+    float *x, *y, **hx, **hy;
+    int64_t *yc, **hc;
+    double *step_loss, *held_loss, *held_x;
+    int64_t heldout;
+} run;
+
+static int finish(run *r, int rc)
+{
+    for (int64_t i = 0; r->hx && i < r->heldout; i++)
+        free(r->hx[i]);
+    for (int64_t i = 0; r->hy && i < r->heldout; i++)
+        free(r->hy[i]);
+    for (int64_t i = 0; r->hc && i < r->heldout; i++)
+        free(r->hc[i]);
+    free(r->hx), free(r->hy), free(r->hc), free(r->x), free(r->y), free(r->yc);
+    free(r->step_loss), free(r->held_loss), free(r->held_x);
+    clattn_optimizer_destroy(r->opt);
+    train_model_destroy(r->m);
+    clattn_ctx_destroy(r->ctx);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     options o;
@@ -175,30 +214,37 @@ int main(int argc, char **argv)
     snprintf(default_ckpt, sizeof default_ckpt, "clattn-train-%s.safetensors", task_name);
     if (!o.checkpoint)
         o.checkpoint = default_ckpt;
+    /* Every output path is checked before any work: a bad --checkpoint
+     * used to be found only after training, throwing the weights away. */
+    if (!cli_output_path(T, "--checkpoint", o.checkpoint) ||
+        (o.plot && !cli_output_path(T, "--plot", o.plot)))
+        return 2;
+    run r;
+    memset(&r, 0, sizeof r);
 
     clattn_ctx_params cp = clattn_ctx_params_default();
     cp.device = o.device;
-    clattn_ctx *ctx = NULL;
-    clattn_status st = clattn_ctx_create(&cp, &ctx);
+    clattn_status st = clattn_ctx_create(&cp, &r.ctx);
+    clattn_ctx *ctx = r.ctx;
     if (st != CLATTN_OK)
-        return fail(NULL, "creating the context", st);
+        return finish(&r, fail(NULL, "creating the context", st));
     clattn_device_info dev;
     clattn_ctx_device_info(ctx, &dev);
 
     train_config c = train_config_default(o.task);
     c.batch = (int32_t)o.batch;
-    train_model *m = NULL;
-    st = train_model_create(ctx, &c, &m);
+    st = train_model_create(ctx, &c, &r.m);
+    train_model *m = r.m;
     if (st != CLATTN_OK)
-        return fail(ctx, "building the model", st);
+        return finish(&r, fail(ctx, "building the model", st));
     const clattn_param_ref *refs;
     int32_t n_params = train_model_params(m, &refs);
     st = o.init ? clattn_checkpoint_load(o.init, n_params, refs, NULL)
-                : train_model_init(m, o.seed);
+                : train_model_init(m, (uint64_t)o.seed);
     if (st != CLATTN_OK)
-        return fail(ctx, o.init ? o.init : "initialising", st);
+        return finish(&r, fail(ctx, o.init ? o.init : "initialising", st));
 
-    long total = o.epochs * o.steps;
+    int64_t total = o.epochs * o.steps; /* <= MAX_TOTAL_STEPS (parse) */
     clattn_optimizer_params op = clattn_optimizer_params_default(CLATTN_OPTIM_ADAM);
     op.lr = (float)o.lr;
     op.max_grad_norm = (float)o.clip;
@@ -206,38 +252,44 @@ int main(int argc, char **argv)
         op.warmup_steps = o.warmup;
         op.total_steps = total;
     }
-    clattn_optimizer *opt = NULL;
-    st = clattn_optimizer_create(ctx, &op, n_params, refs, &opt);
+    st = clattn_optimizer_create(ctx, &op, n_params, refs, &r.opt);
+    clattn_optimizer *opt = r.opt;
     if (st != CLATTN_OK)
-        return fail(ctx, "creating the optimiser", st);
+        return finish(&r, fail(ctx, "creating the optimiser", st));
 
     /* Training batches from the seed's stream, held-out ones from another. */
     size_t nx = (size_t)c.batch * c.seq_len * c.in_dim;
-    uint64_t train_state = o.seed * 2 + 1, held_state = o.seed * 2 + 0x5eed;
-    float *x = malloc(nx * sizeof *x), *y = malloc((size_t)c.batch * sizeof *y);
-    int64_t *yc = malloc((size_t)c.batch * sizeof *yc);
-    float **hx = calloc((size_t)o.heldout, sizeof *hx), **hy = calloc((size_t)o.heldout, sizeof *hy);
-    int64_t **hc = calloc((size_t)o.heldout, sizeof *hc);
-    double *step_loss = malloc((size_t)total * sizeof *step_loss);
-    double *held_loss = malloc((size_t)o.epochs * sizeof *held_loss);
-    if (!x || !y || !yc || !hx || !hy || !hc || !step_loss || !held_loss) {
+    uint64_t train_state = (uint64_t)o.seed * 2 + 1, held_state = (uint64_t)o.seed * 2 + 0x5eed;
+    r.heldout = o.heldout;
+    r.x = malloc(nx * sizeof *r.x), r.y = malloc((size_t)c.batch * sizeof *r.y);
+    r.yc = malloc((size_t)c.batch * sizeof *r.yc);
+    r.hx = calloc((size_t)o.heldout, sizeof *r.hx), r.hy = calloc((size_t)o.heldout, sizeof *r.hy);
+    r.hc = calloc((size_t)o.heldout, sizeof *r.hc);
+    r.step_loss = malloc((size_t)total * sizeof *r.step_loss);
+    r.held_loss = malloc((size_t)o.epochs * sizeof *r.held_loss);
+    r.held_x = malloc((size_t)o.epochs * sizeof *r.held_x);
+    float *x = r.x, *y = r.y, **hx = r.hx, **hy = r.hy;
+    int64_t *yc = r.yc, **hc = r.hc;
+    double *step_loss = r.step_loss, *held_loss = r.held_loss;
+    if (!x || !y || !yc || !hx || !hy || !hc || !step_loss || !held_loss || !r.held_x) {
         fprintf(stderr, "clattn-train: out of memory\n");
-        return 1;
+        return finish(&r, 1);
     }
-    for (long i = 0; i < o.heldout; i++) {
+    for (int64_t i = 0; i < o.heldout; i++) {
         hx[i] = malloc(nx * sizeof **hx);
         hy[i] = malloc((size_t)c.batch * sizeof **hy);
         hc[i] = malloc((size_t)c.batch * sizeof **hc);
         if (!hx[i] || !hy[i] || !hc[i]) {
             fprintf(stderr, "clattn-train: out of memory\n");
-            return 1;
+            return finish(&r, 1);
         }
         train_data_batch(&c, &held_state, hx[i], hy[i], hc[i]);
     }
     if (!o.json)
         printf("clattn-train %s on %s: %d parameter tensors, %ld epochs x %ld steps, batch "
                "%ld, Adam lr %g\n",
-               task_name, dev.device_name, n_params, o.epochs, o.steps, o.batch, o.lr);
+               task_name, dev.device_name, n_params, (long)o.epochs, (long)o.steps,
+               (long)o.batch, o.lr);
 
     double t0 = now_s();
     for (long e = 0; e < o.epochs; e++) {
@@ -253,11 +305,11 @@ int main(int argc, char **argv)
             if (st == CLATTN_OK)
                 st = clattn_optimizer_step(opt);
             if (st != CLATTN_OK)
-                return fail(ctx, "training step", st);
+                return finish(&r, fail(ctx, "training step", st));
             if (!isfinite(loss)) {
                 fprintf(stderr, "\nclattn-train: the loss is %f at epoch %ld step %ld; lower "
                         "--lr or set --clip\n", loss, e + 1, s + 1);
-                return 1;
+                return finish(&r, 1);
             }
             step_loss[e * o.steps + s] = loss;
             sum += loss;
@@ -267,21 +319,28 @@ int main(int argc, char **argv)
         double hl, hacc;
         st = evaluate(m, &c, hx, hy, hc, o.heldout, &hl, &hacc);
         if (st != CLATTN_OK)
-            return fail(ctx, "held-out evaluation", st);
+            return finish(&r, fail(ctx, "held-out evaluation", st));
         held_loss[e] = hl;
         double secs = now_s() - te, train_loss = sum / (double)o.steps;
         double train_acc = (double)correct / ((double)o.steps * c.batch);
         if (!o.quiet)
             fprintf(stderr, "\r%*s\r", 78, "");
         if (o.json) {
+            /* Numbers that are not finite are written as null (JSON has no NaN). */
             printf("{\"model\": \"%s\", \"epoch\": %ld, \"epochs\": %ld, \"steps\": %ld, "
-                   "\"train_loss\": %.7g, \"heldout_loss\": %.7g",
-                   task_name, e + 1, o.epochs, (e + 1) * o.steps, train_loss, hl);
+                   "\"train_loss\": ",
+                   task_name, (long)(e + 1), (long)o.epochs, (long)((e + 1) * o.steps));
+            cli_json_number(stdout, train_loss, 7);
+            printf(", \"heldout_loss\": ");
+            cli_json_number(stdout, hl, 7);
             if (o.task == TRAIN_CLASSIFIER)
                 printf(", \"train_accuracy\": %.5f, \"heldout_accuracy\": %.5f", train_acc, hacc);
-            printf(", \"lr\": %.7g, \"seconds\": %.3f}\n", clattn_optimizer_lr(opt), secs);
+            printf(", \"lr\": ");
+            cli_json_number(stdout, clattn_optimizer_lr(opt), 7);
+            printf(", \"seconds\": %.3f}\n", secs);
         } else {
-            printf("epoch %3ld/%ld  train loss %.6f  held-out loss %.6f", e + 1, o.epochs,
+            printf("epoch %3ld/%ld  train loss %.6f  held-out loss %.6f", (long)(e + 1),
+                   (long)o.epochs,
                    train_loss, hl);
             if (o.task == TRAIN_CLASSIFIER)
                 printf("  accuracy train %5.1f%% held-out %5.1f%%", 100.0 * train_acc,
@@ -293,39 +352,27 @@ int main(int argc, char **argv)
     double secs = now_s() - t0;
     st = clattn_checkpoint_save(o.checkpoint, n_params, refs, opt);
     if (st != CLATTN_OK)
-        return fail(ctx, o.checkpoint, st);
+        return finish(&r, fail(ctx, o.checkpoint, st));
     if (!o.json)
-        printf("%ld steps in %.2f s (%.1f steps/s); checkpoint: %s\n", total, secs,
+        printf("%ld steps in %.2f s (%.1f steps/s); checkpoint: %s\n", (long)total, secs,
                (double)total / secs, o.checkpoint);
     if (o.plot) {
         /* Per-step training loss (light) and per-epoch held-out loss (dark),
          * on a log axis: losses fall over orders of magnitude. */
-        double *held_x = malloc((size_t)o.epochs * sizeof *held_x);
-        if (!held_x) {
-            fprintf(stderr, "clattn-train: out of memory\n");
-            return 1;
-        }
+        double *held_x = r.held_x;
         for (long e = 0; e < o.epochs; e++) /* at the end of their epoch */
             held_x[e] = (double)(e + 1) / (double)o.epochs;
         plot_series series[2] = {{step_loss, NULL, (int)total, {120, 160, 230}, 1},
                                  {held_loss, held_x, (int)o.epochs, {200, 40, 40}, 2}};
         char err[256];
-        bool plotted = plot_png(o.plot, series, 2, true, err, sizeof err);
-        free(held_x);
-        if (!plotted) {
+        if (!plot_png(o.plot, series, 2, true, err, sizeof err)) {
             fprintf(stderr, "clattn-train: %s\n", err);
-            return 1;
+            return finish(&r, 1);
         }
         if (!o.json)
             printf("loss curves: %s (blue: every step, red: held-out after each epoch; log "
                    "scale, a dark line at each power of ten)\n",
                    o.plot);
     }
-    for (long i = 0; i < o.heldout; i++)
-        free(hx[i]), free(hy[i]), free(hc[i]);
-    free(hx), free(hy), free(hc), free(x), free(y), free(yc), free(step_loss), free(held_loss);
-    clattn_optimizer_destroy(opt);
-    train_model_destroy(m);
-    clattn_ctx_destroy(ctx);
-    return 0;
+    return finish(&r, 0);
 }

@@ -254,6 +254,9 @@ struct clattn_ctx {
     int64_t loop_budget;
 
     char *last_error;          /* malloc'd; NULL when none */
+
+    /* Device memory accounting (tensor.c; hardening section below). */
+    struct clattn__mem_account *mem;
 };
 
 /* ---- tensor.c ---------------------------------------------------------- */
@@ -438,5 +441,61 @@ clattn_status clattn__set_args(clattn_ctx *ctx, cl_kernel k, cl_uint first,
 
 /* core/elementwise.cl: fills and elementwise adds (tensor.c and its users). */
 extern const clattn__program_spec clattn__elementwise_program;
+
+/* ==== hardening (issue #17): content hash, device memory accounting, ====
+ * ==== fault injection ==================================================== */
+
+#include <stdatomic.h>
+
+/* sha256.c: SHA-256 (FIPS 180-4), incremental and one-shot. */
+typedef struct clattn__sha256_state {
+    uint32_t h[8];
+    uint64_t total;          /* bytes hashed so far */
+    unsigned char block[64]; /* the partial block */
+    size_t used;             /* bytes in block */
+} clattn__sha256_state;
+void clattn__sha256_init(clattn__sha256_state *s);
+void clattn__sha256_update(clattn__sha256_state *s, const void *data, size_t size);
+void clattn__sha256_final(clattn__sha256_state *s, unsigned char digest[32]);
+void clattn__sha256(const void *data, size_t size, unsigned char digest[32]);
+
+/* tensor.c: every buffer made by clattn__buffer_create is counted against
+ * the device's CL_DEVICE_GLOBAL_MEM_SIZE (info.global_mem_bytes). The
+ * count lives in a small shared record, because a buffer can outlive its
+ * handle (views retain it) and is really freed when OpenCL calls its
+ * destructor callback, which decrements the record; the context holds
+ * one reference and each live buffer another. */
+typedef struct clattn__mem_account {
+    _Atomic uint64_t live_bytes;   /* device bytes of live buffers */
+    _Atomic int64_t live_buffers;  /* how many */
+    _Atomic int64_t refs;          /* the context + one per live buffer */
+    _Atomic int64_t fail_after;    /* test hook: allocations left before one fails; <0 off */
+    _Atomic uint64_t allocations;  /* buffers created so far */
+} clattn__mem_account;
+
+/* Creates ctx's record (context creation); false when out of host memory. */
+bool clattn__mem_account_create(clattn_ctx *ctx);
+/* Drops the context's reference (clattn_ctx_destroy). */
+void clattn__mem_account_release(clattn_ctx *ctx);
+
+/* Live device bytes and buffers of ctx made through clattn__buffer_create
+ * (tensors, scratch, workspaces, packed weights). Buffers made by CLBlast
+ * or directly with clCreateBuffer are not counted. */
+uint64_t clattn__live_device_bytes(const clattn_ctx *ctx);
+int64_t clattn__live_device_buffers(const clattn_ctx *ctx);
+
+/* Test hook: the allocation after the next n succeed fails as if the
+ * device were out of memory (CLATTN_ERR_OUT_OF_MEMORY, "injected");
+ * n < 0 turns it off. Only every later allocation checks it, so a test
+ * can walk n along a forward pass. Returns the allocations so far. */
+uint64_t clattn__test_fail_alloc_after(clattn_ctx *ctx, int64_t n);
+
+/* cache.c test hook: every cache entry written afterwards fails with
+ * ENOSPC once it has written bytes (a full disk); negative: off. */
+void clattn__test_cache_write_limit(long long bytes);
+
+/* tensor.c, for the model loaders: the index of the first element of
+ * x[0..n) that is NaN or +-Inf, or -1 when all are finite. */
+int64_t clattn__first_nonfinite(const float *x, size_t n);
 
 #endif /* CLATTN_CORE_H */

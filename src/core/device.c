@@ -5,6 +5,7 @@
 #include "core/core.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +86,25 @@ clattn_status clattn__device_query(cl_platform_id platform, cl_device_id device,
     return CLATTN_OK;
 }
 
+/* Discovery is serialised across the process: POCL 3.1 answers
+ * clGetDeviceIDs with -1 (CL_DEVICE_NOT_FOUND) to threads that race its
+ * device set-up, so 12 of 28 contexts created at once by separate threads
+ * failed with "no OpenCL device found". One mutex around the whole listing
+ * makes every thread see the finished set-up; listing happens once per
+ * context creation, so the lock costs nothing measurable. */
+static pthread_mutex_t discovery_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static clattn_status devices_list_locked(clattn__device_ref **refs, int32_t *count);
+
 clattn_status clattn__devices_list(clattn__device_ref **refs, int32_t *count)
+{
+    pthread_mutex_lock(&discovery_lock);
+    clattn_status st = devices_list_locked(refs, count);
+    pthread_mutex_unlock(&discovery_lock);
+    return st;
+}
+
+static clattn_status devices_list_locked(clattn__device_ref **refs, int32_t *count)
 {
     *refs = NULL;
     *count = 0;
@@ -110,12 +129,16 @@ clattn_status clattn__devices_list(clattn__device_ref **refs, int32_t *count)
     clattn__device_ref *list = NULL;
     int32_t n = 0;
     clattn_status st = CLATTN_OK;
+    cl_int first_error = CL_SUCCESS; /* the first real error of a platform */
     for (cl_uint p = 0; p < n_platforms && st == CLATTN_OK; p++) {
         cl_uint n_dev = 0;
         /* Platforms without devices (Clover, Rusticl without RUSTICL_ENABLE)
-         * answer CL_DEVICE_NOT_FOUND: skip them. */
-        if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 0, NULL, &n_dev) != CL_SUCCESS ||
-            n_dev == 0)
+         * answer CL_DEVICE_NOT_FOUND: skip them. Any other error is kept,
+         * and reported as itself when no platform has a device. */
+        err = clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 0, NULL, &n_dev);
+        if (err != CL_SUCCESS && err != CL_DEVICE_NOT_FOUND && first_error == CL_SUCCESS)
+            first_error = err;
+        if (err != CL_SUCCESS || n_dev == 0)
             continue;
         cl_device_id *devs = calloc(n_dev, sizeof *devs);
         clattn__device_ref *grown = realloc(list, (size_t)(n + (int32_t)n_dev) * sizeof *list);
@@ -127,7 +150,10 @@ clattn_status clattn__devices_list(clattn__device_ref **refs, int32_t *count)
             break;
         }
         list = grown;
-        if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, n_dev, devs, NULL) == CL_SUCCESS) {
+        err = clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, n_dev, devs, NULL);
+        if (err != CL_SUCCESS && first_error == CL_SUCCESS)
+            first_error = err;
+        if (err == CL_SUCCESS) {
             for (cl_uint d = 0; d < n_dev; d++) {
                 clattn__device_ref *r = &list[n];
                 memset(r, 0, sizeof *r);
@@ -144,6 +170,8 @@ clattn_status clattn__devices_list(clattn__device_ref **refs, int32_t *count)
         free(devs);
     }
     free(platforms);
+    if (st == CLATTN_OK && n == 0 && first_error != CL_SUCCESS)
+        st = clattn__fail_cl(NULL, first_error, "clGetDeviceIDs");
     if (st != CLATTN_OK) {
         free(list);
         return st;

@@ -1,6 +1,7 @@
 /* tensor.c - float32 device tensors with a shape, and host transfers. */
 #include "core/core.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,19 +19,137 @@ clattn_status clattn__alloc_check(clattn_ctx *ctx, size_t bytes, const char *wha
                         ctx->info.device_name);
 }
 
+int64_t clattn__first_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(x[i] - x[i] == 0.0f)) /* NaN - NaN and Inf - Inf are NaN */
+            return (int64_t)i;
+    return -1;
+}
+
+/* ---- device memory accounting (core.h, hardening section) ------------ */
+
+bool clattn__mem_account_create(clattn_ctx *ctx)
+{
+    clattn__mem_account *a = calloc(1, sizeof *a);
+    if (!a)
+        return false;
+    atomic_init(&a->live_bytes, 0);
+    atomic_init(&a->live_buffers, 0);
+    atomic_init(&a->refs, 1);
+    atomic_init(&a->fail_after, -1);
+    atomic_init(&a->allocations, 0);
+    ctx->mem = a;
+    return true;
+}
+
+static void account_unref(clattn__mem_account *a)
+{
+    if (atomic_fetch_sub(&a->refs, 1) == 1)
+        free(a);
+}
+
+void clattn__mem_account_release(clattn_ctx *ctx)
+{
+    if (ctx->mem)
+        account_unref(ctx->mem);
+    ctx->mem = NULL;
+}
+
+/* What one counted buffer gives back when OpenCL frees it. */
+typedef struct counted_buffer {
+    clattn__mem_account *account;
+    size_t bytes;
+} counted_buffer;
+
+/* The buffer's destructor callback: it runs when the last reference (the
+ * handle, views, queued commands) is gone, which may be on a driver thread,
+ * hence the atomics. */
+static void CL_CALLBACK buffer_freed(cl_mem mem, void *user)
+{
+    (void)mem;
+    counted_buffer *c = user;
+    atomic_fetch_sub(&c->account->live_bytes, (uint64_t)c->bytes);
+    atomic_fetch_sub(&c->account->live_buffers, 1);
+    account_unref(c->account);
+    free(c);
+}
+
+uint64_t clattn__live_device_bytes(const clattn_ctx *ctx)
+{
+    return ctx && ctx->mem ? atomic_load(&ctx->mem->live_bytes) : 0;
+}
+
+int64_t clattn__live_device_buffers(const clattn_ctx *ctx)
+{
+    return ctx && ctx->mem ? atomic_load(&ctx->mem->live_buffers) : 0;
+}
+
+uint64_t clattn__test_fail_alloc_after(clattn_ctx *ctx, int64_t n)
+{
+    if (!ctx || !ctx->mem)
+        return 0;
+    atomic_store(&ctx->mem->fail_after, n < 0 ? -1 : n);
+    return atomic_load(&ctx->mem->allocations);
+}
+
 clattn_status clattn__buffer_create(clattn_ctx *ctx, size_t bytes, const char *what, cl_mem *out)
 {
+    *out = NULL;
     if (bytes == 0)
         bytes = 4; /* OpenCL refuses empty buffers; a dummy keeps callers simple */
     clattn_status st = clattn__alloc_check(ctx, bytes, what);
     if (st != CLATTN_OK)
         return st;
+    clattn__mem_account *a = ctx->mem;
+    if (a) {
+        /* The test hook first, so a walk over N reaches every allocation. */
+        int64_t left = atomic_load(&a->fail_after);
+        if (left >= 0) {
+            atomic_store(&a->fail_after, left - 1 >= 0 ? left - 1 : -1);
+            if (left == 0)
+                return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY,
+                                    "allocating %zu bytes for %s failed: injected failure "
+                                    "(test hook)",
+                                    bytes, what);
+        }
+        /* The context's total against the device's: past it the driver may
+         * abort (POCL asserts when a fill cannot be backed) rather than
+         * report CL_MEM_OBJECT_ALLOCATION_FAILURE. */
+        uint64_t used = atomic_load(&a->live_bytes), total = ctx->info.global_mem_bytes;
+        if (total > 0 && (bytes > total || used > total - bytes))
+            return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY,
+                                "%s needs %zu bytes, but this context has %llu bytes of device "
+                                "memory in use and the device has %llu in all (%s)",
+                                what, bytes, (unsigned long long)used,
+                                (unsigned long long)total, ctx->info.device_name);
+    }
+    counted_buffer *c = a ? malloc(sizeof *c) : NULL;
+    if (a && !c)
+        return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
     cl_int err;
     *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (!*out)
+    if (!*out) {
+        free(c);
         return clattn__fail(ctx, clattn__status_from_cl(err),
                             "allocating %zu bytes for %s failed: %s (%d)", bytes, what,
                             clattn__cl_error_name(err), (int)err);
+    }
+    if (c) {
+        c->account = a;
+        c->bytes = bytes;
+        atomic_fetch_add(&a->refs, 1);
+        atomic_fetch_add(&a->live_bytes, (uint64_t)bytes);
+        atomic_fetch_add(&a->live_buffers, 1);
+        atomic_fetch_add(&a->allocations, 1);
+        if (clSetMemObjectDestructorCallback(*out, buffer_freed, c) != CL_SUCCESS) {
+            /* Not counted then: undo, keep the buffer. */
+            atomic_fetch_sub(&a->live_bytes, (uint64_t)bytes);
+            atomic_fetch_sub(&a->live_buffers, 1);
+            account_unref(a);
+            free(c);
+        }
+    }
     return CLATTN_OK;
 }
 

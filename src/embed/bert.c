@@ -375,14 +375,23 @@ clattn_status clattn_embedder_embed(clattn_embedder *e, const char *const *texts
             return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "embedder_embed: texts[%d] is NULL",
                                 i);
     int32_t max_len = p->max_length ? p->max_length : e->max_length;
-    if (p->batch_size < 1 || p->pooling < CLATTN_POOLING_DEFAULT ||
-        p->pooling > CLATTN_POOLING_MAX || p->normalize < -1 || p->normalize > 1 ||
-        max_len < 2 || max_len > e->cfg.max_pos)
+    /* Each bad parameter is named alone (one message listed all four, the
+     * valid ones too: "batch_size 32 must be >= 1" for a bad max_length). */
+    if (p->batch_size < 1)
         return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "embedder_embed: batch_size %d must be >= 1, pooling %d 0..3, "
-                            "normalize %d -1..1, max_length %d 2..%lld (0: the folder's)",
-                            p->batch_size, (int)p->pooling, p->normalize, p->max_length,
-                            (long long)e->cfg.max_pos);
+                            "embedder_embed: batch_size %d must be >= 1", p->batch_size);
+    if (p->pooling < CLATTN_POOLING_DEFAULT || p->pooling > CLATTN_POOLING_MAX)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "embedder_embed: pooling %d must be in 0..%d", (int)p->pooling,
+                            (int)CLATTN_POOLING_MAX);
+    if (p->normalize < -1 || p->normalize > 1)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "embedder_embed: normalize %d must be -1, 0 or 1", p->normalize);
+    if (max_len < 2 || max_len > e->cfg.max_pos)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "embedder_embed: max_length %d must be in 2..%lld (the model's "
+                            "max_position_embeddings; 0: the folder's default)",
+                            p->max_length, (long long)e->cfg.max_pos);
     if (n == 0)
         return CLATTN_OK;
     clattn_pooling mode = p->pooling ? p->pooling : e->cfg.pooling;

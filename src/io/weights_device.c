@@ -49,6 +49,9 @@ clattn_status clattn_weights_upload(clattn_ctx *ctx, const clattn_weights *w, co
                             "%s: tensor '%s' %s: out of host memory for %zu floats", w->path,
                             name, sbuf, info->numel);
     clattn__dtype_to_f32(info->dtype, info->data, info->numel, host);
+    /* Values are kept as they are, NaN and Inf included (this uploads one
+     * tensor, as clattn_weights_read_f32 reads it; tests/io relies on it).
+     * The model loaders refuse non-finite weights (modules/model.c). */
     clattn_tensor *dev = NULL;
     clattn_status st = clattn_tensor_create(ctx, info->ndim, info->shape, &dev);
     if (st == CLATTN_OK)

@@ -39,6 +39,17 @@ clattn_status clattn__params_load(clattn_ctx *ctx, const clattn__param_set *set,
         if (!host)
             return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
         st = clattn_weights_read_f32(w, full, host, p->value->numel);
+        /* A NaN or Inf weight would pass off NaN outputs as results (a
+         * model folder with NaN weights printed 384 bare "nan"s). */
+        int64_t bad = st == CLATTN_OK ? clattn__first_nonfinite(host, p->value->numel) : -1;
+        if (bad >= 0) {
+            float x = host[bad];
+            free(host);
+            return clattn__fail(ctx, CLATTN_ERR_FORMAT,
+                                "weights: tensor '%s' holds %s at flat index %lld; weights "
+                                "must be finite",
+                                full, x != x ? "NaN" : x > 0 ? "+Inf" : "-Inf", (long long)bad);
+        }
         if (st == CLATTN_OK)
             st = clattn_tensor_write(p->value, host);
         free(host);

@@ -144,6 +144,10 @@ static clattn_ctx *ctx_alloc(const clattn_ctx_params *p)
     ctx->log = p->log;
     ctx->log_user = p->log_user;
     ctx->log_level = p->log_level;
+    if (!clattn__mem_account_create(ctx)) {
+        free(ctx);
+        return NULL;
+    }
     return ctx;
 }
 
@@ -242,7 +246,7 @@ clattn_status clattn_ctx_create_from_cl(cl_context cl_ctx, cl_command_queue queu
         return clattn__fail(NULL, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
     clattn_status st = clattn__device_query(platform, device, &ctx->info);
     if (st != CLATTN_OK) {
-        free(ctx);
+        clattn_ctx_destroy(ctx);
         return st;
     }
     ctx->info.platform_index = ctx->info.device_index = ctx->info.flat_index = -1;
@@ -278,6 +282,8 @@ void clattn_ctx_destroy(clattn_ctx *ctx)
     free(ctx->cache_dir);
     free(ctx->device_options);
     free(ctx->last_error);
+    /* Buffers still alive (a tensor kept past its context) keep the record. */
+    clattn__mem_account_release(ctx);
     free(ctx);
 }
 
