@@ -1849,11 +1849,13 @@ CLATTN_API clattn_status clattn_sampler_probs(clattn_sampler *s, const float *lo
  * float32. A tied head uses the embedding matrix (stored once). */
 typedef struct clattn_lm clattn_lm;
 
-/* Fills *out from dir (see above); every tensor's name, dtype and shape is
- * checked against the config before anything is uploaded. Errors:
+/* Fills *out from dir (see above). The config is read first; each tensor's
+ * name, dtype, shape and values are checked against it before that tensor
+ * is uploaded, and on any failure everything is freed. Errors:
  * CLATTN_ERR_IO (a missing file or shard, naming it), CLATTN_ERR_FORMAT
  * (malformed JSON or safetensors, a tensor missing or of the wrong shape,
- * naming it and both shapes), CLATTN_ERR_UNSUPPORTED (see above, and
+ * naming it and both shapes; a weight holding NaN or infinity, naming the
+ * tensor and the first bad index), CLATTN_ERR_UNSUPPORTED (see above, and
  * tensors of another dtype), CLATTN_ERR_OUT_OF_MEMORY. The model uses ctx
  * (one thread at a time, as always); destroy it before ctx. */
 CLATTN_API clattn_status clattn_lm_load(clattn_ctx *ctx, const char *dir, clattn_lm **out);

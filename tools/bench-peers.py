@@ -5,7 +5,7 @@ prints the ratios, all measured in one run.
     tools/bench-peers.py attention [clattn-bench options...]
     tools/bench-peers.py embed [--rounds N] [clattn-bench options...]
     tools/bench-peers.py train [clattn-bench options...]
-    tools/bench-peers.py generate [--rounds N] [--prompt N] [--gen N] [MODEL_DIR ...]
+    tools/bench-peers.py generate [--rounds N] [--prompt N] [--gen N] [--no-torch] [MODEL_DIR ...]
 
 Runs `clattn-bench attention --json` (same options), then times the same
 shapes with numpy (float32 matmuls through its BLAS, usually OpenBLAS) and,
@@ -203,7 +203,13 @@ def train(args):
 def llama_cpp_side(gguf, prompt, gen, batch):
     """llama.cpp: prefill tokens/s of one prompt, and decode tokens/s of
     `batch` sequences (each prefilled with the prompt), best of one run."""
+    import ctypes
     import llama_cpp
+    global _llama_quiet
+    if "_llama_quiet" not in globals():
+        # llama.cpp logs every load to stderr; the ratios are what count here.
+        _llama_quiet = llama_cpp.llama_log_callback(lambda level, text, user: None)
+        llama_cpp.llama_log_set(_llama_quiet, ctypes.c_void_p())
     # Room for every sequence, rounded up as llama.cpp pads its cache.
     n_ctx = ((prompt + gen + 8) * batch + 511) // 256 * 256
     # The low-level API: the high-level Llama class has no n_seq_max.
@@ -284,6 +290,10 @@ def torch_side(folder, prompt, gen, batch):
 
 def generate(args):
     rounds, prompt, gen = 2, 512, 128
+    # --no-torch: transformers on the CPU takes minutes per round at these
+    # sizes (3 to 12 times slower than clattn); leave it out to time more.
+    with_torch = "--no-torch" not in args
+    args = [a for a in args if a != "--no-torch"]
     for flag in ("--rounds", "--prompt", "--gen"):
         if flag in args:
             i = args.index(flag)
@@ -316,16 +326,18 @@ def generate(args):
                 if b == 1:
                     keep("llama.cpp prefill", p)
                 keep(f"llama.cpp decode b{b}", d)
-                p, d = torch_side(folder, prompt, gen, b)
-                if b == 1:
-                    keep("torch prefill", p)
-                keep(f"torch decode b{b}", d)
+                if with_torch:
+                    p, d = torch_side(folder, prompt, gen, b)
+                    if b == 1:
+                        keep("torch prefill", p)
+                    keep(f"torch decode b{b}", d)
         print(f"\n{os.path.basename(folder)} ({res['dtype']}, {res['file_bytes'] / 1e6:.0f} MB)")
         print(f"  {'':14s} {'clattn':>9s} {'llama.cpp':>10s} {'torch':>9s} "
               f"{'vs llama.cpp':>13s} {'vs torch':>9s}   (tokens/s)")
         for label, key in (("prefill", "prefill"), ("decode b1", "decode b1"),
                            ("decode b8", "decode b8")):
-            c, l, t = best[f"clattn {key}"], best[f"llama.cpp {key}"], best[f"torch {key}"]
+            c, l = best[f"clattn {key}"], best[f"llama.cpp {key}"]
+            t = best.get(f"torch {key}", float("nan"))
             print(f"  {label:14s} {c:9.1f} {l:10.1f} {t:9.1f} {c / l:12.2f}x {c / t:8.2f}x")
         print(f"  decode b1 reads {best['clattn GB/s b1']:.1f} GB/s: "
               f"{100 * best['clattn GB/s b1'] / best['copy GB/s']:.0f}% of the device copy "

@@ -19,6 +19,28 @@ typedef struct loader {
     const char *prefix;   /* GPT-2: "transformer." or "" (the original files) */
 } loader;
 
+/* The index of the first element of t that is NaN or +-Inf (all exponent
+ * bits set, read from the raw bits of F32, F16 or BF16), or -1. */
+static int64_t first_nonfinite(const clattn_weight_info *t)
+{
+    const unsigned char *p = t->data;
+    for (size_t i = 0; i < t->numel; i++) {
+        if (t->dtype == CLATTN_DTYPE_F32) {
+            uint32_t u;
+            memcpy(&u, p + 4 * i, 4);
+            if ((u & 0x7f800000u) == 0x7f800000u)
+                return (int64_t)i;
+        } else {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            uint16_t mask = t->dtype == CLATTN_DTYPE_F16 ? 0x7c00u : 0x7f80u;
+            if ((h & mask) == mask)
+                return (int64_t)i;
+        }
+    }
+    return -1;
+}
+
 /* The tensor called name with shape [d0] (d1 < 0) or [d0, d1]; a missing
  * tensor or another shape is CLATTN_ERR_FORMAT naming both. */
 static clattn_status need(loader *L, const char *name, int64_t d0, int64_t d1,
@@ -44,6 +66,13 @@ static clattn_status need(loader *L, const char *name, int64_t d0, int64_t d1,
         return clattn__fail(L->ctx, CLATTN_ERR_UNSUPPORTED,
                             "%s: tensor '%s' is %s; clattn reads F32, F16 and BF16 weights",
                             L->dir, name, clattn_dtype_name(t->dtype));
+    /* A NaN or infinity in a weight would come out as NaN logits passed
+     * off as a result: refused, as the other model loaders do. */
+    int64_t bad = first_nonfinite(t);
+    if (bad >= 0)
+        return clattn__fail(L->ctx, CLATTN_ERR_FORMAT,
+                            "%s: tensor '%s' holds a NaN or infinity at flat index %lld", L->dir,
+                            name, (long long)bad);
     *out = t;
     return CLATTN_OK;
 }

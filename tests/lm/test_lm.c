@@ -466,8 +466,34 @@ static void load_fails(clattn_ctx *ctx, const char *name, const char *file, cons
     remove_dir(dir);
 }
 
+/* A copy of name whose model.safetensors has a NaN as its first weight
+ * element: refused, naming the tensor. */
+static void nan_weight_refused(clattn_ctx *ctx, const char *name)
+{
+    char *dir = copy_case(name);
+    CHECK(dir != NULL, "mkdtemp");
+    if (!dir)
+        return;
+    char p[1000];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    FILE *f = fopen(p, "r+b");
+    uint64_t n = 0;
+    const uint32_t nan_bits = 0x7fc00000u;
+    CHECK(f && fread(&n, 8, 1, f) == 1 && fseek(f, (long)(8 + n), SEEK_SET) == 0 &&
+              fwrite(&nan_bits, 4, 1, f) == 1,
+          "writing a NaN into %s", p);
+    if (f)
+        fclose(f);
+    clattn_lm *lm = NULL;
+    CHECK_STATUS(clattn_lm_load(ctx, dir, &lm), CLATTN_ERR_FORMAT);
+    CHECK_MSG("NaN or infinity at flat index 0");
+    clattn_lm_destroy(lm);
+    remove_dir(dir);
+}
+
 static void test_bad_input(clattn_ctx *ctx)
 {
+    nan_weight_refused(ctx, "llama_gqa_f32");
     load_fails(ctx, "llama_linear_v5_sharded", "model-00003-of-00005.safetensors", NULL, NULL,
                CLATTN_ERR_IO, "model-00003-of-00005.safetensors");
     load_fails(ctx, "llama_gqa_f32", "config.json", "\"intermediate_size\": 64",
