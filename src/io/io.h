@@ -42,6 +42,10 @@ struct clattn_weights {
     int32_t meta_count;
 };
 
+/* The tensor called name (binary search by name), or NULL; records no
+ * error (multi-file models look in several files). */
+const clattn__weight *clattn__weights_search(const clattn_weights *w, const char *name);
+
 /* The tensor called name, or NULL with an INVALID_ARG error recorded on ctx
  * (may be NULL) and the thread. */
 const clattn__weight *clattn__weights_lookup(clattn_ctx *ctx, const clattn_weights *w,

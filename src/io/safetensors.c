@@ -468,8 +468,7 @@ clattn_status clattn_weights_info_at(const clattn_weights *w, int32_t index,
     return CLATTN_OK;
 }
 
-const clattn__weight *clattn__weights_lookup(clattn_ctx *ctx, const clattn_weights *w,
-                                             const char *name)
+const clattn__weight *clattn__weights_search(const clattn_weights *w, const char *name)
 {
     int32_t lo = 0, hi = w->count - 1;
     while (lo <= hi) {
@@ -483,6 +482,15 @@ const clattn__weight *clattn__weights_lookup(clattn_ctx *ctx, const clattn_weigh
         else
             lo = mid + 1;
     }
+    return NULL;
+}
+
+const clattn__weight *clattn__weights_lookup(clattn_ctx *ctx, const clattn_weights *w,
+                                             const char *name)
+{
+    const clattn__weight *t = clattn__weights_search(w, name);
+    if (t)
+        return t;
     clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: no tensor called '%s' (the file has %d)",
                  w->path, name, w->count);
     return NULL;

@@ -216,6 +216,9 @@ struct clattn_lm {
 };
 
 
+/* Releases *m if set and clears it (model.c). */
+void clattn__lm_release_mem(cl_mem *m);
+
 /* ---- session.c / forward.c: the KV cache and the forward pass ----------- */
 
 /* Rows one forward pass takes at most: longer prompts are prefilled in

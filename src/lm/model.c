@@ -77,31 +77,8 @@ static clattn_status need(loader *L, const char *name, int64_t d0, int64_t d1,
     return CLATTN_OK;
 }
 
-/* A 1-D tensor (norm weight, bias) as a float32 device buffer. */
-static clattn_status upload_vector(loader *L, const char *name, int64_t n, cl_mem *out)
-{
-    const clattn_weight_info *t = NULL;
-    clattn_status st = need(L, name, n, -1, &t);
-    if (st != CLATTN_OK)
-        return st;
-    float *host = malloc((size_t)n * sizeof(float));
-    if (!host)
-        return clattn__fail(L->ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
-    clattn__dtype_to_f32(t->dtype, t->data, (size_t)n, host);
-    st = clattn__buffer_create(L->ctx, (size_t)n * sizeof(float), name, out);
-    if (st == CLATTN_OK) {
-        cl_int err = clEnqueueWriteBuffer(L->ctx->queue, *out, CL_TRUE, 0,
-                                          (size_t)n * sizeof(float), host, 0, NULL, NULL);
-        if (err != CL_SUCCESS)
-            st = clattn__fail_cl(L->ctx, err, name);
-        L->lm->device_bytes += (uint64_t)n * sizeof(float);
-    }
-    free(host);
-    return st;
-}
-
-/* Several 1-D tensors concatenated (the fused q/k/v biases), or NULL
- * buffers when none of them exists and allowed is false. */
+/* Several 1-D tensors concatenated into one float32 device buffer (the
+ * fused q/k/v biases). */
 static clattn_status upload_vectors(loader *L, int n, const char *const *names,
                                     const int64_t *sizes, cl_mem *out)
 {
@@ -131,6 +108,13 @@ static clattn_status upload_vectors(loader *L, int n, const char *const *names,
     }
     free(host);
     return st;
+}
+
+/* A 1-D tensor (norm weight, bias) as a float32 device buffer. */
+static clattn_status upload_vector(loader *L, const char *name, int64_t n, cl_mem *out)
+{
+    const char *names[1] = {name};
+    return upload_vectors(L, 1, names, &n, out);
 }
 
 /* Matrices names[0 .. n) of [rows[i], cols] stacked by rows into one
@@ -390,7 +374,7 @@ clattn_status clattn_lm_load(clattn_ctx *ctx, const char *dir, clattn_lm **out)
     return CLATTN_OK;
 }
 
-static void release_mem(cl_mem *m)
+void clattn__lm_release_mem(cl_mem *m)
 {
     if (*m)
         clReleaseMemObject(*m);
@@ -406,7 +390,7 @@ void clattn_lm_destroy(clattn_lm *lm)
         cl_mem *vecs[] = {&y->norm1_w, &y->norm1_b, &y->norm2_w,   &y->norm2_b,
                           &y->qkv_b,   &y->o_b,     &y->gate_up_b, &y->down_b};
         for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++)
-            release_mem(vecs[i]);
+            clattn__lm_release_mem(vecs[i]);
         clattn__lm_matrix_release(&y->qkv);
         clattn__lm_matrix_release(&y->o);
         clattn__lm_matrix_release(&y->gate_up);
@@ -416,9 +400,9 @@ void clattn_lm_destroy(clattn_lm *lm)
     clattn__lm_matrix_release(&lm->embed);
     clattn__lm_matrix_release(&lm->pos_embed);
     clattn__lm_matrix_release(&lm->head_own);
-    release_mem(&lm->final_w);
-    release_mem(&lm->final_b);
-    release_mem(&lm->inv_freq);
+    clattn__lm_release_mem(&lm->final_w);
+    clattn__lm_release_mem(&lm->final_b);
+    clattn__lm_release_mem(&lm->inv_freq);
     clattn_tokenizer_destroy(lm->tokenizer);
     clattn__lm_config_free(&lm->cfg);
     free(lm);

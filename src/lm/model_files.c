@@ -108,21 +108,9 @@ void clattn__lm_files_close(clattn__lm_files *f)
 const clattn_weight_info *clattn__lm_files_find(const clattn__lm_files *f, const char *name)
 {
     for (int32_t i = 0; i < f->count; i++) {
-        const clattn_weights *w = f->files[i];
-        if (!w)
-            continue;
-        int32_t lo = 0, hi = w->count - 1;
-        while (lo <= hi) {
-            int32_t mid = lo + (hi - lo) / 2;
-            const clattn__weight *t = &w->tensors[w->by_name[mid]];
-            int c = strcmp(name, t->name);
-            if (c == 0)
-                return &t->info;
-            if (c < 0)
-                hi = mid - 1;
-            else
-                lo = mid + 1;
-        }
+        const clattn__weight *t = f->files[i] ? clattn__weights_search(f->files[i], name) : NULL;
+        if (t)
+            return &t->info;
     }
     return NULL;
 }

@@ -15,26 +15,19 @@ clattn_lm_session_params clattn_lm_session_params_default(void)
     return p;
 }
 
-static void release(cl_mem *m)
-{
-    if (*m)
-        clReleaseMemObject(*m);
-    *m = NULL;
-}
-
 void clattn_lm_session_destroy(clattn_lm_session *s)
 {
     if (!s)
         return;
     for (int32_t l = 0; s->kv && l < s->lm->cfg.layers; l++) {
-        release(&s->kv[l].k);
-        release(&s->kv[l].v);
+        clattn__lm_release_mem(&s->kv[l].k);
+        clattn__lm_release_mem(&s->kv[l].v);
     }
     free(s->kv);
     cl_mem *bufs[] = {&s->last_logits, &s->x,      &s->h,      &s->qkv, &s->q,   &s->attn,
                       &s->mlp,         &s->act,    &s->logits, &s->ids, &s->pos, &s->slot};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        release(bufs[i]);
+        clattn__lm_release_mem(bufs[i]);
     clattn__buffer_release(&s->kv_f32);
     clattn__buffer_release(&s->rows_tmp);
     clattn__buffer_release(&s->rows_out);
