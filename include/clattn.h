@@ -1831,17 +1831,21 @@ CLATTN_API clattn_status clattn_sampler_probs(clattn_sampler *s, const float *lo
  *     attention_bias, mlp_bias, tie_word_embeddings;
  *   MistralForCausalLM ("mistral"): Llama with sliding_window (a key j is
  *     seen by query i when i - sliding_window < j <= i);
- *   Qwen2ForCausalLM ("qwen2"): Llama with biases on q, k and v only (and
- *     use_sliding_window false);
+ *   Qwen2ForCausalLM ("qwen2"): Llama with biases on q, k and v only, and
+ *     the window of use_sliding_window on the layers that max_window_layers
+ *     or layer_types name;
  *   GPT2LMHeadModel ("gpt2"): LayerNorm, learned positions, Conv1D weights
  *     stored [in, out], activation_function gelu_new (also gelu, relu,
- *     silu), the head tied to wte.
+ *     silu), the head tied to wte unless tie_word_embeddings is false;
+ *     tensor names with or without "transformer.".
  * Both config spellings are read: transformers 4.x (rope_theta,
  * rope_scaling {rope_type or type}, torch_dtype) and 5.x (rope_parameters
- * {rope_theta, rope_type, factor, ...}, dtype). Anything else (another
- * architecture or model_type, rope type, activation, a missing field) is
- * CLATTN_ERR_UNSUPPORTED or CLATTN_ERR_FORMAT naming config.json and the
- * field.
+ * {rope_theta, rope_type, factor, ...}, dtype). A missing setting takes
+ * the default of transformers' config class for the model type. Anything
+ * else (another architecture or model_type, rope type or activation,
+ * partial_rotary_factor, GPT-2's scale_attn_by_inverse_layer_idx, a value
+ * of the wrong type or out of range) is CLATTN_ERR_UNSUPPORTED or
+ * CLATTN_ERR_FORMAT naming config.json and the field.
  * Weights stay in the file's precision: 2-D tensors of F32, F16 or BF16 go
  * to the device as stored (GPT-2's Conv1D transposed, still in its dtype)
  * and are read by clattn's kernels, which compute in float32; 1-D tensors
