@@ -1286,6 +1286,18 @@ CLATTN_API clattn_status clattn_embedder_embed(clattn_embedder *e, const char *c
                                                int32_t n, float *out,
                                                const clattn_embed_params *p);
 
+/* As clattn_embedder_embed, from token ids instead of texts: text i is
+ * ids[off_i .. off_i + lens[i]), where off_i is the sum of lens[0 .. i),
+ * taken exactly as given (nothing added: pass what clattn_tokenizer_encode
+ * gives, [CLS] and [SEP] included, for the same vector as the text's).
+ * Errors: as clattn_embedder_embed, plus CLATTN_ERR_INVALID_ARG for NULL
+ * ids or lens with n > 0, a length outside 1..max_length (naming the text;
+ * ids are never truncated), or an id outside [0, vocab_size) (naming its
+ * flat index). */
+CLATTN_API clattn_status clattn_embedder_embed_ids(clattn_embedder *e, const int64_t *ids,
+                                                   const int32_t *lens, int32_t n, float *out,
+                                                   const clattn_embed_params *p);
+
 /* ======================================================================== */
 /* Training: backward passes                                                */
 /* ======================================================================== */

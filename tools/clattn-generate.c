@@ -269,8 +269,12 @@ static json_t *ids_json(const int32_t *ids, int32_t n)
     return a;
 }
 
-static char *decode_text(const clattn_tokenizer *tok, const int32_t *ids, int32_t n)
+/* The text of ids, *len bytes (it may hold NUL: a token can decode to
+ * U+0000, so the length, not strlen, ends it). */
+static char *decode_text(const clattn_tokenizer *tok, const int32_t *ids, int32_t n,
+                         size_t *out_len)
 {
+    *out_len = 0;
     if (!tok)
         return strdup("");
     int64_t *wide = malloc(((size_t)n + 1) * sizeof *wide);
@@ -285,6 +289,8 @@ static char *decode_text(const clattn_tokenizer *tok, const int32_t *ids, int32_
         text = NULL;
     }
     free(wide);
+    if (text)
+        *out_len = len;
     return text;
 }
 
@@ -366,11 +372,12 @@ int main(int argc, char **argv)
     /* The first id comes from the prefill; the decode steps make the rest. */
     const double gen_rate = rate(res.n_ids - 1, res.gen_seconds);
     if (o.json) {
-        char *text = decode_text(clattn_lm_tokenizer(lm), out, res.n_ids);
+        size_t text_len;
+        char *text = decode_text(clattn_lm_tokenizer(lm), out, res.n_ids, &text_len);
         json_t *j = json_object();
         json_object_set_new(j, "prompt_ids", ids_json(ids, n_ids));
         json_object_set_new(j, "ids", ids_json(out, res.n_ids));
-        json_object_set_new(j, "text", json_string(text ? text : ""));
+        json_object_set_new(j, "text", json_stringn(text ? text : "", text ? text_len : 0));
         json_object_set_new(j, "prompt_tokens_per_s", json_real(prompt_rate));
         json_object_set_new(j, "gen_tokens_per_s", json_real(gen_rate));
         char *dump = json_dumps(j, JSON_COMPACT);

@@ -359,6 +359,70 @@ static void pool(const float *h, int32_t len, int64_t E, clattn_pooling mode, bo
         out[d] = (float)(acc[d] * scale);
 }
 
+/* Checks the parameters every embed call takes; *max_len: tokens per text. */
+static clattn_status check_params(clattn_embedder *e, const clattn_embed_params *p,
+                                  const char *fn, int32_t *max_len)
+{
+    clattn_ctx *ctx = e->ctx;
+    *max_len = p->max_length ? p->max_length : e->max_length;
+    /* Each bad parameter is named alone (one message listed all four, the
+     * valid ones too: "batch_size 32 must be >= 1" for a bad max_length). */
+    if (p->batch_size < 1)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: batch_size %d must be >= 1", fn,
+                            p->batch_size);
+    if (p->pooling < CLATTN_POOLING_DEFAULT || p->pooling > CLATTN_POOLING_MAX)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: pooling %d must be in 0..%d", fn,
+                            (int)p->pooling, (int)CLATTN_POOLING_MAX);
+    if (p->normalize < -1 || p->normalize > 1)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "%s: normalize %d must be -1, 0 or 1", fn, p->normalize);
+    if (*max_len < 2 || *max_len > e->cfg.max_pos)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "%s: max_length %d must be in 2..%lld (the model's "
+                            "max_position_embeddings; 0: the folder's default)",
+                            fn, p->max_length, (long long)e->cfg.max_pos);
+    return CLATTN_OK;
+}
+
+/* Runs the n texts of t (sorted by length) in batches, pools and writes
+ * out[n, E] in the caller's order. */
+static clattn_status embed_table(clattn_embedder *e, const token_table *t, int32_t n, float *out,
+                                 const clattn_embed_params *p)
+{
+    clattn_ctx *ctx = e->ctx;
+    clattn_pooling mode = p->pooling ? p->pooling : e->cfg.pooling;
+    bool normalize = p->normalize < 0 ? e->cfg.normalize : p->normalize == 1;
+    int64_t E = e->cfg.hidden;
+    int32_t bs = p->batch_size < n ? p->batch_size : n;
+    int32_t N0 = t->len[t->order[0]];
+    size_t cells = (size_t)bs * (size_t)N0;
+    int64_t *ids = malloc(2 * cells * sizeof *ids);
+    int32_t *kv_len = malloc((size_t)bs * sizeof *kv_len);
+    float *host = malloc(cells * (size_t)E * sizeof *host);
+    double *acc = malloc((size_t)E * sizeof *acc);
+    clattn_status st = CLATTN_OK;
+    if (!ids || !kv_len || !host || !acc)
+        st = clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY,
+                          "embedder_embed: out of host memory for a batch of %d x %d tokens", bs,
+                          N0);
+    for (int32_t first = 0; first < n && st == CLATTN_OK; first += bs) {
+        int32_t b = n - first < bs ? n - first : bs;
+        const int32_t *order = t->order + first;
+        int32_t N = t->len[order[0]];
+        st = encode_batch(e, t, order, b, N, ids, kv_len, host);
+        for (int32_t i = 0; i < b && st == CLATTN_OK; i++)
+            pool(host + (size_t)i * (size_t)N * (size_t)E, kv_len[i], E, mode, normalize, acc,
+                 out + (size_t)order[i] * (size_t)E);
+        if (st == CLATTN_OK && p->progress)
+            p->progress(p->progress_user, first + b, n);
+    }
+    free(ids);
+    free(kv_len);
+    free(host);
+    free(acc);
+    return st;
+}
+
 clattn_status clattn_embedder_embed(clattn_embedder *e, const char *const *texts, int32_t n,
                                     float *out, const clattn_embed_params *p)
 {
@@ -374,58 +438,81 @@ clattn_status clattn_embedder_embed(clattn_embedder *e, const char *const *texts
         if (!texts[i])
             return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "embedder_embed: texts[%d] is NULL",
                                 i);
-    int32_t max_len = p->max_length ? p->max_length : e->max_length;
-    /* Each bad parameter is named alone (one message listed all four, the
-     * valid ones too: "batch_size 32 must be >= 1" for a bad max_length). */
-    if (p->batch_size < 1)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "embedder_embed: batch_size %d must be >= 1", p->batch_size);
-    if (p->pooling < CLATTN_POOLING_DEFAULT || p->pooling > CLATTN_POOLING_MAX)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "embedder_embed: pooling %d must be in 0..%d", (int)p->pooling,
-                            (int)CLATTN_POOLING_MAX);
-    if (p->normalize < -1 || p->normalize > 1)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "embedder_embed: normalize %d must be -1, 0 or 1", p->normalize);
-    if (max_len < 2 || max_len > e->cfg.max_pos)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "embedder_embed: max_length %d must be in 2..%lld (the model's "
-                            "max_position_embeddings; 0: the folder's default)",
-                            p->max_length, (long long)e->cfg.max_pos);
-    if (n == 0)
-        return CLATTN_OK;
-    clattn_pooling mode = p->pooling ? p->pooling : e->cfg.pooling;
-    bool normalize = p->normalize < 0 ? e->cfg.normalize : p->normalize == 1;
-    int64_t E = e->cfg.hidden;
-    int32_t bs = p->batch_size < n ? p->batch_size : n;
-
+    int32_t max_len;
+    clattn_status st = check_params(e, p, "embedder_embed", &max_len);
+    if (st != CLATTN_OK || n == 0)
+        return st;
     token_table t;
-    clattn_status st = tokenize_all(e, texts, n, max_len, &t);
-    int32_t N0 = st == CLATTN_OK ? t.len[t.order[0]] : 0;
-    size_t cells = (size_t)bs * (size_t)N0;
-    int64_t *ids = malloc(2 * cells * sizeof *ids);
-    int32_t *kv_len = malloc((size_t)bs * sizeof *kv_len);
-    float *host = malloc(cells * (size_t)E * sizeof *host);
-    double *acc = malloc((size_t)E * sizeof *acc);
-    if (st == CLATTN_OK && (!ids || !kv_len || !host || !acc))
-        st = clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY,
-                          "embedder_embed: out of host memory for a batch of %d x %d tokens", bs,
-                          N0);
-    for (int32_t first = 0; first < n && st == CLATTN_OK; first += bs) {
-        int32_t b = n - first < bs ? n - first : bs;
-        const int32_t *order = t.order + first;
-        int32_t N = t.len[order[0]];
-        st = encode_batch(e, &t, order, b, N, ids, kv_len, host);
-        for (int32_t i = 0; i < b && st == CLATTN_OK; i++)
-            pool(host + (size_t)i * (size_t)N * (size_t)E, kv_len[i], E, mode, normalize, acc,
-                 out + (size_t)order[i] * (size_t)E);
-        if (st == CLATTN_OK && p->progress)
-            p->progress(p->progress_user, first + b, n);
+    st = tokenize_all(e, texts, n, max_len, &t);
+    if (st == CLATTN_OK)
+        st = embed_table(e, &t, n, out, p);
+    tokens_free(&t);
+    return st;
+}
+
+/* The caller's ids as a token table: checked, copied, sorted. */
+static clattn_status table_from_ids(clattn_embedder *e, const int64_t *ids, const int32_t *lens,
+                                    int32_t n, int32_t max_len, token_table *t)
+{
+    clattn_ctx *ctx = e->ctx;
+    memset(t, 0, sizeof *t);
+    size_t total = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (lens[i] < 1 || lens[i] > max_len)
+            return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                                "embedder_embed_ids: text %d has %d ids (must be 1..%d, the "
+                                "max_length)",
+                                i, lens[i], max_len);
+        total += (size_t)lens[i];
     }
-    free(ids);
-    free(kv_len);
-    free(host);
-    free(acc);
+    for (size_t j = 0; j < total; j++)
+        if (ids[j] < 0 || ids[j] >= e->cfg.vocab)
+            return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                                "embedder_embed_ids: id %lld at flat index %zu is outside the "
+                                "vocabulary [0, %lld)",
+                                (long long)ids[j], j, (long long)e->cfg.vocab);
+    t->ids = malloc(total * sizeof *t->ids);
+    t->off = malloc((size_t)n * sizeof *t->off);
+    t->len = malloc((size_t)n * sizeof *t->len);
+    t->order = malloc((size_t)n * sizeof *t->order);
+    t->keys = malloc((size_t)n * sizeof *t->keys);
+    if (!t->ids || !t->off || !t->len || !t->order || !t->keys)
+        return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+    memcpy(t->ids, ids, total * sizeof *t->ids);
+    size_t used = 0;
+    for (int32_t i = 0; i < n; i++) {
+        t->off[i] = used;
+        t->len[i] = lens[i];
+        t->keys[i] = ((uint64_t)(INT32_MAX - lens[i]) << 32) | (uint32_t)i;
+        used += (size_t)lens[i];
+    }
+    qsort(t->keys, (size_t)n, sizeof *t->keys, by_key);
+    for (int32_t i = 0; i < n; i++)
+        t->order[i] = (int32_t)(t->keys[i] & 0xffffffffu);
+    return CLATTN_OK;
+}
+
+clattn_status clattn_embedder_embed_ids(clattn_embedder *e, const int64_t *ids,
+                                        const int32_t *lens, int32_t n, float *out,
+                                        const clattn_embed_params *p)
+{
+    clattn__clear_thread_error();
+    clattn_embed_params def = clattn_embed_params_default();
+    if (!p)
+        p = &def;
+    clattn_ctx *ctx = e ? e->ctx : NULL;
+    if (!e || n < 0 || (n > 0 && (!ids || !lens || !out)))
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "embedder_embed_ids: NULL embedder, ids, lens or out, or n %d < 0",
+                            n);
+    int32_t max_len;
+    clattn_status st = check_params(e, p, "embedder_embed_ids", &max_len);
+    if (st != CLATTN_OK || n == 0)
+        return st;
+    token_table t;
+    st = table_from_ids(e, ids, lens, n, max_len, &t);
+    if (st == CLATTN_OK)
+        st = embed_table(e, &t, n, out, p);
     tokens_free(&t);
     return st;
 }
