@@ -337,6 +337,53 @@ int main(int argc, char **argv)
     printf("[CLS] and max pooling, not normalised: cosine >= %.8f, max |diff| <= %.3g\n",
            worst_cos_raw, worst_diff_raw);
 
+    /* Token ids (clattn_embedder_embed_ids): the tokenizer's ids of the
+     * first texts give the texts' vectors, bit for bit, and so match
+     * sentence-transformers as the texts do. */
+    {
+        const int n_ids_texts = n < 6 ? n : 6;
+        const clattn_tokenizer *tok = clattn_embedder_tokenizer(e);
+        int32_t max_len = 0, id_lens[6];
+        clattn_embedder_defaults(e, NULL, NULL, &max_len);
+        int64_t *flat = malloc((size_t)n_ids_texts * (size_t)max_len * sizeof *flat);
+        size_t used = 0;
+        for (int i = 0; i < n_ids_texts; i++) {
+            CHECK_OK(clattn_tokenizer_encode(tok, tx[i], strlen(tx[i]), max_len, flat + used,
+                                             max_len, &id_lens[i]));
+            used += (size_t)id_lens[i];
+        }
+        float *by_text = malloc((size_t)n_ids_texts * dim * sizeof *by_text);
+        clattn_embed_params p = clattn_embed_params_default();
+        p.batch_size = 2;
+        CHECK_OK(clattn_embedder_embed(e, tx, n_ids_texts, by_text, &p));
+        CHECK_OK(clattn_embedder_embed_ids(e, flat, id_lens, n_ids_texts, got, &p));
+        CHECK(memcmp(got, by_text, (size_t)n_ids_texts * dim * sizeof *got) == 0,
+              "embed_ids equals embed of the same texts, bit for bit");
+        compare("embed_ids", got, ref.data, n_ids_texts, dim, MAX_DIFF, texts);
+        /* Bad ids and lengths are named, nothing is truncated. */
+        int32_t bad_len[1] = {max_len + 1};
+        CHECK_STATUS(clattn_embedder_embed_ids(e, flat, bad_len, 1, got, NULL),
+                     CLATTN_ERR_INVALID_ARG);
+        bad_len[0] = 0;
+        CHECK_STATUS(clattn_embedder_embed_ids(e, flat, bad_len, 1, got, NULL),
+                     CLATTN_ERR_INVALID_ARG);
+        int64_t bad_id[2] = {101, 1 << 30};
+        int32_t two[1] = {2};
+        CHECK_STATUS(clattn_embedder_embed_ids(e, bad_id, two, 1, got, NULL),
+                     CLATTN_ERR_INVALID_ARG);
+        CHECK(strstr(clattn_last_error(), "flat index 1") != NULL, "embed_ids names the id");
+        bad_id[1] = -1;
+        CHECK_STATUS(clattn_embedder_embed_ids(e, bad_id, two, 1, got, NULL),
+                     CLATTN_ERR_INVALID_ARG);
+        CHECK_STATUS(clattn_embedder_embed_ids(e, NULL, two, 1, got, NULL),
+                     CLATTN_ERR_INVALID_ARG);
+        CHECK_STATUS(clattn_embedder_embed_ids(NULL, flat, two, 1, got, NULL),
+                     CLATTN_ERR_INVALID_ARG);
+        CHECK_OK(clattn_embedder_embed_ids(e, NULL, NULL, 0, NULL, NULL));
+        free(flat);
+        free(by_text);
+    }
+
     /* Bad arguments. */
     clattn_embed_params p = clattn_embed_params_default();
     p.batch_size = 0;
