@@ -173,6 +173,14 @@ def test_embedding_errors(s):
     error_of(*s.post("/v1/embeddings", {"input": ["a"] * 9})[:2], 400, "too_many_inputs")
     error_of(*s.post("/v1/embeddings", b"{\"input\": \"" + b"a" * 70000 + b"\"}")[:2], 413,
              "body_too_large")
+    # A chunked body has no Content-Length: it is cut off at the limit while read.
+    c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+    c.request("POST", "/v1/embeddings", body=iter([b"{\"input\": \"", b"a" * 40000,
+                                                   b"a" * 40000, b"\"}"]),
+              headers={"Content-Type": "application/json"}, encode_chunked=True)
+    r = c.getresponse()
+    error_of(r.status, json.loads(r.read()), 413, "body_too_large")
+    c.close()
     error_of(*s.post("/embed", {"inputs": "a", "normalize": "yes"})[:2], 400, "invalid_type")
     status, _, body = s.request("GET", "/v2/nothing")
     error_of(status, json.loads(body), 404, "not_found")
