@@ -1,9 +1,12 @@
 /* plot_heatmap.c - grids of heatmap panels (attention weights: one panel per
  * batch entry and head) with token labels on both axes of each panel, panel
- * titles, axis titles and one shared colour bar. Each panel's cells are an
- * image of rows x cols pixels scaled up by the cell size with nearest-pixel
- * filtering: one drawing operation per panel however many cells, and crisp
- * cell edges. The layout arithmetic is in one place (compute_layout()) so that the
+ * titles, axis titles and one shared colour bar. In a PNG each panel's cells
+ * are an image of rows x cols pixels scaled up by the cell size with
+ * nearest-pixel filtering: one drawing operation per panel however many
+ * cells, and crisp cell edges. In an SVG that image would be blurred by
+ * viewers (cairo 1.16 writes no image-rendering hint), so cells are
+ * rectangles there, up to SVG_RECTS_MAX cells in all; larger grids fall
+ * back to the image. The layout arithmetic is in one place (compute_layout()) so that the
  * size documented in plot.h is the size drawn. */
 #include "plot_internal.h"
 
@@ -16,7 +19,8 @@ enum {
     MAX_PANELS = 4096,
     LABEL_PITCH = 13,        /* pixels one label needs along its axis */
     MAX_LABEL_W = 160,       /* labels longer than this are cut with "…" */
-    META_VALUES_MAX = 1 << 20 /* cells above which the metadata omits values */
+    META_VALUES_MAX = 1 << 20, /* cells above which the metadata omits values */
+    SVG_RECTS_MAX = 1 << 18    /* cells above which an SVG gets images, not rectangles */
 };
 
 /* Viridis (matplotlib's default colour map: ordered in lightness, readable
@@ -175,6 +179,29 @@ static bool write_meta(FILE *f, const void *data)
     return ok && plot_meta_raw(f, "]}");
 }
 
+static void cell_rgb(float value, double vmin, double vmax, uint8_t rgb[3])
+{
+    if (isnan(value)) /* grey, outside the colour map */
+        rgb[0] = rgb[1] = rgb[2] = 128;
+    else
+        plot_viridis((value - vmin) / (vmax - vmin), rgb);
+}
+
+/* One panel's cells as rectangles (SVG). */
+static void draw_cell_rects(cairo_t *cr, const plot_panel *p, double vmin, double vmax,
+                            const double box[4], int32_t cell)
+{
+    for (int32_t r = 0; r < p->rows; r++) {
+        for (int32_t c = 0; c < p->cols; c++) {
+            uint8_t rgb[3];
+            cell_rgb(p->values[(size_t)r * p->cols + c], vmin, vmax, rgb);
+            cairo_set_source_rgb(cr, rgb[0] / 255.0, rgb[1] / 255.0, rgb[2] / 255.0);
+            cairo_rectangle(cr, box[0] + (double)c * cell, box[1] + (double)r * cell, cell, cell);
+            cairo_fill(cr);
+        }
+    }
+}
+
 /* One panel's cells: an rows x cols image, one pixel per cell. */
 static bool draw_cells(cairo_t *cr, const plot_panel *p, double vmin, double vmax,
                        const double box[4], int32_t cell)
@@ -190,10 +217,8 @@ static bool draw_cells(cairo_t *cr, const plot_panel *p, double vmin, double vma
     for (int32_t r = 0; r < p->rows; r++) {
         uint32_t *row = (uint32_t *)(void *)(data + (size_t)r * stride);
         for (int32_t c = 0; c < p->cols; c++) {
-            double v = p->values[(size_t)r * p->cols + c];
-            uint8_t rgb[3] = {128, 128, 128}; /* NaN: grey, outside the colour map */
-            if (!isnan(v))
-                plot_viridis((v - vmin) / (vmax - vmin), rgb);
+            uint8_t rgb[3];
+            cell_rgb(p->values[(size_t)r * p->cols + c], vmin, vmax, rgb);
             row[c] = (uint32_t)rgb[0] << 16 | (uint32_t)rgb[1] << 8 | rgb[2];
         }
     }
@@ -343,10 +368,20 @@ bool plot_heatmaps(const char *path, const plot_panel *panels, int32_t n,
     if (!plot_canvas_open(&c, path, L.width, L.height, err, err_size))
         return false;
     cairo_t *cr = c.cr;
+    bool rects = format == PLOT_SVG && (int64_t)rows * cols * n <= SVG_RECTS_MAX;
     for (int32_t p = 0; p < n; p++) {
         double box[4];
         panel_box(&L, p, rows, cols, box);
-        if (!draw_cells(cr, &panels[p], vmin, vmax, box, L.cell)) {
+        bool drawn = true;
+        cairo_save(cr);
+        /* Rectangles edge to edge: anti-aliasing would show hairline seams. */
+        cairo_set_antialias(cr, CAIRO_ANTIALIAS_NONE);
+        if (rects)
+            draw_cell_rects(cr, &panels[p], vmin, vmax, box, L.cell);
+        else
+            drawn = draw_cells(cr, &panels[p], vmin, vmax, box, L.cell);
+        cairo_restore(cr);
+        if (!drawn) {
             snprintf(err, err_size, "%s: out of memory for a %d x %d panel", path, (int)cols,
                      (int)rows);
             plot_canvas_discard(&c);
