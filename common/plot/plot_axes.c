@@ -9,7 +9,9 @@
 #include <math.h>
 #include <string.h>
 
-/* Slack for values that sit on a tick up to rounding (0.3 / 0.1). */
+/* Slack for values that sit on a tick up to rounding (0.3 / 0.1), as a
+ * fraction of the range: relative to the range, not to the step, so that a
+ * value 5 below zero on a range of 10^6 is never taken for zero. */
 #define EPS 1e-9
 
 static const double MANTISSAS[] = {1.0, 2.0, 2.5, 5.0};
@@ -47,9 +49,9 @@ static bool make_linear(double lo, double hi, bool expand, int32_t max_ticks, pl
     int k = (int)floor(log10(span / (double)(max_ticks - 1))) - 1;
     for (int tries = 0; tries < 8; tries++, k++) {
         for (size_t j = 0; j < sizeof MANTISSAS / sizeof *MANTISSAS; j++) {
-            double m = MANTISSAS[j], step = tick_value(1, m, k);
-            double first = expand ? floor(lo / step + EPS) : ceil(lo / step - EPS);
-            double last = expand ? ceil(hi / step - EPS) : floor(hi / step + EPS);
+            double m = MANTISSAS[j], step = tick_value(1, m, k), slack = EPS * span / step;
+            double first = expand ? floor(lo / step + slack) : ceil(lo / step - slack);
+            double last = expand ? ceil(hi / step - slack) : floor(hi / step + slack);
             double count = last - first + 1.0;
             if (count > (double)max_ticks || count < 2.0)
                 continue;
@@ -67,8 +69,8 @@ static bool make_linear(double lo, double hi, bool expand, int32_t max_ticks, pl
     /* A range too short for two nice ticks inside it: its two ends. */
     a->lo = lo, a->hi = hi, a->n_ticks = 2;
     a->ticks[0] = lo, a->ticks[1] = hi;
-    snprintf(a->labels[0], sizeof a->labels[0], "%.4g", lo);
-    snprintf(a->labels[1], sizeof a->labels[1], "%.4g", hi);
+    snprintf(a->labels[0], sizeof a->labels[0], "%.6g", lo);
+    snprintf(a->labels[1], sizeof a->labels[1], "%.6g", hi);
     return true;
 }
 
@@ -101,10 +103,24 @@ static bool make_log(double lo, double hi, bool expand, int32_t max_ticks, plot_
                 add_log_tick(a, v);
         }
     }
-    if (a->n_ticks < 2) { /* inside a decade without a power of ten: its ends */
+    if (a->n_ticks < 2) {
+        /* Inside a decade with no power of ten in it (a colour bar over
+         * [12345, 12346]): linear nice ticks, still placed on the log scale. */
+        plot_axis lin;
+        make_linear(lo, hi, false, max_ticks, &lin);
         a->n_ticks = 0;
-        add_log_tick(a, lo);
-        add_log_tick(a, hi);
+        for (int32_t i = 0; i < lin.n_ticks; i++) {
+            if (lin.ticks[i] > 0 && lin.ticks[i] >= lo * (1 - EPS)) { /* never 0 on a log axis */
+                a->ticks[a->n_ticks] = lin.ticks[i];
+                memcpy(a->labels[a->n_ticks++], lin.labels[i], sizeof lin.labels[i]);
+            }
+        }
+    }
+    if (a->n_ticks < 2) { /* nothing nice fits: the ends */
+        a->n_ticks = 2;
+        a->ticks[0] = lo, a->ticks[1] = hi;
+        snprintf(a->labels[0], sizeof a->labels[0], "%.6g", lo);
+        snprintf(a->labels[1], sizeof a->labels[1], "%.6g", hi);
     }
     return true;
 }
