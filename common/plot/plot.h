@@ -12,8 +12,9 @@
  * Every entry point returns false with a message in err (never a crash, never
  * an exit) on a bad argument, an unknown extension or a failed write; every
  * cairo object is destroyed on every path. Text is UTF-8, drawn as given, with
- * invalid bytes shown as '?'. Not thread safe: cairo's toy font API keeps
- * process-wide font caches; call from one thread at a time.
+ * invalid bytes shown as '?'. The functions keep no state of their own, but
+ * cairo's fonts come from process-wide caches (fontconfig); the tools draw
+ * from one thread, and other callers should too.
  *
  * SVG files carry, just before </svg>, a <metadata id="clattn"> element whose
  * text is one JSON object describing what was drawn (the figure's size, panel

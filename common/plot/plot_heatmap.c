@@ -20,7 +20,8 @@ enum {
     LABEL_PITCH = 13,        /* pixels one label needs along its axis */
     MAX_LABEL_W = 160,       /* labels longer than this are cut with "…" */
     META_VALUES_MAX = 1 << 20, /* cells above which the metadata omits values */
-    SVG_RECTS_MAX = 1 << 18    /* cells above which an SVG gets images, not rectangles */
+    SVG_RECTS_MAX = 1 << 16    /* cells above which an SVG gets images, not rectangles
+                                  (about 150 bytes each: 10 MB at the limit) */
 };
 
 /* Viridis (matplotlib's default colour map: ordered in lightness, readable

@@ -260,9 +260,10 @@ bool plot_lines(const char *path, const plot_series *series, int32_t n_series,
         plot_text(cr, ax.labels[i], x, box[3] + 14, PLOT_CENTER, 0, 0);
     }
 
-    /* The series, clipped to the plot area. */
+    /* The series, clipped to the plot area and a margin as wide as a dot,
+     * so a point on the frame (the last epoch's) shows whole. */
     cairo_save(cr);
-    cairo_rectangle(cr, box[0], box[1], bw, bh);
+    cairo_rectangle(cr, box[0] - 4, box[1] - 4, bw + 8, bh + 8);
     cairo_clip(cr);
     for (int32_t s = 0; s < n_series; s++)
         draw_series(cr, &series[s], &ax, &ay, box, spec->log_y);
