@@ -78,7 +78,7 @@ typedef struct plot_series {
     int64_t n;
     uint8_t rgb[3];
     double line_width;      /* pixels; 0: 1.5 */
-    bool markers;           /* a dot at each point (for short series) */
+    bool markers;           /* a dot at each point (series of up to 2000 points) */
 } plot_series;
 
 typedef struct plot_line_spec {
@@ -97,7 +97,10 @@ plot_line_spec plot_line_spec_default(void);
  * spec->height picture at path (PNG or SVG by extension). A series longer
  * than the plot is wide is drawn as the min-max envelope of each pixel
  * column, so its spikes stay visible. Fails when no series has a drawable
- * point. */
+ * point. The SVG metadata holds "kind": "lines", "width", "height", the
+ * titles, "plot" (the plot area: left, top, right, bottom), "x_axis" and
+ * "y_axis" (range, ticks, tick labels) and "series" [{"name", "points",
+ * "drawn", "rgb"}]. */
 bool plot_lines(const char *path, const plot_series *series, int32_t n_series,
                 const plot_line_spec *spec, char *err, size_t err_size);
 
@@ -131,8 +134,12 @@ typedef struct plot_heatmap_spec {
  * the axis titles and the colour bar. The grid has spec->columns panels per
  * row, or ceil(sqrt(n)). When that would exceed 8192 pixels on a side, the
  * cells shrink (down to 1 pixel), then the labels are dropped; a grid that
- * still does not fit fails. The SVG metadata records the size and each
- * panel's cell rectangle in pixels.
+ * still does not fit fails. The SVG metadata holds "kind": "heatmaps",
+ * "width", "height", "rows", "cols", "grid_columns", "cell" (pixels),
+ * "label_stride" (every k-th label drawn; 0: none), the titles, "vmin",
+ * "vmax", "row_labels", "col_labels", "colorbar" {"box", "axis"} and
+ * "panels" [{"title", "box": [x, y, w, h] of its cells, "values": rows of
+ * the values drawn, or null past 2^20 cells in all}].
  * Returns false with err filled on any failure. */
 bool plot_heatmaps(const char *path, const plot_panel *panels, int32_t n,
                    const plot_heatmap_spec *spec, char *err, size_t err_size);
