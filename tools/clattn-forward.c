@@ -27,6 +27,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: clattn-forward --model DIR --input NAME=FILE.npy [--input ...]\n"
             "                      --output OUT.npy [--weights W.npy] [--per-head-weights]\n"
+            "                      [--attention-map FILE.png|FILE.svg]\n"
             "                      [--flag NAME[=true|false]]... [--device SEL] [-q]\n"
             "\n"
             "Runs the module in DIR (config.json + model.safetensors, a PyTorch state_dict)\n"
