@@ -10,6 +10,8 @@
  * path, then from the current directory); tools/fetch-model fetches it. */
 #define _DEFAULT_SOURCE /* readlink */
 #include "cli_args.h"
+#include "npy.h"
+#include "token_labels.h"
 
 #include <clattn.h>
 
@@ -43,6 +45,12 @@ static void usage(FILE *f)
             "                        json: {\"model\", \"dim\", \"embeddings\"};\n"
             "                        json+: json with \"similarity\", the cosine matrix\n"
             "                        (JSON has no NaN: a value that is not finite is null)\n"
+            "  --attention-weights F.npy   with one TEXT: write its self-attention\n"
+            "                        probabilities, float32 [layers, heads, T, T] (row i:\n"
+            "                        how token i attends to each token j)\n"
+            "  --attention-tokens F.json   with one TEXT: the T tokens of those rows and\n"
+            "                        columns ({\"shape\", \"ids\", \"tokens\", \"labels\",\n"
+            "                        \"text\"})\n"
             "  --device SEL          device selector (index, platform:device, or name)\n"
             "  -q                    no progress or messages on stderr\n");
 }
@@ -234,9 +242,59 @@ static int fail(const char *what, clattn_status st)
     return 1;
 }
 
+/* --attention-weights / --attention-tokens for one text: 0, or 1 on error. */
+static int write_attention(clattn_embedder *e, const char *text, const clattn_embed_params *p,
+                           const char *npy_path, const char *json_path)
+{
+    int32_t T = 0, L = 0, H = 0;
+    clattn_status st = clattn_embedder_attention(e, text, p, NULL, 0, NULL, &T, &L, &H);
+    if (st != CLATTN_OK)
+        return fail("attention weights", st);
+    const size_t n = (size_t)L * H * T * T;
+    float *w = malloc(n * sizeof *w);
+    int64_t *ids = malloc((size_t)T * sizeof *ids);
+    int rc = 0;
+    if (!w || !ids) {
+        fprintf(stderr, "clattn-embed: out of memory for %zu attention weights\n", n);
+        rc = 1;
+    } else if ((st = clattn_embedder_attention(e, text, p, w, (int64_t)n, ids, &T, &L, &H)) !=
+               CLATTN_OK) {
+        rc = fail("attention weights", st);
+    }
+    const int64_t shape[4] = {L, H, T, T};
+    char err[512];
+    if (rc == 0 && npy_path && !npy_write_f32(npy_path, 4, shape, w, err, sizeof err)) {
+        fprintf(stderr, "clattn-embed: %s\n", err);
+        rc = 1;
+    }
+    if (rc == 0 && json_path) {
+        size_t len = strlen(text);
+        char *extra = malloc(6 * len + 16);
+        if (extra) {
+            /* "text": the input, escaped as JSON (at most 6 bytes a byte). */
+            char *o = extra + sprintf(extra, "\"text\": \"");
+            for (const unsigned char *c = (const unsigned char *)text; *c; c++)
+                o += *c == '"' || *c == '\\' ? sprintf(o, "\\%c", *c)
+                     : *c < 0x20              ? sprintf(o, "\\u%04x", *c)
+                                              : sprintf(o, "%c", *c);
+            strcpy(o, "\"");
+        }
+        if (!extra || !token_labels_write(json_path, clattn_embedder_tokenizer(e), 4, shape, ids,
+                                          T, extra, err, sizeof err)) {
+            fprintf(stderr, "clattn-embed: %s\n", extra ? err : "out of memory");
+            rc = 1;
+        }
+        free(extra);
+    }
+    free(w);
+    free(ids);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *model = NULL, *file = NULL, *device = NULL, *format = "text";
+    const char *attn_npy = NULL, *attn_json = NULL;
     clattn_embed_params p = clattn_embed_params_default();
     bool quiet = false;
     text_list texts = {0};
@@ -258,6 +316,11 @@ int main(int argc, char **argv)
             file = argv[++i];
         } else if (strcmp(a, "--device") == 0) {
             device = argv[++i];
+        } else if (strcmp(a, "--attention-weights") == 0 ||
+                   strcmp(a, "--attention-tokens") == 0) {
+            if (!cli_output_path("clattn-embed", a, val))
+                return 2;
+            *(a[12] == 'w' ? &attn_npy : &attn_json) = argv[++i];
         } else if (strcmp(a, "--output-format") == 0) {
             format = argv[++i];
             if (strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "json+")) {
@@ -314,6 +377,13 @@ int main(int argc, char **argv)
             free_texts(&texts);
             return 1;
         }
+    }
+    if ((attn_npy || attn_json) && texts.count != 1) {
+        fprintf(stderr, "clattn-embed: --attention-weights and --attention-tokens take exactly "
+                        "one text (got %d)\n",
+                texts.count);
+        free_texts(&texts);
+        return 2;
     }
     char found[PATH_MAX];
     if (!model)
@@ -384,6 +454,8 @@ int main(int argc, char **argv)
             print_text(&texts, out, dim);
         else
             print_json(model, out, texts.count, dim, strcmp(format, "json+") == 0);
+        if (attn_npy || attn_json)
+            rc = write_attention(e, texts.items[0], &p, attn_npy, attn_json);
     }
     free(out);
     free_texts(&texts);

@@ -9,6 +9,7 @@
  * on stderr), 2 on a usage error. */
 #include "cli_args.h"
 #include "npy.h"
+#include "token_labels.h"
 
 #include <clattn.h>
 #include <jansson.h>
@@ -51,12 +52,19 @@ static void usage(FILE *f)
             "                         gen_tokens_per_s)\n"
             "      --logits FILE.npy  write float32 logits [T, vocab]: one row per prompt\n"
             "                         position, then one per generated token but the last\n"
+            "      --attention-weights FILE.npy  write float32 attention weights\n"
+            "                         [layers, heads, ctx_len]: how the last generated token\n"
+            "                         attends to each token of the context (prompt and\n"
+            "                         generated ids, itself included), per layer and head\n"
+            "      --attention-tokens FILE.json  the ctx_len tokens of those columns\n"
+            "                         ({\"shape\", \"ids\", \"tokens\", \"labels\", \"query\"})\n"
             "  -q, --quiet            no timing summary\n"
             "  -h, --help             this text\n");
 }
 
 typedef struct options {
     const char *model, *prompt, *file, *device, *logits_path, *format;
+    const char *attn_npy, *attn_json;
     int32_t *prompt_ids, n_prompt_ids;
     int64_t n_predict, ctx_size, seed;
     bool quiet, ignore_eos, json;
@@ -114,6 +122,9 @@ static int parse(int argc, char **argv, options *o)
             NEED_VALUE o->device = v;
         } else if (IS("--logits", NULL)) {
             NEED_VALUE o->logits_path = v;
+        } else if (IS("--attention-weights", "--attention-tokens")) {
+            NEED_VALUE if (!cli_output_path(TOOL, a, v)) return 2;
+            *(a[12] == 'w' ? &o->attn_npy : &o->attn_json) = v;
         } else if (IS("--stop", NULL)) {
             NEED_VALUE o->stop[o->n_stop++] = v;
         } else if (IS("--prompt-ids", NULL)) {
@@ -288,6 +299,55 @@ static char *decode_text(const clattn_tokenizer *tok, const int32_t *ids, int32_
     return text;
 }
 
+/* --attention-weights / --attention-tokens: the last generated id is not
+ * in the cache after generation (nothing needed its keys), so it is
+ * decoded first; then its row over the ctx_len = n_prompt + n_gen
+ * positions. false (message printed) on failure. */
+static bool write_attention(const options *o, clattn_lm_session *s, const clattn_lm *lm,
+                            const int32_t *prompt, int32_t n_prompt, const int32_t *gen,
+                            int32_t n_gen)
+{
+    clattn_lm_info info;
+    clattn_lm_get_info(lm, &info);
+    int32_t seq = 0, len = 0;
+    if (n_gen > 0 && clattn_lm_decode(s, 1, &seq, &gen[n_gen - 1], NULL) != CLATTN_OK) {
+        fprintf(stderr, "%s: %s\n", TOOL, clattn_last_error());
+        return false;
+    }
+    if (clattn_lm_attention_last(s, seq, NULL, 0, &len) != CLATTN_OK) {
+        fprintf(stderr, "%s: %s\n", TOOL, clattn_last_error());
+        return false;
+    }
+    const size_t n = (size_t)info.n_layers * info.n_heads * len;
+    float *w = malloc(n * sizeof *w);
+    int64_t *ids = malloc((size_t)len * sizeof *ids);
+    bool ok = w && ids;
+    if (!ok)
+        fprintf(stderr, "%s: out of memory for %zu attention weights\n", TOOL, n);
+    if (ok && clattn_lm_attention_last(s, seq, w, (int64_t)n, &len) != CLATTN_OK) {
+        fprintf(stderr, "%s: %s\n", TOOL, clattn_last_error());
+        ok = false;
+    }
+    const int64_t shape[3] = {info.n_layers, info.n_heads, len};
+    char err[512], extra[64];
+    if (ok && o->attn_npy && !npy_write_f32(o->attn_npy, 3, shape, w, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", TOOL, err);
+        ok = false;
+    }
+    for (int32_t i = 0; ok && i < len; i++)
+        ids[i] = i < n_prompt ? prompt[i] : gen[i - n_prompt];
+    snprintf(extra, sizeof extra, "\"query\": %d", len - 1);
+    if (ok && o->attn_json &&
+        !token_labels_write(o->attn_json, clattn_lm_tokenizer(lm), 3, shape, ids, len, extra, err,
+                            sizeof err)) {
+        fprintf(stderr, "%s: %s\n", TOOL, err);
+        ok = false;
+    }
+    free(w);
+    free(ids);
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
     options o;
@@ -321,6 +381,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: --ctx-size %lld capped at the model's %d positions\n", TOOL,
                 (long long)o.ctx_size, info.max_positions);
     sp.cache_type = o.cache;
+    sp.want_attention = o.attn_npy || o.attn_json;
     if (clattn_lm_session_create(lm, &sp, &s) != CLATTN_OK) {
         fprintf(stderr, "%s: %s\n", TOOL, clattn_last_error());
         goto done;
@@ -389,6 +450,8 @@ int main(int argc, char **argv)
             goto done;
         }
     }
+    if ((o.attn_npy || o.attn_json) && !write_attention(&o, s, lm, ids, n_ids, out, res.n_ids))
+        goto done;
     if (!o.quiet) {
         static const char *why[] = {"max tokens", "eos", "stop string", "callback", "context full"};
         fprintf(stderr,
