@@ -51,6 +51,7 @@ def main():
     model = os.path.join(FIX, "lm", "llama_gqa_f32")
     case = json.load(open(os.path.join(model, "case.json")))
     prompt = ",".join(str(i) for i in case["prompt_ids"])
+    P, G = len(case["prompt_ids"]), len(case["ids"])
     with tempfile.TemporaryDirectory() as tmp:
         logits = os.path.join(tmp, "logits.npy")
         rc, out, err = run(GEN, "-m", model, "--prompt-ids", prompt, "--temp", "0", "-n", "32",
@@ -64,7 +65,7 @@ def main():
             check(j["prompt_tokens_per_s"] > 0 and j["gen_tokens_per_s"] > 0, "rates")
             check(err == "", "-q prints no summary")
             shape, vals = read_npy_f32(logits)
-            P, G, V = len(case["prompt_ids"]), len(case["ids"]), 320
+            V = 320
             check(shape == (P + G - 1, V), f"--logits shape {shape}")
             # The first row against transformers' (the test of the library
             # checks every row; this checks the file's layout).
@@ -85,6 +86,23 @@ def main():
         rc, out, err = run(GEN, "-m", os.path.join(FIX, "lm", "gpt2_f32"), "-p", "The quick brown",
                            "--temp", "0", "-n", "10", "--output-format", "json", "-q")
         check(rc == 0 and json.loads(out)["ids"], f"text prompt: {err}")
+        # --attention-weights: the last generated token's row over the
+        # context, against transformers' output_attentions (the library's
+        # test, tests/lm/test_lm_attention.c, checks every model and path).
+        aw, at = os.path.join(tmp, "attn.npy"), os.path.join(tmp, "attn.json")
+        rc, out, err = run(GEN, "-m", model, "--prompt-ids", prompt, "--temp", "0", "-n", "32",
+                           "-c", "64", "-q", "--attention-weights", aw, "--attention-tokens", at)
+        check(rc == 0, f"--attention-weights run: rc {rc}: {err}")
+        if rc == 0:
+            shape, vals = read_npy_f32(aw)
+            ref_shape, ref = read_npy_f32(os.path.join(model, "attn_full.npy"))
+            check(shape == ref_shape == (2, 4, P + G), f"--attention-weights shape {shape}")
+            worst = max(abs(a - b) for a, b in zip(vals, ref)) if shape == ref_shape else 1
+            check(worst <= 1e-5, f"--attention-weights match transformers' ({worst:.2e})")
+            j = json.load(open(at))
+            check(j["shape"] == [2, 4, P + G] and j["query"] == P + G - 1 and
+                  j["ids"] == case["prompt_ids"] + case["ids"] and
+                  len(j["tokens"]) == len(j["labels"]) == P + G, "--attention-tokens JSON")
         rc, out, err = run(GEN, "-m", model, "--prompt-ids", prompt, "--cache-type", "f16",
                            "--temp", "0", "-n", "8", "-q", "--output-format", "json", "-c", "64")
         check(rc == 0 and json.loads(out)["ids"] == case["ids"][:8], "f16 cache greedy ids")
@@ -110,6 +128,9 @@ def main():
         ([GEN, "-m", model, "--prompt-ids", "1", "--device", "no-such-device"], 1, ""),
         ([GEN, "-m", model, "--prompt-ids", prompt, "--logits", "/nonexistent/l.npy", "-n", "2"],
          1, "l.npy"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "--attention-weights", "/nonexistent/a.npy"],
+         2, "a.npy"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "--attention-tokens"], 2, "needs a value"),
         ([TOK], 1, ""),
         ([TOK, "-m", model, "--decode", "1,x"], 1, ""),
         ([TOK, "-m", "/nonexistent", "hi"], 1, ""),
