@@ -2,7 +2,8 @@
  * BERT folder (bert_config.c reads its settings) loaded onto the device,
  * and clattn_embedder_embed: tokenize, sort by length, run the encoder on
  * dynamically padded batches with the kernel's key padding, pool, and
- * normalise.
+ * normalise; and clattn_embedder_attention: one text's per-layer attention
+ * probabilities through the unfused attention path.
  *
  *   x = LayerNorm(word[ids] + token_type[0] + position[0..N))
  *   per layer (post-norm, transformer.c's layer):
