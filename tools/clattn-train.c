@@ -11,9 +11,9 @@
  * A progress bar on stderr, a loss line per epoch on stdout (or JSON lines
  * with --json), held-out loss (and accuracy) on batches never trained on,
  * a checkpoint (safetensors, PyTorch state_dict names plus the Adam state)
- * at the end, and --plot FILE.png with the loss curves. */
+ * at the end, and --plot FILE.png|FILE.svg with the loss curves (common/plot/). */
 #include "cli_args.h"
-#include "plot_png.h"
+#include "plot.h"
 #include "train_models.h"
 
 #include <math.h>
@@ -41,7 +41,8 @@ static void usage(FILE *f)
             "  --init FILE         start from this checkpoint (safetensors) instead\n"
             "  --checkpoint FILE   write the trained weights and Adam state here\n"
             "                      (default: clattn-train-TASK.safetensors)\n"
-            "  --plot FILE         draw the loss curves into a PNG file\n"
+            "  --plot FILE         draw the loss curves (log loss against step, with the\n"
+            "                      held-out loss per epoch) into FILE.png or FILE.svg\n"
             "  --json              one JSON object per epoch on stdout\n"
             "  --device SEL        device selector (index, platform:device, or name)\n"
             "  -q                  no progress bar\n");
@@ -219,6 +220,12 @@ int main(int argc, char **argv)
     if (!cli_output_path(T, "--checkpoint", o.checkpoint) ||
         (o.plot && !cli_output_path(T, "--plot", o.plot)))
         return 2;
+    plot_format plot_fmt;
+    char plot_err[256];
+    if (o.plot && !plot_format_of(o.plot, &plot_fmt, plot_err, sizeof plot_err)) {
+        fprintf(stderr, T ": --plot: %s\n", plot_err);
+        return 2;
+    }
     run r;
     memset(&r, 0, sizeof r);
 
@@ -357,22 +364,32 @@ int main(int argc, char **argv)
         printf("%ld steps in %.2f s (%.1f steps/s); checkpoint: %s\n", (long)total, secs,
                (double)total / secs, o.checkpoint);
     if (o.plot) {
-        /* Per-step training loss (light) and per-epoch held-out loss (dark),
-         * on a log axis: losses fall over orders of magnitude. */
+        /* Per-step training loss (thin, light) and per-epoch held-out loss
+         * (thick, dark, dotted: one point per epoch), against the step, on a
+         * log axis: losses fall over orders of magnitude. */
         double *held_x = r.held_x;
         for (long e = 0; e < o.epochs; e++) /* at the end of their epoch */
-            held_x[e] = (double)(e + 1) / (double)o.epochs;
-        plot_series series[2] = {{step_loss, NULL, (int)total, {120, 160, 230}, 1},
-                                 {held_loss, held_x, (int)o.epochs, {200, 40, 40}, 2}};
-        char err[256];
-        if (!plot_png(o.plot, series, 2, true, err, sizeof err)) {
-            fprintf(stderr, "clattn-train: %s\n", err);
+            held_x[e] = (double)((e + 1) * o.steps);
+        const char *loss_name = o.task == TRAIN_REGRESSION ? "loss (MSE, log scale)"
+                                                           : "loss (cross-entropy, log scale)";
+        plot_series series[2] = {
+            {.name = "training loss, every step", .y = step_loss, .n = total,
+             .rgb = {120, 160, 230}, .line_width = 1.0},
+            {.name = "held-out loss, after each epoch", .x = held_x, .y = held_loss,
+             .n = o.epochs, .rgb = {200, 40, 40}, .line_width = 2.0, .markers = true},
+        };
+        char title[160];
+        snprintf(title, sizeof title, "clattn-train %s: %ld epochs x %ld steps, batch %ld, lr %g",
+                 task_name, (long)o.epochs, (long)o.steps, (long)o.batch, o.lr);
+        plot_line_spec spec = plot_line_spec_default();
+        spec.title = title, spec.x_label = "step", spec.y_label = loss_name, spec.log_y = true;
+        char err[512];
+        if (!plot_lines(o.plot, series, 2, &spec, err, sizeof err)) {
+            fprintf(stderr, "clattn-train: --plot: %s\n", err);
             return finish(&r, 1);
         }
         if (!o.json)
-            printf("loss curves: %s (blue: every step, red: held-out after each epoch; log "
-                   "scale, a dark line at each power of ten)\n",
-                   o.plot);
+            printf("loss curves: %s (%d x %d)\n", o.plot, (int)spec.width, (int)spec.height);
     }
     return finish(&r, 0);
 }

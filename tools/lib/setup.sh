@@ -6,7 +6,7 @@ CLATTN_PACKAGES=(
   gcc libc6-dev python3 meson ninja-build pkg-config
   ocl-icd-opencl-dev opencl-headers ocl-icd-libopencl1 libclblast-dev
   pocl-opencl-icd mesa-opencl-icd oclgrind
-  libjansson-dev libutf8proc-dev libpng-dev libcairo2-dev libmicrohttpd-dev curl
+  libjansson-dev libutf8proc-dev libcairo2-dev libmicrohttpd-dev curl
   clang libclang-rt-14-dev
 )
 
