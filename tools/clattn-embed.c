@@ -10,7 +10,9 @@
  * path, then from the current directory); tools/fetch-model fetches it. */
 #define _DEFAULT_SOURCE /* readlink */
 #include "cli_args.h"
+#include "attention_map.h"
 #include "npy.h"
+#include "plot.h"
 #include "token_labels.h"
 
 #include <clattn.h>
@@ -51,6 +53,10 @@ static void usage(FILE *f)
             "  --attention-tokens F.json   with one TEXT: the T tokens of those rows and\n"
             "                        columns ({\"shape\", \"ids\", \"tokens\", \"labels\",\n"
             "                        \"text\"})\n"
+            "  --attention-map F.png|F.svg   with one TEXT: draw those weights as heatmaps,\n"
+            "                        one panel per layer and head (rows: the query token,\n"
+            "                        columns: the key token)\n"
+            "  --layer L, --head H   with --attention-map: only layer L and/or head H\n"
             "  --device SEL          device selector (index, platform:device, or name)\n"
             "  -q                    no progress or messages on stderr\n");
 }
@@ -242,10 +248,42 @@ static int fail(const char *what, clattn_status st)
     return 1;
 }
 
-/* --attention-weights / --attention-tokens for one text: 0, or 1 on error. */
-static int write_attention(clattn_embedder *e, const char *text, const clattn_embed_params *p,
-                           const char *npy_path, const char *json_path)
+typedef struct attention_out {
+    const char *npy, *json, *map;   /* any may be NULL */
+    int32_t layer, head;            /* --layer, --head; -1: all */
+} attention_out;
+
+/* The heatmaps of --attention-map, tokens as labels on both axes. */
+static bool draw_map(clattn_embedder *e, const char *model, const attention_out *a,
+                     const float *w, const int64_t *ids, int32_t L, int32_t H, int32_t T)
 {
+    const clattn_tokenizer *tok = clattn_embedder_tokenizer(e);
+    char **labels = calloc((size_t)T, sizeof *labels);
+    bool ok = labels != NULL;
+    for (int32_t i = 0; ok && i < T; i++)
+        ok = (labels[i] = token_label(tok, ids[i])) != NULL;
+    char err[1024], title[512];
+    snprintf(title, sizeof title, "attention weights of %.400s", model);
+    attention_map m = {w, L, H, T, T, a->layer, a->head, (const char *const *)labels,
+                       (const char *const *)labels, title, "key token", "query token"};
+    if (!ok)
+        snprintf(err, sizeof err, "out of memory");
+    if (!ok || !attention_map_draw(a->map, &m, err, sizeof err)) {
+        fprintf(stderr, "clattn-embed: --attention-map: %s\n", err);
+        ok = false;
+    }
+    for (int32_t i = 0; labels && i < T; i++)
+        free(labels[i]);
+    free(labels);
+    return ok;
+}
+
+/* --attention-weights / --attention-tokens / --attention-map for one text:
+ * 0, or 1 on error. */
+static int write_attention(clattn_embedder *e, const char *model, const char *text,
+                           const clattn_embed_params *p, const attention_out *a)
+{
+    const char *npy_path = a->npy, *json_path = a->json;
     int32_t T = 0, L = 0, H = 0;
     clattn_status st = clattn_embedder_attention(e, text, p, NULL, 0, NULL, &T, &L, &H);
     if (st != CLATTN_OK)
@@ -286,6 +324,8 @@ static int write_attention(clattn_embedder *e, const char *text, const clattn_em
         }
         free(extra);
     }
+    if (rc == 0 && a->map && !draw_map(e, model, a, w, ids, L, H, T))
+        rc = 1;
     free(w);
     free(ids);
     return rc;
@@ -294,7 +334,7 @@ static int write_attention(clattn_embedder *e, const char *text, const clattn_em
 int main(int argc, char **argv)
 {
     const char *model = NULL, *file = NULL, *device = NULL, *format = "text";
-    const char *attn_npy = NULL, *attn_json = NULL;
+    attention_out attn = {NULL, NULL, NULL, -1, -1};
     clattn_embed_params p = clattn_embed_params_default();
     bool quiet = false;
     text_list texts = {0};
@@ -320,7 +360,22 @@ int main(int argc, char **argv)
                    strcmp(a, "--attention-tokens") == 0) {
             if (!cli_output_path("clattn-embed", a, val))
                 return 2;
-            *(a[12] == 'w' ? &attn_npy : &attn_json) = argv[++i];
+            *(a[12] == 'w' ? &attn.npy : &attn.json) = argv[++i];
+        } else if (strcmp(a, "--attention-map") == 0) {
+            char err[512];
+            plot_format fmt;
+            if (!cli_output_path("clattn-embed", a, val))
+                return 2;
+            if (!plot_format_of(val, &fmt, err, sizeof err)) {
+                fprintf(stderr, "clattn-embed: --attention-map: %s\n", err);
+                return 2;
+            }
+            attn.map = argv[++i];
+        } else if (strcmp(a, "--layer") == 0 || strcmp(a, "--head") == 0) {
+            int64_t v;
+            if (!cli_int("clattn-embed", a, argv[++i], 0, 1 << 20, &v))
+                return 2;
+            *(a[2] == 'l' ? &attn.layer : &attn.head) = (int32_t)v;
         } else if (strcmp(a, "--output-format") == 0) {
             format = argv[++i];
             if (strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "json+")) {
@@ -378,10 +433,14 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    if ((attn_npy || attn_json) && texts.count != 1) {
-        fprintf(stderr, "clattn-embed: --attention-weights and --attention-tokens take exactly "
-                        "one text (got %d)\n",
-                texts.count);
+    const bool want_attn = attn.npy || attn.json || attn.map;
+    if ((want_attn && texts.count != 1) || ((attn.layer >= 0 || attn.head >= 0) && !attn.map)) {
+        if (want_attn && texts.count != 1)
+            fprintf(stderr, "clattn-embed: --attention-weights, --attention-tokens and "
+                            "--attention-map take exactly one text (got %d)\n",
+                    texts.count);
+        else
+            fprintf(stderr, "clattn-embed: --layer and --head go with --attention-map\n");
         free_texts(&texts);
         return 2;
     }
@@ -454,8 +513,8 @@ int main(int argc, char **argv)
             print_text(&texts, out, dim);
         else
             print_json(model, out, texts.count, dim, strcmp(format, "json+") == 0);
-        if (attn_npy || attn_json)
-            rc = write_attention(e, texts.items[0], &p, attn_npy, attn_json);
+        if (want_attn)
+            rc = write_attention(e, model, texts.items[0], &p, &attn);
     }
     free(out);
     free_texts(&texts);
