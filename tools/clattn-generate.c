@@ -8,7 +8,9 @@
  * Exit status: 0 on success, 1 on a runtime error (the library's message
  * on stderr), 2 on a usage error. */
 #include "cli_args.h"
+#include "attention_map.h"
 #include "npy.h"
+#include "plot.h"
 #include "token_labels.h"
 
 #include <clattn.h>
@@ -58,13 +60,18 @@ static void usage(FILE *f)
             "                         generated ids, itself included), per layer and head\n"
             "      --attention-tokens FILE.json  the ctx_len tokens of those columns\n"
             "                         ({\"shape\", \"ids\", \"tokens\", \"labels\", \"query\"})\n"
+            "      --attention-map FILE.png|FILE.svg  draw that row as heatmaps, one panel\n"
+            "                         per layer and head (the row: the last generated\n"
+            "                         token; columns: the context's tokens)\n"
+            "      --layer L, --head H  with --attention-map: only layer L and/or head H\n"
             "  -q, --quiet            no timing summary\n"
             "  -h, --help             this text\n");
 }
 
 typedef struct options {
     const char *model, *prompt, *file, *device, *logits_path, *format;
-    const char *attn_npy, *attn_json;
+    const char *attn_npy, *attn_json, *attn_map;
+    int64_t layer, head;        /* --layer, --head; -1: all */
     int32_t *prompt_ids, n_prompt_ids;
     int64_t n_predict, ctx_size, seed;
     bool quiet, ignore_eos, json;
@@ -88,6 +95,7 @@ static int parse(int argc, char **argv, options *o)
     o->n_predict = 128;
     o->ctx_size = -1;
     o->seed = -1;
+    o->layer = o->head = -1;
     o->sp = clattn_sampler_params_default();
     o->sp.temperature = 0.8, o->sp.top_k = 40, o->sp.top_p = 0.95, o->sp.min_p = 0.05;
     o->stop = calloc((size_t)argc, sizeof *o->stop);
@@ -125,6 +133,18 @@ static int parse(int argc, char **argv, options *o)
         } else if (IS("--attention-weights", "--attention-tokens")) {
             NEED_VALUE if (!cli_output_path(TOOL, a, v)) return 2;
             *(a[12] == 'w' ? &o->attn_npy : &o->attn_json) = v;
+        } else if (IS("--attention-map", NULL)) {
+            char err[512];
+            plot_format fmt;
+            NEED_VALUE if (!cli_output_path(TOOL, a, v)) return 2;
+            if (!plot_format_of(v, &fmt, err, sizeof err)) {
+                fprintf(stderr, "%s: --attention-map: %s\n", TOOL, err);
+                return 2;
+            }
+            o->attn_map = v;
+        } else if (IS("--layer", "--head")) {
+            NEED_VALUE if (!cli_int(TOOL, a, v, 0, 1 << 20, a[2] == 'l' ? &o->layer : &o->head))
+                return 2;
         } else if (IS("--stop", NULL)) {
             NEED_VALUE o->stop[o->n_stop++] = v;
         } else if (IS("--prompt-ids", NULL)) {
@@ -187,6 +207,10 @@ static int parse(int argc, char **argv, options *o)
     if (!o->model || sources != 1) {
         fprintf(stderr, "%s: give -m DIR and exactly one of -p, -f, --prompt-ids\n", TOOL);
         usage(stderr);
+        return 2;
+    }
+    if ((o->layer >= 0 || o->head >= 0) && !o->attn_map) {
+        fprintf(stderr, "%s: --layer and --head go with --attention-map\n", TOOL);
         return 2;
     }
     return 0;
@@ -299,6 +323,36 @@ static char *decode_text(const clattn_tokenizer *tok, const int32_t *ids, int32_
     return text;
 }
 
+/* The heatmaps of --attention-map: one row (the last token) per panel. */
+static bool draw_map(const options *o, const clattn_lm *lm, const clattn_lm_info *info,
+                     const float *w, const int64_t *ids, int32_t len)
+{
+    const clattn_tokenizer *tok = clattn_lm_tokenizer(lm);
+    char **labels = calloc((size_t)len, sizeof *labels);
+    bool ok = labels != NULL;
+    for (int32_t i = 0; ok && i < len; i++) {
+        char id[24];
+        snprintf(id, sizeof id, "%lld", (long long)ids[i]);
+        /* Without a tokenizer (--prompt-ids on a bare folder) the ids are the labels. */
+        ok = (labels[i] = tok ? token_label(tok, ids[i]) : strdup(id)) != NULL;
+    }
+    char err[1024], title[512];
+    snprintf(title, sizeof title, "attention of the last generated token, %.400s", o->model);
+    attention_map m = {w, info->n_layers, info->n_heads, 1, len, (int32_t)o->layer,
+                       (int32_t)o->head, (const char *const *)(labels ? labels + len - 1 : NULL),
+                       (const char *const *)labels, title, "context token", "query"};
+    if (!ok)
+        snprintf(err, sizeof err, "out of memory");
+    if (!ok || !attention_map_draw(o->attn_map, &m, err, sizeof err)) {
+        fprintf(stderr, "%s: --attention-map: %s\n", TOOL, err);
+        ok = false;
+    }
+    for (int32_t i = 0; labels && i < len; i++)
+        free(labels[i]);
+    free(labels);
+    return ok;
+}
+
 /* --attention-weights / --attention-tokens: the last generated id is not
  * in the cache after generation (nothing needed its keys), so it is
  * decoded first; then its row over the ctx_len = n_prompt + n_gen
@@ -343,6 +397,8 @@ static bool write_attention(const options *o, clattn_lm_session *s, const clattn
         fprintf(stderr, "%s: %s\n", TOOL, err);
         ok = false;
     }
+    if (ok && o->attn_map && !draw_map(o, lm, &info, w, ids, len))
+        ok = false;
     free(w);
     free(ids);
     return ok;
@@ -381,7 +437,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: --ctx-size %lld capped at the model's %d positions\n", TOOL,
                 (long long)o.ctx_size, info.max_positions);
     sp.cache_type = o.cache;
-    sp.want_attention = o.attn_npy || o.attn_json;
+    sp.want_attention = o.attn_npy || o.attn_json || o.attn_map;
     if (clattn_lm_session_create(lm, &sp, &s) != CLATTN_OK) {
         fprintf(stderr, "%s: %s\n", TOOL, clattn_last_error());
         goto done;
@@ -450,7 +506,7 @@ int main(int argc, char **argv)
             goto done;
         }
     }
-    if ((o.attn_npy || o.attn_json) && !write_attention(&o, s, lm, ids, n_ids, out, res.n_ids))
+    if ((o.attn_npy || o.attn_json || o.attn_map) && !write_attention(&o, s, lm, ids, n_ids, out, res.n_ids))
         goto done;
     if (!o.quiet) {
         static const char *why[] = {"max tokens", "eos", "stop string", "callback", "context full"};

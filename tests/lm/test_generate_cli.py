@@ -11,6 +11,7 @@ device.
     test_generate_cli.py BUILD_TOOLS_DIR FIXTURES_DIR"""
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -45,6 +46,14 @@ def read_npy_f32(path):
     assert header["descr"] == "<f4" and not header["fortran_order"]
     body = data[10 + hlen:]
     return tuple(header["shape"]), struct.unpack(f"<{len(body) // 4}f", body)
+
+
+def svg_metadata(path):
+    """The JSON object common/plot/ writes into an SVG's <metadata>."""
+    text = open(path, encoding="utf-8").read()
+    m = re.search(r'<metadata id="clattn">(.*?)</metadata>', text, re.S)
+    body = m.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return json.loads(body)
 
 
 def main():
@@ -90,8 +99,10 @@ def main():
         # context, against transformers' output_attentions (the library's
         # test, tests/lm/test_lm_attention.c, checks every model and path).
         aw, at = os.path.join(tmp, "attn.npy"), os.path.join(tmp, "attn.json")
+        svg = os.path.join(tmp, "attn.svg")
         rc, out, err = run(GEN, "-m", model, "--prompt-ids", prompt, "--temp", "0", "-n", "32",
-                           "-c", "64", "-q", "--attention-weights", aw, "--attention-tokens", at)
+                           "-c", "64", "-q", "--attention-weights", aw, "--attention-tokens", at,
+                           "--attention-map", svg)
         check(rc == 0, f"--attention-weights run: rc {rc}: {err}")
         if rc == 0:
             shape, vals = read_npy_f32(aw)
@@ -103,6 +114,25 @@ def main():
             check(j["shape"] == [2, 4, P + G] and j["query"] == P + G - 1 and
                   j["ids"] == case["prompt_ids"] + case["ids"] and
                   len(j["tokens"]) == len(j["labels"]) == P + G, "--attention-tokens JSON")
+            # The heatmaps: a panel per layer and head, one row (the last
+            # token) over the context, labelled as the JSON labels them.
+            meta = svg_metadata(svg)
+            titles = [p["title"] for p in meta["panels"]]
+            check(titles == [f"layer {l}, head {h}" for l in range(2) for h in range(4)],
+                  f"--attention-map panels {titles}")
+            check(meta["col_labels"] == j["labels"] and meta["row_labels"] == j["labels"][-1:],
+                  "--attention-map labels")
+            drawn = [x for p in meta["panels"] for row in p["values"] for x in row]
+            worst = max(abs(a - b) for a, b in zip(drawn, vals)) if len(drawn) == len(vals) else 1
+            check(worst <= 1e-6, f"--attention-map values differ from the .npy by {worst:.2e}")
+            rc, out, err = run(GEN, "-m", model, "--prompt-ids", prompt, "--temp", "0", "-n", "4",
+                               "-c", "64", "-q", "--attention-map", svg, "--layer", "0",
+                               "--head", "3")
+            check(rc == 0 and [p["title"] for p in svg_metadata(svg)["panels"]] ==
+                  ["layer 0, head 3"], f"--layer 0 --head 3: {err}")
+            rc, out, err = run(GEN, "-m", model, "--prompt-ids", prompt, "-n", "2", "-c", "64",
+                               "-q", "--attention-map", svg, "--layer", "7")
+            check(rc == 1 and "--layer 7 is outside [0, 2)" in err, f"--layer 7: rc {rc}, {err!r}")
         rc, out, err = run(GEN, "-m", model, "--prompt-ids", prompt, "--cache-type", "f16",
                            "--temp", "0", "-n", "8", "-q", "--output-format", "json", "-c", "64")
         check(rc == 0 and json.loads(out)["ids"] == case["ids"][:8], "f16 cache greedy ids")
@@ -131,6 +161,9 @@ def main():
         ([GEN, "-m", model, "--prompt-ids", prompt, "--attention-weights", "/nonexistent/a.npy"],
          2, "a.npy"),
         ([GEN, "-m", model, "--prompt-ids", prompt, "--attention-tokens"], 2, "needs a value"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "--attention-map", "/tmp/m.jpg"], 2,
+         "unknown picture format"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "--head", "1"], 2, "go with --attention-map"),
         ([TOK], 1, ""),
         ([TOK, "-m", model, "--decode", "1,x"], 1, ""),
         ([TOK, "-m", "/nonexistent", "hi"], 1, ""),
