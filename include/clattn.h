@@ -1144,6 +1144,14 @@ CLATTN_API void clattn_detokenizer_destroy(clattn_detokenizer *d);
  * is NULL. */
 CLATTN_API int32_t clattn_tokenizer_token_id(const clattn_tokenizer *tok, const char *token);
 
+/* The token string of id, as the vocabulary spells it (transformers'
+ * convert_ids_to_tokens: "[CLS]", "##ing", byte-level BPE's "Ġthe"), for
+ * labels; owned by the tokenizer, valid until clattn_tokenizer_destroy.
+ * NULL for an id without a token, a negative id, or a NULL tokenizer.
+ * BPE: a table lookup; WordPiece: a scan of the vocabulary (about 0.1 ms
+ * for BERT's 30522 tokens). Thread-safe. */
+CLATTN_API const char *clattn_tokenizer_id_to_token(const clattn_tokenizer *tok, int64_t id);
+
 /* Whether id is a special token (an added token marked special; for
  * WordPiece every added token); false for NULL or an unknown id. */
 CLATTN_API bool clattn_tokenizer_is_special(const clattn_tokenizer *tok, int64_t id);
@@ -1297,6 +1305,34 @@ CLATTN_API clattn_status clattn_embedder_embed(clattn_embedder *e, const char *c
 CLATTN_API clattn_status clattn_embedder_embed_ids(clattn_embedder *e, const int64_t *ids,
                                                    const int32_t *lens, int32_t n, float *out,
                                                    const clattn_embed_params *p);
+
+/* The self-attention probabilities of every layer and head for one text,
+ * for looking at (heatmaps): weights [n_layers, n_heads, T, T], row-major,
+ * where T is the text's token count ([CLS] pieces... [SEP], truncated to
+ * max_length) and weights[l, h, i, j] is how much token i attends to token
+ * j in layer l, head h: transformers' BertModel(..., output_attentions=True)
+ * attentions[l][0, h] with eager attention, for the text alone (no
+ * padding; each row sums to 1). p may be NULL; only p->max_length is read
+ * (0: the folder's). *n_tokens, *n_layers, *n_heads receive T and the
+ * model's sizes. weights NULL with capacity 0 only tokenizes and sets the
+ * three counts, so a caller can size the buffer: n_layers * n_heads * T * T
+ * floats. Otherwise capacity (floats) must be at least that, and ids, if
+ * not NULL, receives the T token ids (labels with
+ * clattn_tokenizer_id_to_token on clattn_embedder_tokenizer(e)).
+ * Cost: one encoder pass of the text on the unfused attention path (the
+ * T x T scores materialised per layer and read back after each layer);
+ * clattn_embedder_embed is not affected (it never asks for weights).
+ * Blocking. Errors: CLATTN_ERR_INVALID_ARG (NULL e, text or count
+ * pointer; capacity < 0, or not 0 with weights NULL; max_length outside
+ * 2..max_position_embeddings; capacity too small: the message gives the
+ * shape and the floats needed, and the three counts are set),
+ * CLATTN_ERR_OUT_OF_MEMORY, device errors (weights then partly written).
+ * Thread safety: as its context (one thread at a time). */
+CLATTN_API clattn_status clattn_embedder_attention(clattn_embedder *e, const char *text,
+                                                   const clattn_embed_params *p, float *weights,
+                                                   int64_t capacity, int64_t *ids,
+                                                   int32_t *n_tokens, int32_t *n_layers,
+                                                   int32_t *n_heads);
 
 /* ======================================================================== */
 /* Training: backward passes                                                */
@@ -1916,9 +1952,14 @@ typedef struct clattn_lm_session_params {
     int32_t ctx_size;
     int32_t n_seq;              /* sequences (cache slots); default 1 */
     clattn_cache_type cache_type;
+    /* Keep what clattn_lm_attention_last needs: each layer's query of each
+     * sequence's last position, n_seq * n_layers * n_heads * head_dim
+     * floats on the device, and one small device copy per layer and
+     * sequence in every prefill and decode. Default false. */
+    bool want_attention;
 } clattn_lm_session_params;
 
-/* ctx_size 0, n_seq 1, CLATTN_CACHE_F32. */
+/* ctx_size 0, n_seq 1, CLATTN_CACHE_F32, want_attention false. */
 CLATTN_API clattn_lm_session_params clattn_lm_session_params_default(void);
 
 /* A session: the device KV cache of n_seq sequences, numbered 0 .. n_seq-1,
@@ -1966,6 +2007,33 @@ CLATTN_API clattn_status clattn_lm_decode(clattn_lm_session *s, int32_t n, const
  * blocking. CLATTN_ERR_INVALID_ARG when there are none (empty or just
  * truncated). */
 CLATTN_API clattn_status clattn_lm_logits(clattn_lm_session *s, int32_t seq, float *logits);
+
+/* The attention weights of sequence seq's last position over its whole
+ * context, for looking at (heatmaps): weights [n_layers, n_heads,
+ * ctx_len], row-major, ctx_len = clattn_lm_session_length(s, seq), one
+ * row per query head (GQA/MQA included), each summing to 1, with exact
+ * zeros where the position does not look (keys outside the layer's
+ * sliding window). Equal to the last row of transformers'
+ * output_attentions=True with eager attention on the whole sequence:
+ * attentions[l][0, h, ctx_len - 1, :]. The session must have been created
+ * with want_attention; the row is recomputed from the query kept at the
+ * last prefill or decode and the keys in the cache (as stored: a half
+ * cache gives the weights of the rounded keys). weights NULL with
+ * capacity 0 only sets *ctx_len, so a caller can size the buffer:
+ * n_layers * n_heads * ctx_len floats (clattn_lm_get_info gives the
+ * first two). Cost per call: per layer, one gather of the sequence's keys
+ * to float32 (n_kv_heads * ctx_len * head_dim floats, twice for the
+ * values' room), one unfused attention row per head, one blocking read.
+ * Errors: CLATTN_ERR_INVALID_ARG (s or ctx_len NULL; seq out of range;
+ * capacity < 0, or not 0 with weights NULL; a session without
+ * want_attention; a sequence with no last position: empty, just
+ * truncated, or its last call failed; capacity too small: the message
+ * gives the shape and the floats needed, and *ctx_len is set),
+ * CLATTN_ERR_OUT_OF_MEMORY, device errors. Thread safety: as the session
+ * (one thread at a time for the model's context). */
+CLATTN_API clattn_status clattn_lm_attention_last(clattn_lm_session *s, int32_t seq,
+                                                  float *weights, int64_t capacity,
+                                                  int32_t *ctx_len);
 
 /* Attention of a few new query rows per sequence against a KV cache kept
  * by the caller, with the split-KV kernel pair (FlashDecoding) that

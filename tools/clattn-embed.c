@@ -10,6 +10,10 @@
  * path, then from the current directory); tools/fetch-model fetches it. */
 #define _DEFAULT_SOURCE /* readlink */
 #include "cli_args.h"
+#include "attention_map.h"
+#include "npy.h"
+#include "plot.h"
+#include "token_labels.h"
 
 #include <clattn.h>
 
@@ -43,6 +47,16 @@ static void usage(FILE *f)
             "                        json: {\"model\", \"dim\", \"embeddings\"};\n"
             "                        json+: json with \"similarity\", the cosine matrix\n"
             "                        (JSON has no NaN: a value that is not finite is null)\n"
+            "  --attention-weights F.npy   with one TEXT: write its self-attention\n"
+            "                        probabilities, float32 [layers, heads, T, T] (row i:\n"
+            "                        how token i attends to each token j)\n"
+            "  --attention-tokens F.json   with one TEXT: the T tokens of those rows and\n"
+            "                        columns ({\"shape\", \"ids\", \"tokens\", \"labels\",\n"
+            "                        \"text\"})\n"
+            "  --attention-map F.png|F.svg   with one TEXT: draw those weights as heatmaps,\n"
+            "                        one panel per layer and head (rows: the query token,\n"
+            "                        columns: the key token)\n"
+            "  --layer L, --head H   with --attention-map: only layer L and/or head H\n"
             "  --device SEL          device selector (index, platform:device, or name)\n"
             "  -q                    no progress or messages on stderr\n");
 }
@@ -234,9 +248,93 @@ static int fail(const char *what, clattn_status st)
     return 1;
 }
 
+typedef struct attention_out {
+    const char *npy, *json, *map;   /* any may be NULL */
+    int32_t layer, head;            /* --layer, --head; -1: all */
+} attention_out;
+
+/* The heatmaps of --attention-map, tokens as labels on both axes. */
+static bool draw_map(clattn_embedder *e, const char *model, const attention_out *a,
+                     const float *w, const int64_t *ids, int32_t L, int32_t H, int32_t T)
+{
+    const clattn_tokenizer *tok = clattn_embedder_tokenizer(e);
+    char **labels = calloc((size_t)T, sizeof *labels);
+    bool ok = labels != NULL;
+    for (int32_t i = 0; ok && i < T; i++)
+        ok = (labels[i] = token_label(tok, ids[i])) != NULL;
+    char err[1024], title[512];
+    snprintf(title, sizeof title, "attention weights of %.400s", model);
+    attention_map m = {w, L, H, T, T, a->layer, a->head, (const char *const *)labels,
+                       (const char *const *)labels, title, "key token", "query token"};
+    if (!ok)
+        snprintf(err, sizeof err, "out of memory");
+    if (!ok || !attention_map_draw(a->map, &m, err, sizeof err)) {
+        fprintf(stderr, "clattn-embed: --attention-map: %s\n", err);
+        ok = false;
+    }
+    for (int32_t i = 0; labels && i < T; i++)
+        free(labels[i]);
+    free(labels);
+    return ok;
+}
+
+/* --attention-weights / --attention-tokens / --attention-map for one text:
+ * 0, or 1 on error. */
+static int write_attention(clattn_embedder *e, const char *model, const char *text,
+                           const clattn_embed_params *p, const attention_out *a)
+{
+    const char *npy_path = a->npy, *json_path = a->json;
+    int32_t T = 0, L = 0, H = 0;
+    clattn_status st = clattn_embedder_attention(e, text, p, NULL, 0, NULL, &T, &L, &H);
+    if (st != CLATTN_OK)
+        return fail("attention weights", st);
+    const size_t n = (size_t)L * H * T * T;
+    float *w = malloc(n * sizeof *w);
+    int64_t *ids = malloc((size_t)T * sizeof *ids);
+    int rc = 0;
+    if (!w || !ids) {
+        fprintf(stderr, "clattn-embed: out of memory for %zu attention weights\n", n);
+        rc = 1;
+    } else if ((st = clattn_embedder_attention(e, text, p, w, (int64_t)n, ids, &T, &L, &H)) !=
+               CLATTN_OK) {
+        rc = fail("attention weights", st);
+    }
+    const int64_t shape[4] = {L, H, T, T};
+    char err[512];
+    if (rc == 0 && npy_path && !npy_write_f32(npy_path, 4, shape, w, err, sizeof err)) {
+        fprintf(stderr, "clattn-embed: %s\n", err);
+        rc = 1;
+    }
+    if (rc == 0 && json_path) {
+        size_t len = strlen(text);
+        char *extra = malloc(6 * len + 16);
+        if (extra) {
+            /* "text": the input, escaped as JSON (at most 6 bytes a byte). */
+            char *o = extra + sprintf(extra, "\"text\": \"");
+            for (const unsigned char *c = (const unsigned char *)text; *c; c++)
+                o += *c == '"' || *c == '\\' ? sprintf(o, "\\%c", *c)
+                     : *c < 0x20              ? sprintf(o, "\\u%04x", *c)
+                                              : sprintf(o, "%c", *c);
+            strcpy(o, "\"");
+        }
+        if (!extra || !token_labels_write(json_path, clattn_embedder_tokenizer(e), 4, shape, ids,
+                                          T, extra, err, sizeof err)) {
+            fprintf(stderr, "clattn-embed: %s\n", extra ? err : "out of memory");
+            rc = 1;
+        }
+        free(extra);
+    }
+    if (rc == 0 && a->map && !draw_map(e, model, a, w, ids, L, H, T))
+        rc = 1;
+    free(w);
+    free(ids);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *model = NULL, *file = NULL, *device = NULL, *format = "text";
+    attention_out attn = {NULL, NULL, NULL, -1, -1};
     clattn_embed_params p = clattn_embed_params_default();
     bool quiet = false;
     text_list texts = {0};
@@ -258,6 +356,26 @@ int main(int argc, char **argv)
             file = argv[++i];
         } else if (strcmp(a, "--device") == 0) {
             device = argv[++i];
+        } else if (strcmp(a, "--attention-weights") == 0 ||
+                   strcmp(a, "--attention-tokens") == 0) {
+            if (!cli_output_path("clattn-embed", a, val))
+                return 2;
+            *(a[12] == 'w' ? &attn.npy : &attn.json) = argv[++i];
+        } else if (strcmp(a, "--attention-map") == 0) {
+            char err[512];
+            plot_format fmt;
+            if (!cli_output_path("clattn-embed", a, val))
+                return 2;
+            if (!plot_format_of(val, &fmt, err, sizeof err)) {
+                fprintf(stderr, "clattn-embed: --attention-map: %s\n", err);
+                return 2;
+            }
+            attn.map = argv[++i];
+        } else if (strcmp(a, "--layer") == 0 || strcmp(a, "--head") == 0) {
+            int64_t v;
+            if (!cli_int("clattn-embed", a, argv[++i], 0, 1 << 20, &v))
+                return 2;
+            *(a[2] == 'l' ? &attn.layer : &attn.head) = (int32_t)v;
         } else if (strcmp(a, "--output-format") == 0) {
             format = argv[++i];
             if (strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "json+")) {
@@ -314,6 +432,17 @@ int main(int argc, char **argv)
             free_texts(&texts);
             return 1;
         }
+    }
+    const bool want_attn = attn.npy || attn.json || attn.map;
+    if ((want_attn && texts.count != 1) || ((attn.layer >= 0 || attn.head >= 0) && !attn.map)) {
+        if (want_attn && texts.count != 1)
+            fprintf(stderr, "clattn-embed: --attention-weights, --attention-tokens and "
+                            "--attention-map take exactly one text (got %d)\n",
+                    texts.count);
+        else
+            fprintf(stderr, "clattn-embed: --layer and --head go with --attention-map\n");
+        free_texts(&texts);
+        return 2;
     }
     char found[PATH_MAX];
     if (!model)
@@ -384,6 +513,8 @@ int main(int argc, char **argv)
             print_text(&texts, out, dim);
         else
             print_json(model, out, texts.count, dim, strcmp(format, "json+") == 0);
+        if (want_attn)
+            rc = write_attention(e, model, texts.items[0], &p, &attn);
     }
     free(out);
     free_texts(&texts);

@@ -8,7 +8,10 @@
  * Exit status: 0 on success, 1 on a runtime error (the library's message
  * on stderr), 2 on a usage error. */
 #include "cli_args.h"
+#include "attention_map.h"
 #include "npy.h"
+#include "plot.h"
+#include "token_labels.h"
 
 #include <clattn.h>
 #include <jansson.h>
@@ -51,12 +54,24 @@ static void usage(FILE *f)
             "                         gen_tokens_per_s)\n"
             "      --logits FILE.npy  write float32 logits [T, vocab]: one row per prompt\n"
             "                         position, then one per generated token but the last\n"
+            "      --attention-weights FILE.npy  write float32 attention weights\n"
+            "                         [layers, heads, ctx_len]: how the last generated token\n"
+            "                         attends to each token of the context (prompt and\n"
+            "                         generated ids, itself included), per layer and head\n"
+            "      --attention-tokens FILE.json  the ctx_len tokens of those columns\n"
+            "                         ({\"shape\", \"ids\", \"tokens\", \"labels\", \"query\"})\n"
+            "      --attention-map FILE.png|FILE.svg  draw that row as heatmaps, one panel\n"
+            "                         per layer and head (the row: the last generated\n"
+            "                         token; columns: the context's tokens)\n"
+            "      --layer L, --head H  with --attention-map: only layer L and/or head H\n"
             "  -q, --quiet            no timing summary\n"
             "  -h, --help             this text\n");
 }
 
 typedef struct options {
     const char *model, *prompt, *file, *device, *logits_path, *format;
+    const char *attn_npy, *attn_json, *attn_map;
+    int64_t layer, head;        /* --layer, --head; -1: all */
     int32_t *prompt_ids, n_prompt_ids;
     int64_t n_predict, ctx_size, seed;
     bool quiet, ignore_eos, json;
@@ -80,6 +95,7 @@ static int parse(int argc, char **argv, options *o)
     o->n_predict = 128;
     o->ctx_size = -1;
     o->seed = -1;
+    o->layer = o->head = -1;
     o->sp = clattn_sampler_params_default();
     o->sp.temperature = 0.8, o->sp.top_k = 40, o->sp.top_p = 0.95, o->sp.min_p = 0.05;
     o->stop = calloc((size_t)argc, sizeof *o->stop);
@@ -114,6 +130,21 @@ static int parse(int argc, char **argv, options *o)
             NEED_VALUE o->device = v;
         } else if (IS("--logits", NULL)) {
             NEED_VALUE o->logits_path = v;
+        } else if (IS("--attention-weights", "--attention-tokens")) {
+            NEED_VALUE if (!cli_output_path(TOOL, a, v)) return 2;
+            *(a[12] == 'w' ? &o->attn_npy : &o->attn_json) = v;
+        } else if (IS("--attention-map", NULL)) {
+            char err[512];
+            plot_format fmt;
+            NEED_VALUE if (!cli_output_path(TOOL, a, v)) return 2;
+            if (!plot_format_of(v, &fmt, err, sizeof err)) {
+                fprintf(stderr, "%s: --attention-map: %s\n", TOOL, err);
+                return 2;
+            }
+            o->attn_map = v;
+        } else if (IS("--layer", "--head")) {
+            NEED_VALUE if (!cli_int(TOOL, a, v, 0, 1 << 20, a[2] == 'l' ? &o->layer : &o->head))
+                return 2;
         } else if (IS("--stop", NULL)) {
             NEED_VALUE o->stop[o->n_stop++] = v;
         } else if (IS("--prompt-ids", NULL)) {
@@ -176,6 +207,10 @@ static int parse(int argc, char **argv, options *o)
     if (!o->model || sources != 1) {
         fprintf(stderr, "%s: give -m DIR and exactly one of -p, -f, --prompt-ids\n", TOOL);
         usage(stderr);
+        return 2;
+    }
+    if ((o->layer >= 0 || o->head >= 0) && !o->attn_map) {
+        fprintf(stderr, "%s: --layer and --head go with --attention-map\n", TOOL);
         return 2;
     }
     return 0;
@@ -294,6 +329,87 @@ static char *decode_text(const clattn_tokenizer *tok, const int32_t *ids, int32_
     return text;
 }
 
+/* The heatmaps of --attention-map: one row (the last token) per panel. */
+static bool draw_map(const options *o, const clattn_lm *lm, const clattn_lm_info *info,
+                     const float *w, const int64_t *ids, int32_t len)
+{
+    const clattn_tokenizer *tok = clattn_lm_tokenizer(lm);
+    char **labels = calloc((size_t)len, sizeof *labels);
+    bool ok = labels != NULL;
+    for (int32_t i = 0; ok && i < len; i++) {
+        char id[24];
+        snprintf(id, sizeof id, "%lld", (long long)ids[i]);
+        /* Without a tokenizer (--prompt-ids on a bare folder) the ids are the labels. */
+        ok = (labels[i] = tok ? token_label(tok, ids[i]) : strdup(id)) != NULL;
+    }
+    char err[1024], title[512];
+    snprintf(title, sizeof title, "attention of the last generated token, %.400s", o->model);
+    attention_map m = {w, info->n_layers, info->n_heads, 1, len, (int32_t)o->layer,
+                       (int32_t)o->head, (const char *const *)(labels ? labels + len - 1 : NULL),
+                       (const char *const *)labels, title, "context token", "query"};
+    if (!ok)
+        snprintf(err, sizeof err, "out of memory");
+    if (!ok || !attention_map_draw(o->attn_map, &m, err, sizeof err)) {
+        fprintf(stderr, "%s: --attention-map: %s\n", TOOL, err);
+        ok = false;
+    }
+    for (int32_t i = 0; labels && i < len; i++)
+        free(labels[i]);
+    free(labels);
+    return ok;
+}
+
+/* --attention-weights / --attention-tokens: the last generated id is not
+ * in the cache after generation (nothing needed its keys), so it is
+ * decoded first; then its row over the ctx_len = n_prompt + n_gen
+ * positions. false (message printed) on failure. */
+static bool write_attention(const options *o, clattn_lm_session *s, const clattn_lm *lm,
+                            const int32_t *prompt, int32_t n_prompt, const int32_t *gen,
+                            int32_t n_gen)
+{
+    clattn_lm_info info;
+    clattn_lm_get_info(lm, &info);
+    int32_t seq = 0, len = 0;
+    if (n_gen > 0 && clattn_lm_decode(s, 1, &seq, &gen[n_gen - 1], NULL) != CLATTN_OK) {
+        fprintf(stderr, "%s: %s\n", TOOL, clattn_last_error());
+        return false;
+    }
+    if (clattn_lm_attention_last(s, seq, NULL, 0, &len) != CLATTN_OK) {
+        fprintf(stderr, "%s: %s\n", TOOL, clattn_last_error());
+        return false;
+    }
+    const size_t n = (size_t)info.n_layers * info.n_heads * len;
+    float *w = malloc(n * sizeof *w);
+    int64_t *ids = malloc((size_t)len * sizeof *ids);
+    bool ok = w && ids;
+    if (!ok)
+        fprintf(stderr, "%s: out of memory for %zu attention weights\n", TOOL, n);
+    if (ok && clattn_lm_attention_last(s, seq, w, (int64_t)n, &len) != CLATTN_OK) {
+        fprintf(stderr, "%s: %s\n", TOOL, clattn_last_error());
+        ok = false;
+    }
+    const int64_t shape[3] = {info.n_layers, info.n_heads, len};
+    char err[512], extra[64];
+    if (ok && o->attn_npy && !npy_write_f32(o->attn_npy, 3, shape, w, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", TOOL, err);
+        ok = false;
+    }
+    for (int32_t i = 0; ok && i < len; i++)
+        ids[i] = i < n_prompt ? prompt[i] : gen[i - n_prompt];
+    snprintf(extra, sizeof extra, "\"query\": %d", len - 1);
+    if (ok && o->attn_json &&
+        !token_labels_write(o->attn_json, clattn_lm_tokenizer(lm), 3, shape, ids, len, extra, err,
+                            sizeof err)) {
+        fprintf(stderr, "%s: %s\n", TOOL, err);
+        ok = false;
+    }
+    if (ok && o->attn_map && !draw_map(o, lm, &info, w, ids, len))
+        ok = false;
+    free(w);
+    free(ids);
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
     options o;
@@ -327,6 +443,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: --ctx-size %lld capped at the model's %d positions\n", TOOL,
                 (long long)o.ctx_size, info.max_positions);
     sp.cache_type = o.cache;
+    sp.want_attention = o.attn_npy || o.attn_json || o.attn_map;
     if (clattn_lm_session_create(lm, &sp, &s) != CLATTN_OK) {
         fprintf(stderr, "%s: %s\n", TOOL, clattn_last_error());
         goto done;
@@ -396,6 +513,8 @@ int main(int argc, char **argv)
             goto done;
         }
     }
+    if ((o.attn_npy || o.attn_json || o.attn_map) && !write_attention(&o, s, lm, ids, n_ids, out, res.n_ids))
+        goto done;
     if (!o.quiet) {
         static const char *why[] = {"max tokens", "eos", "stop string", "callback", "context full"};
         fprintf(stderr,

@@ -2,7 +2,8 @@
  * BERT folder (bert_config.c reads its settings) loaded onto the device,
  * and clattn_embedder_embed: tokenize, sort by length, run the encoder on
  * dynamically padded batches with the kernel's key padding, pool, and
- * normalise.
+ * normalise; and clattn_embedder_attention: one text's per-layer attention
+ * probabilities through the unfused attention path.
  *
  *   x = LayerNorm(word[ids] + token_type[0] + position[0..N))
  *   per layer (post-norm, transformer.c's layer):
@@ -514,5 +515,109 @@ clattn_status clattn_embedder_embed_ids(clattn_embedder *e, const int64_t *ids,
     if (st == CLATTN_OK)
         st = embed_table(e, &t, n, out, p);
     tokens_free(&t);
+    return st;
+}
+
+/* ---- attention weights ---------------------------------------------------- */
+
+/* The encoder on one text's T tokens ids (no padding), each layer's
+ * self-attention probabilities [1, H, T, T] read into weights[l] as
+ * [H, T, T]: the unfused attention path, run only here. */
+static clattn_status attention_forward(clattn_embedder *e, const int64_t *ids, int32_t T,
+                                       float *weights)
+{
+    clattn_ctx *ctx = e->ctx;
+    const int64_t E = e->cfg.hidden, H = e->cfg.heads;
+    const size_t per_layer = (size_t)H * (size_t)T * (size_t)T;
+    int64_t *aux = malloc((size_t)T * sizeof *aux);
+    if (!aux)
+        return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+    clattn_tensor x, tmp, w;
+    const int64_t shape[3] = {1, T, E}, wshape[4] = {1, H, T, T};
+    const char *what = "embedder activations [B, N, E]";
+    clattn__buffer wbuf = {0};
+    clattn_status st = clattn__workspace(ctx, &e->x, 3, shape, what, &x);
+    if (st == CLATTN_OK)
+        st = clattn__workspace(ctx, &e->tmp, 3, shape, what, &tmp);
+    if (st == CLATTN_OK)
+        st = clattn__workspace(ctx, &wbuf, 4, wshape, "attention weights [1, H, T, T]", &w);
+    /* As encode_batch: (word + token type 0) + position, then LayerNorm. */
+    if (st == CLATTN_OK)
+        st = clattn_embedding(ctx, e->word, ids, (size_t)T, &x);
+    for (int32_t i = 0; i < T; i++)
+        aux[i] = 0;
+    if (st == CLATTN_OK)
+        st = clattn_embedding(ctx, e->type, aux, (size_t)T, &tmp);
+    if (st == CLATTN_OK)
+        st = clattn_add(ctx, &x, &tmp, &x);
+    for (int32_t i = 0; i < T; i++)
+        aux[i] = i;
+    if (st == CLATTN_OK)
+        st = clattn_embedding(ctx, e->pos, aux, (size_t)T, &tmp);
+    if (st == CLATTN_OK)
+        st = clattn_add(ctx, &x, &tmp, &x);
+    if (st == CLATTN_OK)
+        st = clattn_layer_norm(ctx, &x, e->emb_norm.weight, e->emb_norm.bias, e->cfg.eps, &x);
+    clattn__layer_call call;
+    memset(&call, 0, sizeof call);
+    call.self_weights = &w;
+    for (int32_t l = 0; l < e->n_layers && st == CLATTN_OK; l++) {
+        st = clattn__layer_forward(ctx, &e->layers[l], &call, &x);
+        if (st == CLATTN_OK)
+            st = clattn_tensor_read(&w, weights + (size_t)l * per_layer);
+    }
+    clattn__buffer_release(&wbuf);
+    free(aux);
+    return st;
+}
+
+clattn_status clattn_embedder_attention(clattn_embedder *e, const char *text,
+                                        const clattn_embed_params *p, float *weights,
+                                        int64_t capacity, int64_t *ids, int32_t *n_tokens,
+                                        int32_t *n_layers, int32_t *n_heads)
+{
+    clattn__clear_thread_error();
+    clattn_ctx *ctx = e ? e->ctx : NULL;
+    if (!e || !text || !n_tokens || !n_layers || !n_heads)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "embedder_attention: e, text, n_tokens, n_layers and n_heads must "
+                            "not be NULL");
+    if (capacity < 0 || (!weights && capacity != 0))
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "embedder_attention: capacity %lld must be >= 0, and 0 when weights "
+                            "is NULL",
+                            (long long)capacity);
+    int32_t max_len = p && p->max_length ? p->max_length : e->max_length;
+    if (max_len < 2 || max_len > e->cfg.max_pos)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "embedder_attention: max_length %d must be in 2..%lld (the model's "
+                            "max_position_embeddings; 0: the folder's default)",
+                            p ? p->max_length : 0, (long long)e->cfg.max_pos);
+    int64_t *tok = malloc((size_t)max_len * sizeof *tok);
+    if (!tok)
+        return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+    int32_t T = 0;
+    clattn_status st = clattn_tokenizer_encode(e->tok, text, strlen(text), max_len, tok, max_len,
+                                               &T);
+    if (st != CLATTN_OK) {
+        free(tok);
+        return clattn__fail(ctx, st, "embedder_attention: %s", clattn_last_error());
+    }
+    const int64_t need = (int64_t)e->n_layers * e->cfg.heads * T * T;
+    *n_tokens = T;
+    *n_layers = e->n_layers;
+    *n_heads = (int32_t)e->cfg.heads;
+    if (weights && capacity < need)
+        st = clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                          "embedder_attention: capacity %lld floats is too small for weights "
+                          "[n_layers, n_heads, T, T] = [%d, %d, %d, %d]: %lld floats needed",
+                          (long long)capacity, e->n_layers, (int)e->cfg.heads, T, T,
+                          (long long)need);
+    if (st == CLATTN_OK && weights) {
+        st = attention_forward(e, tok, T, weights);
+        if (st == CLATTN_OK && ids)
+            memcpy(ids, tok, (size_t)T * sizeof *ids);
+    }
+    free(tok);
     return st;
 }

@@ -187,6 +187,9 @@ clattn_status clattn__lm_forward(clattn_lm_session *s, int32_t T, const int32_t 
             st = clattn__lm_rope_store(ctx, s->qkv, s->q, &s->kv[l], s->f16, s->pos, s->slot,
                                        c->family == CLATTN_LM_LLAMA ? lm->inv_freq : NULL, T,
                                        c->heads, c->kv_heads, c->head_dim, s->cap);
+        /* want_attention: the last position's queries of each sequence. */
+        for (int32_t t = prefill ? T - 1 : 0; st == CLATTN_OK && s->last_q && t < T; t++)
+            st = clattn__lm_keep_query(s, l, t, slot[t]);
         if (st == CLATTN_OK && prefill) {
             st = prefill_attention(s, l, T, slot[0], pos[0]);
         } else if (st == CLATTN_OK) {

@@ -11,6 +11,8 @@
  *   model.c           loading a folder's weights (sharded or not)
  *   forward.c         one forward pass over a batch of token rows
  *   session.c         the KV cache of a session and its sequences
+ *   attention_map.c   the last position's attention weights, recomputed
+ *                     from the kept query and the cached keys
  *   sampling.c        the host sampler (double precision)
  *   generate.c        the generation loop
  *
@@ -245,7 +247,17 @@ struct clattn_lm_session {
     clattn__buffer rows_tmp;     /* prefill fallback: q of a row block */
     clattn__buffer rows_out;     /* prefill fallback: out of a row block */
     uint64_t cache_bytes;
+    /* want_attention (attention_map.c): each layer's query of each
+     * sequence's last position, after RoPE, float32 [n_seq, layers, Hq D],
+     * kept by forward.c; NULL without want_attention. */
+    cl_mem last_q;
+    bool *has_last_q;            /* [n_seq] last_q rows are current */
+    clattn__buffer map_q, map_out, map_w; /* attention_map.c's work buffers */
 };
+
+/* Copies row `row` of s->q (one token's queries of layer l, after RoPE)
+ * into sequence slot's row of s->last_q; a no-op without want_attention. */
+clattn_status clattn__lm_keep_query(clattn_lm_session *s, int32_t l, int32_t row, int32_t slot);
 
 /* Runs T rows through the model: row t is token ids[t] at position pos[t]
  * of sequence slot[t] (host arrays, already checked). prefill: all rows

@@ -11,7 +11,7 @@
 
 clattn_lm_session_params clattn_lm_session_params_default(void)
 {
-    clattn_lm_session_params p = {0, 1, CLATTN_CACHE_F32};
+    clattn_lm_session_params p = {0, 1, CLATTN_CACHE_F32, false};
     return p;
 }
 
@@ -25,14 +25,19 @@ void clattn_lm_session_destroy(clattn_lm_session *s)
     }
     free(s->kv);
     cl_mem *bufs[] = {&s->last_logits, &s->x,      &s->h,      &s->qkv, &s->q,   &s->attn,
-                      &s->mlp,         &s->act,    &s->logits, &s->ids, &s->pos, &s->slot};
+                      &s->mlp,         &s->act,    &s->logits, &s->ids, &s->pos, &s->slot,
+                      &s->last_q};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         clattn__lm_release_mem(bufs[i]);
     clattn__buffer_release(&s->kv_f32);
     clattn__buffer_release(&s->rows_tmp);
     clattn__buffer_release(&s->rows_out);
+    clattn__buffer_release(&s->map_q);
+    clattn__buffer_release(&s->map_out);
+    clattn__buffer_release(&s->map_w);
     free(s->len);
     free(s->has_logits);
+    free(s->has_last_q);
     s->lm->n_sessions--;
     free(s);
 }
@@ -82,6 +87,8 @@ static clattn_status allocate(clattn_lm_session *s)
     };
     for (size_t i = 0; st == CLATTN_OK && i < sizeof bufs / sizeof bufs[0]; i++)
         st = make(s, bufs[i].n, bufs[i].esize, bufs[i].what, bufs[i].out);
+    if (st == CLATTN_OK && s->has_last_q)
+        st = make(s, (size_t)s->n_seq * (size_t)c->layers * qd, f, "last queries", &s->last_q);
     return st;
 }
 
@@ -124,7 +131,9 @@ clattn_status clattn_lm_session_create(clattn_lm *lm, const clattn_lm_session_pa
         s->max_rows = s->n_seq;
     s->len = calloc((size_t)s->n_seq, sizeof *s->len);
     s->has_logits = calloc((size_t)s->n_seq, sizeof *s->has_logits);
-    clattn_status st = s->len && s->has_logits
+    if (p->want_attention)
+        s->has_last_q = calloc((size_t)s->n_seq, sizeof *s->has_last_q);
+    clattn_status st = s->len && s->has_logits && (s->has_last_q || !p->want_attention)
                            ? allocate(s)
                            : clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
     if (st != CLATTN_OK) {
@@ -165,6 +174,8 @@ clattn_status clattn_lm_session_truncate(clattn_lm_session *s, int32_t seq, int3
      * after a sequence's length, and the next tokens overwrite them. */
     s->len[seq] = n_pos;
     s->has_logits[seq] = false;
+    if (s->has_last_q)
+        s->has_last_q[seq] = false;
     return CLATTN_OK;
 }
 
@@ -250,6 +261,8 @@ clattn_status clattn_lm_prefill(clattn_lm_session *s, int32_t seq, const int32_t
                             "its %d (ctx_size)",
                             n, seq, s->len[seq], s->cap);
     s->has_logits[seq] = false;
+    if (s->has_last_q)
+        s->has_last_q[seq] = false;
     const size_t V = (size_t)s->lm->cfg.vocab;
     const int32_t start = s->len[seq];
     for (int32_t done = 0; st == CLATTN_OK && done < n;) {
@@ -264,6 +277,8 @@ clattn_status clattn_lm_prefill(clattn_lm_session *s, int32_t seq, const int32_t
         /* A failed chunk leaves the sequence as it was before the call. */
         s->len[seq] = start;
         s->has_logits[seq] = false;
+    } else if (s->has_last_q) {
+        s->has_last_q[seq] = true;
     }
     return st;
 }
@@ -297,12 +312,18 @@ clattn_status clattn_lm_decode(clattn_lm_session *s, int32_t n, const int32_t *s
     }
     if (st != CLATTN_OK)
         return st;
-    for (int32_t i = 0; i < n; i++)
+    for (int32_t i = 0; i < n; i++) {
         s->has_logits[seqs[i]] = false;
+        if (s->has_last_q)
+            s->has_last_q[seqs[i]] = false;
+    }
     st = clattn__lm_forward(s, n, ids, pos, seqs, false);
     if (st == CLATTN_OK)
-        for (int32_t i = 0; i < n; i++)
+        for (int32_t i = 0; i < n; i++) {
             s->len[seqs[i]]++;
+            if (s->has_last_q)
+                s->has_last_q[seqs[i]] = true;
+        }
     if (st == CLATTN_OK)
         st = clattn__lm_head(s, 0, n, s->logits, 0);
     for (int32_t i = 0; st == CLATTN_OK && i < n; i++)

@@ -223,6 +223,9 @@ typedef struct clattn__layer_call {
     const clattn_mask *memory_mask, *memory_kpm;
     bool memory_causal;
     const int32_t *self_kv_len;         /* host [B] or NULL, see clattn__attn_call */
+    /* Inference forward only: when set, receives the self-attention
+     * probabilities [B, H, N, N] (selects the unfused attention path). */
+    clattn_tensor *self_weights;
 } clattn__layer_call;
 
 clattn_status clattn__layer_forward(clattn_ctx *ctx, clattn__layer *layer,

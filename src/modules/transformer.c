@@ -113,7 +113,7 @@ static clattn_status self_attention(clattn_ctx *ctx, clattn__layer *layer,
 {
     (void)ff;
     clattn__attn_call ac = {in, in, in, call->self_mask, call->self_kpm, call->self_causal,
-                            NULL, false, call->self_kv_len, false, true};
+                            call->self_weights, false, call->self_kv_len, false, true};
     return clattn__attn_block_forward(ctx, &layer->self_attn, &ac, out);
 }
 

@@ -783,3 +783,20 @@ int32_t clattn_tokenizer_eos_id(const clattn_tokenizer *t)
 {
     return t ? t->eos_id : -1;
 }
+
+const char *clattn_tokenizer_id_to_token(const clattn_tokenizer *t, int64_t id)
+{
+    if (!t || id < 0)
+        return NULL;
+    if (t->bpe)
+        return id < t->bpe->n_ids ? t->bpe->tok[id] : NULL;
+    for (int32_t i = 0; i < t->n_added; i++)
+        if (t->added[i].id == id)
+            return t->added[i].content;
+    /* WordPiece keeps its vocabulary by string only: a scan of the table
+     * (labels for a few tokens, not a hot path). */
+    for (size_t i = 0; i < t->n_slots; i++)
+        if (t->slots[i].token && t->slots[i].id == id)
+            return t->slots[i].token;
+    return NULL;
+}

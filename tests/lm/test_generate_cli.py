@@ -11,6 +11,7 @@ device.
     test_generate_cli.py BUILD_TOOLS_DIR FIXTURES_DIR"""
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -47,10 +48,19 @@ def read_npy_f32(path):
     return tuple(header["shape"]), struct.unpack(f"<{len(body) // 4}f", body)
 
 
+def svg_metadata(path):
+    """The JSON object common/plot/ writes into an SVG's <metadata>."""
+    text = open(path, encoding="utf-8").read()
+    m = re.search(r'<metadata id="clattn">(.*?)</metadata>', text, re.S)
+    body = m.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return json.loads(body)
+
+
 def main():
     model = os.path.join(FIX, "lm", "llama_gqa_f32")
     case = json.load(open(os.path.join(model, "case.json")))
     prompt = ",".join(str(i) for i in case["prompt_ids"])
+    P, G = len(case["prompt_ids"]), len(case["ids"])
     with tempfile.TemporaryDirectory() as tmp:
         logits = os.path.join(tmp, "logits.npy")
         rc, out, err = run(GEN, "-m", model, "--prompt-ids", prompt, "--temp", "0", "-n", "32",
@@ -64,7 +74,7 @@ def main():
             check(j["prompt_tokens_per_s"] > 0 and j["gen_tokens_per_s"] > 0, "rates")
             check(err == "", "-q prints no summary")
             shape, vals = read_npy_f32(logits)
-            P, G, V = len(case["prompt_ids"]), len(case["ids"]), 320
+            V = 320
             check(shape == (P + G - 1, V), f"--logits shape {shape}")
             # The first row against transformers' (the test of the library
             # checks every row; this checks the file's layout).
@@ -85,6 +95,44 @@ def main():
         rc, out, err = run(GEN, "-m", os.path.join(FIX, "lm", "gpt2_f32"), "-p", "The quick brown",
                            "--temp", "0", "-n", "10", "--output-format", "json", "-q")
         check(rc == 0 and json.loads(out)["ids"], f"text prompt: {err}")
+        # --attention-weights: the last generated token's row over the
+        # context, against transformers' output_attentions (the library's
+        # test, tests/lm/test_lm_attention.c, checks every model and path).
+        aw, at = os.path.join(tmp, "attn.npy"), os.path.join(tmp, "attn.json")
+        svg = os.path.join(tmp, "attn.svg")
+        rc, out, err = run(GEN, "-m", model, "--prompt-ids", prompt, "--temp", "0", "-n", "32",
+                           "-c", "64", "-q", "--attention-weights", aw, "--attention-tokens", at,
+                           "--attention-map", svg)
+        check(rc == 0, f"--attention-weights run: rc {rc}: {err}")
+        if rc == 0:
+            shape, vals = read_npy_f32(aw)
+            ref_shape, ref = read_npy_f32(os.path.join(model, "attn_full.npy"))
+            check(shape == ref_shape == (2, 4, P + G), f"--attention-weights shape {shape}")
+            worst = max(abs(a - b) for a, b in zip(vals, ref)) if shape == ref_shape else 1
+            check(worst <= 1e-5, f"--attention-weights match transformers' ({worst:.2e})")
+            j = json.load(open(at))
+            check(j["shape"] == [2, 4, P + G] and j["query"] == P + G - 1 and
+                  j["ids"] == case["prompt_ids"] + case["ids"] and
+                  len(j["tokens"]) == len(j["labels"]) == P + G, "--attention-tokens JSON")
+            # The heatmaps: a panel per layer and head, one row (the last
+            # token) over the context, labelled as the JSON labels them.
+            meta = svg_metadata(svg)
+            titles = [p["title"] for p in meta["panels"]]
+            check(titles == [f"layer {l}, head {h}" for l in range(2) for h in range(4)],
+                  f"--attention-map panels {titles}")
+            check(meta["col_labels"] == j["labels"] and meta["row_labels"] == j["labels"][-1:],
+                  "--attention-map labels")
+            drawn = [x for p in meta["panels"] for row in p["values"] for x in row]
+            worst = max(abs(a - b) for a, b in zip(drawn, vals)) if len(drawn) == len(vals) else 1
+            check(worst <= 1e-6, f"--attention-map values differ from the .npy by {worst:.2e}")
+            rc, out, err = run(GEN, "-m", model, "--prompt-ids", prompt, "--temp", "0", "-n", "4",
+                               "-c", "64", "-q", "--attention-map", svg, "--layer", "0",
+                               "--head", "3")
+            check(rc == 0 and [p["title"] for p in svg_metadata(svg)["panels"]] ==
+                  ["layer 0, head 3"], f"--layer 0 --head 3: {err}")
+            rc, out, err = run(GEN, "-m", model, "--prompt-ids", prompt, "-n", "2", "-c", "64",
+                               "-q", "--attention-map", svg, "--layer", "7")
+            check(rc == 1 and "--layer 7 is outside [0, 2)" in err, f"--layer 7: rc {rc}, {err!r}")
         rc, out, err = run(GEN, "-m", model, "--prompt-ids", prompt, "--cache-type", "f16",
                            "--temp", "0", "-n", "8", "-q", "--output-format", "json", "-c", "64")
         check(rc == 0 and json.loads(out)["ids"] == case["ids"][:8], "f16 cache greedy ids")
@@ -110,6 +158,12 @@ def main():
         ([GEN, "-m", model, "--prompt-ids", "1", "--device", "no-such-device"], 1, ""),
         ([GEN, "-m", model, "--prompt-ids", prompt, "--logits", "/nonexistent/l.npy", "-n", "2"],
          1, "l.npy"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "--attention-weights", "/nonexistent/a.npy"],
+         2, "a.npy"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "--attention-tokens"], 2, "needs a value"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "--attention-map", "/tmp/m.jpg"], 2,
+         "unknown picture format"),
+        ([GEN, "-m", model, "--prompt-ids", prompt, "--head", "1"], 2, "go with --attention-map"),
         ([TOK], 1, ""),
         ([TOK, "-m", model, "--decode", "1,x"], 1, ""),
         ([TOK, "-m", "/nonexistent", "hi"], 1, ""),

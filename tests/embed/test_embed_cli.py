@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""clattn-embed's --attention-weights, --attention-tokens and
+--attention-map on the tiny BERT of tests/fixtures/make_attention_fixtures.py:
+the .npy file against transformers' output_attentions, the JSON sidecar's
+tokens against transformers' tokenizer, the SVG heatmaps' metadata (panels,
+labels, the values drawn) against the .npy file, and bad arguments (exit
+status 2 with a message, 1 for a --layer past the model's).
+
+    test_embed_cli.py BUILD_TOOLS_DIR TINY_BERT_DIR"""
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+
+TOOLS, MODEL = sys.argv[1], sys.argv[2]
+EMBED = os.path.join(TOOLS, "clattn-embed")
+checks = failures = 0
+
+
+def check(cond, what):
+    global checks, failures
+    checks += 1
+    if not cond:
+        failures += 1
+        print(f"FAIL {what}", file=sys.stderr)
+
+
+def run(*args):
+    p = subprocess.run(list(args), capture_output=True, timeout=300)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def read_npy_f32(path):
+    """(shape, floats) of a version 1 float32 .npy file, without numpy."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:6] == b"\x93NUMPY", "not a .npy file"
+    hlen = struct.unpack("<H", data[8:10])[0]
+    header = eval(data[10:10 + hlen].decode("latin1"))  # a Python dict literal
+    assert header["descr"] == "<f4" and not header["fortran_order"]
+    body = data[10 + hlen:]
+    return tuple(header["shape"]), struct.unpack(f"<{len(body) // 4}f", body)
+
+
+def svg_metadata(path):
+    """The JSON object common/plot/ writes into an SVG's <metadata>."""
+    text = open(path, encoding="utf-8").read()
+    m = re.search(r'<metadata id="clattn">(.*?)</metadata>', text, re.S)
+    body = m.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return json.loads(body)
+
+
+def check_map(meta, vals, L, H, R, C, labels_r, labels_c, only, what):
+    """Panels titled 'layer l, head h' holding the rows of vals [L, H, R, C]."""
+    want = [(l, h) for l in range(L) for h in range(H) if only in (None, (l, h))]
+    panels = meta["panels"]
+    check([p["title"] for p in panels] == [f"layer {l}, head {h}" for l, h in want],
+          f"{what}: panel titles {[p['title'] for p in panels]}")
+    check(meta["row_labels"] == labels_r and meta["col_labels"] == labels_c,
+          f"{what}: labels {meta['row_labels']} / {meta['col_labels']}")
+    worst = 0.0
+    for p, (l, h) in zip(panels, want):
+        base = (l * H + h) * R * C
+        flat = [x for row in p["values"] for x in row]
+        check(len(flat) == R * C, f"{what}: panel {l},{h} has {len(flat)} values")
+        worst = max([worst] + [abs(a - b) for a, b in zip(flat, vals[base:base + R * C])])
+    check(worst <= 1e-6, f"{what}: values drawn differ from the .npy by {worst:.2e}")
+
+
+def main():
+    cases = json.load(open(os.path.join(MODEL, "texts.json"), encoding="utf-8"))["cases"]
+    with tempfile.TemporaryDirectory() as tmp:
+        aw, at = os.path.join(tmp, "a.npy"), os.path.join(tmp, "a.json")
+        for i in (0, 3):
+            c = cases[i]
+            rc, out, err = run(EMBED, "--model", MODEL, "-q", "--attention-weights", aw,
+                               "--attention-tokens", at, "--", c["text"])
+            check(rc == 0, f"text {i}: rc {rc}: {err}")
+            if rc != 0:
+                continue
+            T = len(c["ids"])
+            shape, vals = read_npy_f32(aw)
+            ref_shape, ref = read_npy_f32(os.path.join(MODEL, f"attn_{i}.npy"))
+            check(shape == ref_shape == (2, 4, T, T), f"text {i}: shape {shape}")
+            worst = max(abs(a - b) for a, b in zip(vals, ref)) if shape == ref_shape else 1
+            check(worst <= 1e-5, f"text {i}: weights match transformers' ({worst:.2e})")
+            j = json.load(open(at, encoding="utf-8"))
+            check(j["shape"] == [2, 4, T, T] and j["ids"] == c["ids"] and
+                  j["tokens"] == c["tokens"] and j["labels"] == c["tokens"] and
+                  j["text"] == c["text"], f"text {i}: --attention-tokens JSON {j}")
+        # The heatmaps: every layer and head, then one chosen.
+        c = cases[3]
+        T = len(c["ids"])
+        svg = os.path.join(tmp, "m.svg")
+        rc, out, err = run(EMBED, "--model", MODEL, "-q", "--attention-weights", aw,
+                           "--attention-map", svg, "--", c["text"])
+        check(rc == 0, f"--attention-map: rc {rc}: {err}")
+        if rc == 0:
+            shape, vals = read_npy_f32(aw)
+            check_map(svg_metadata(svg), vals, 2, 4, T, T, c["tokens"], c["tokens"], None,
+                      "--attention-map")
+            rc, out, err = run(EMBED, "--model", MODEL, "-q", "--attention-map", svg,
+                               "--layer", "1", "--head", "2", "--", c["text"])
+            check(rc == 0, f"--layer 1 --head 2: rc {rc}: {err}")
+            if rc == 0:
+                check_map(svg_metadata(svg), vals, 2, 4, T, T, c["tokens"], c["tokens"],
+                          (1, 2), "--layer 1 --head 2")
+        png = os.path.join(tmp, "m.png")
+        rc, out, err = run(EMBED, "--model", MODEL, "-q", "--attention-map", png, "hello")
+        check(rc == 0 and open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n", f"PNG map: {err}")
+        rc, out, err = run(EMBED, "--model", MODEL, "-q", "--attention-map", svg, "--layer", "2",
+                           "hello")
+        check(rc == 1 and "--layer 2 is outside [0, 2)" in err, f"--layer 2: rc {rc}, {err!r}")
+        bad = [
+            (["--attention-weights", aw, "one", "two"], "exactly one text"),
+            (["--attention-weights", "/nonexistent/a.npy", "one"], "a.npy"),
+            (["--attention-tokens"], "needs a value"),
+            (["--attention-map", os.path.join(tmp, "m.jpg"), "one"], "unknown picture format"),
+            (["--attention-map", svg, "one", "two"], "exactly one text"),
+            (["--layer", "1", "one"], "go with --attention-map"),
+            (["--attention-map", svg, "--head", "-1", "one"], "--head"),
+        ]
+        for args, fragment in bad:
+            rc, out, err = run(EMBED, "--model", MODEL, *args)
+            check(rc == 2 and fragment in err, f"{args}: rc {rc} (want 2), {err!r}")
+    print(f"test_embed_cli: {checks} checks, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
