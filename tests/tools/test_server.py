@@ -7,9 +7,10 @@ every error case, the API key, and the drain on SIGTERM.
 usage: test_server.py TOOLS_DIR MODEL_DIR LM_DIR
 Every wait is bounded; the servers are killed if anything hangs.
 
-On Rusticl (CLATTN_DEVICE=rusticl...: llvmpipe embeds one short text in
-about 2 s) the embedding load test and the 256-token texts are left to the
-POCL stage, which runs everything; the rest runs on both."""
+With CLATTN_TEST_EMBED_SHORT=1 (tools/check's Rusticl stage: llvmpipe
+embeds one short text in about 2 s) the embedding load test and the
+256-token texts are left to the POCL stage, which runs everything; the
+rest runs on both."""
 import base64
 import http.client
 import json
@@ -23,7 +24,7 @@ import time
 
 TOOLS, MODEL, LM = sys.argv[1], sys.argv[2], sys.argv[3]
 SERVER = os.path.join(TOOLS, "clattn-server")
-SLOW_DEVICE = os.environ.get("CLATTN_DEVICE", "").startswith("rusticl")
+SLOW_DEVICE = os.environ.get("CLATTN_TEST_EMBED_SHORT") == "1"
 checks = failures = 0
 
 
