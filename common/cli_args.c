@@ -136,3 +136,15 @@ void cli_json_number(FILE *f, double x, int digits)
     else
         fputs("null", f);
 }
+
+const char *cli_folder_name(const char *path, char *buf, size_t size)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    size_t start = n;
+    while (start > 0 && path[start - 1] != '/')
+        start--;
+    snprintf(buf, size, "%.*s", (int)(n - start), path + start);
+    return buf;
+}

@@ -31,4 +31,8 @@ bool cli_output_path(const char *tool, const char *option, const char *path);
  * infinite: JSON has no NaN, and a bare "nan" breaks every reader. */
 void cli_json_number(FILE *f, double x, int digits);
 
+/* The last component of path ("models/all-MiniLM-L6-v2/" -> the name), in
+ * buf, for titles and labels; returns buf. */
+const char *cli_folder_name(const char *path, char *buf, size_t size);
+
 #endif

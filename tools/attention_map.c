@@ -9,8 +9,8 @@
 bool attention_map_draw(const char *path, const attention_map *m, char *err, size_t err_size)
 {
     if (m->layer >= m->layers || m->head >= m->heads) {
-        snprintf(err, err_size, "--%s %d is outside [0, %d)", m->layer >= m->layers ? "layer" : "head",
-                 m->layer >= m->layers ? m->layer : m->head,
+        snprintf(err, err_size, "--%s %d is outside [0, %d)",
+                 m->layer >= m->layers ? "layer" : "head", m->layer >= m->layers ? m->layer : m->head,
                  m->layer >= m->layers ? m->layers : m->heads);
         return false;
     }
@@ -35,7 +35,8 @@ bool attention_map_draw(const char *path, const attention_map *m, char *err, siz
         .title = m->title, .row_labels = m->row_labels, .col_labels = m->col_labels,
         .x_label = m->x_label, .y_label = m->y_label,
         .vmin = 0.0f, .vmax = 1.0f, /* probabilities */
-        .columns = n_h,
+        /* One row per layer; one layer's heads as a near-square grid. */
+        .columns = n_l > 1 ? n_h : 0,
     };
     bool ok = plot_heatmaps(path, panels, n, &spec, err, err_size);
     free(panels), free(titles);

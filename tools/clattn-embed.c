@@ -263,7 +263,9 @@ static bool draw_map(clattn_embedder *e, const char *model, const attention_out 
     for (int32_t i = 0; ok && i < T; i++)
         ok = (labels[i] = token_label(tok, ids[i])) != NULL;
     char err[1024], title[512];
-    snprintf(title, sizeof title, "attention weights of %.400s", model);
+    char name[256];
+    snprintf(title, sizeof title, "attention weights of %s",
+             cli_folder_name(model, name, sizeof name));
     attention_map m = {w, L, H, T, T, a->layer, a->head, (const char *const *)labels,
                        (const char *const *)labels, title, "key token", "query token"};
     if (!ok)

@@ -343,7 +343,9 @@ static bool draw_map(const options *o, const clattn_lm *lm, const clattn_lm_info
         ok = (labels[i] = tok ? token_label(tok, ids[i]) : strdup(id)) != NULL;
     }
     char err[1024], title[512];
-    snprintf(title, sizeof title, "attention of the last generated token, %.400s", o->model);
+    char name[256];
+    snprintf(title, sizeof title, "attention of the last generated token, %s",
+             cli_folder_name(o->model, name, sizeof name));
     attention_map m = {w, info->n_layers, info->n_heads, 1, len, (int32_t)o->layer,
                        (int32_t)o->head, (const char *const *)(labels ? labels + len - 1 : NULL),
                        (const char *const *)labels, title, "context token", "query"};

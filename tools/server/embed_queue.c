@@ -7,6 +7,8 @@
  * vectors it would get alone. */
 #include "server.h"
 
+#include "cli_args.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -185,7 +187,7 @@ bool embed_queue_start(const server_options *o, embed_queue **out)
     q->max_wait_ms = o->max_wait_ms;
     q->max_queue = o->max_queue;
     clattn_embedder_defaults(q->e, NULL, NULL, &q->max_length);
-    snprintf(q->name, sizeof q->name, "%s", model_name_of(o->model_dir));
+    cli_folder_name(o->model_dir, q->name, sizeof q->name);
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->work, NULL);
     pthread_cond_init(&q->done, NULL);

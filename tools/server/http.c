@@ -93,19 +93,6 @@ bool parse_json_object(const char *body, size_t len, http_reply *r, json_t **out
     return true;
 }
 
-const char *model_name_of(const char *dir)
-{
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/')
-        n--;
-    static _Thread_local char name[256];
-    size_t start = n;
-    while (start > 0 && dir[start - 1] != '/')
-        start--;
-    snprintf(name, sizeof name, "%.*s", (int)(n - start), dir + start);
-    return name;
-}
-
 /* Constant-time comparison, so the key cannot be guessed byte by byte
  * from response times. */
 static bool same_secret(const char *a, const char *b)

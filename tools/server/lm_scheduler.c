@@ -11,6 +11,8 @@
  * held back until it cannot. */
 #include "server.h"
 
+#include "cli_args.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -416,7 +418,7 @@ bool lm_scheduler_start(const server_options *o, lm_scheduler **out)
         st = CLATTN_ERR_OUT_OF_MEMORY;
     }
     s->max_queue = o->max_queue;
-    snprintf(s->name, sizeof s->name, "%s", model_name_of(o->lm_dir));
+    cli_folder_name(o->lm_dir, s->name, sizeof s->name);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
     pthread_cond_init(&s->progress, NULL);

@@ -162,7 +162,5 @@ void sse_close(sse_stream *st);
 
 /* Parses body as a JSON object into *out, or fills r with a 400. */
 bool parse_json_object(const char *body, size_t len, http_reply *r, json_t **out);
-/* The last path component of dir ("models/all-MiniLM-L6-v2" -> the name). */
-const char *model_name_of(const char *dir);
 
 #endif
