@@ -32,7 +32,8 @@ static void usage(FILE *f)
             "                       (also read from CLATTN_API_KEY)\n"
             "  --max-batch N        texts per embedding pass, and completions decoded\n"
             "                       together (default 32; 1: no batching)\n"
-            "  --max-wait-ms N      how long a batch waits to fill (default 5; 0: never)\n"
+            "  --max-wait-ms N      how long a batch waits to fill (default 0: a batch is\n"
+            "                       what arrived while the previous one ran)\n"
             "  --max-body-bytes N   largest request body (default 1048576)\n"
             "  --max-inputs N       inputs per embedding request (default 2048)\n"
             "  --max-queue N        requests waiting per model before 503 (default 256)\n"
@@ -50,7 +51,7 @@ static int parse(int argc, char **argv, server_options *o)
     o->host = "127.0.0.1";
     o->port = 8080;
     o->max_batch = 32;
-    o->max_wait_ms = 5;
+    o->max_wait_ms = 0;
     o->max_body = 1 << 20;
     o->max_inputs = 2048;
     o->max_queue = 256;

@@ -1,7 +1,9 @@
 /* embed_queue.c - the embedding batcher: handlers queue jobs (one request's
- * token ids each); one thread takes as many as fit in --max-batch texts,
- * waiting at most --max-wait-ms after the oldest arrived for more to come,
- * and runs them through clattn_embedder_embed_ids in one call. Jobs with
+ * token ids each); one thread takes as many as fit in --max-batch texts
+ * and runs them through clattn_embedder_embed_ids in one call. Requests
+ * that arrive while a batch runs form the next one; with --max-wait-ms N
+ * the thread also waits up to N ms for a batch to fill (by default it
+ * does not: under light load a wait only adds latency). Jobs with
  * different normalisation are not mixed. Each text's vector depends only
  * on its own tokens (padded keys are masked out), so a request gets the
  * vectors it would get alone. */

@@ -27,7 +27,7 @@ typedef struct server_options {
     int32_t port;                /* --port (default 8080; 0: any free port) */
     int32_t max_batch;           /* --max-batch: texts per embedding pass, and
                                     sequences decoded together (default 32) */
-    int32_t max_wait_ms;         /* --max-wait-ms: how long a batch waits to fill (5) */
+    int32_t max_wait_ms;         /* --max-wait-ms: how long a batch waits to fill (0) */
     int32_t max_inputs;          /* --max-inputs: inputs per request (2048) */
     int32_t threads;             /* --threads: connections served at once (64) */
     int32_t max_queue;           /* --max-queue: requests waiting per model (256) */
