@@ -111,7 +111,8 @@ static clattn_status load_weights(clattn_embedder *e, const char *dir)
                 ? "bert."
                 : "";
         st = clattn__params_load(e->ctx, &e->params, w, prefix, false);
-        if (st != CLATTN_OK)
+        /* Some of its messages name the file already. */
+        if (st != CLATTN_OK && strncmp(clattn_ctx_last_error(e->ctx), path, strlen(path)) != 0)
             clattn__fail(e->ctx, st, "%s: %s", path, clattn_ctx_last_error(e->ctx));
     }
     clattn_weights_close(w);

@@ -107,8 +107,13 @@ static clattn_activation get_activation(reader *r, json_t *obj)
         return CLATTN_ACT_RELU;
     if (s && strcmp(s, "gelu") == 0)
         return CLATTN_ACT_GELU;
-    fail(r, CLATTN_ERR_UNSUPPORTED, "'%s' must be \"relu\" or \"gelu\"%s", "activation",
-         " (PyTorch's string choices)");
+    char got[96];
+    if (s)
+        snprintf(got, sizeof got, " (PyTorch's string choices), not \"%.60s\"", s);
+    else
+        snprintf(got, sizeof got, " (PyTorch's string choices), not a %s",
+                 json_is_number(v) ? "number" : "non-string value");
+    fail(r, CLATTN_ERR_UNSUPPORTED, "'%s' must be \"relu\" or \"gelu\"%s", "activation", got);
     return CLATTN_ACT_RELU;
 }
 
@@ -286,11 +291,18 @@ clattn_status clattn_model_load(clattn_ctx *ctx, const char *dir, clattn_module 
                           jerr.text, jerr.line, jerr.column);
     if (st == CLATTN_OK)
         st = parse_config(ctx, config_path, root, &cfg);
-    if (st == CLATTN_OK && (st = clattn_module_create(ctx, &cfg, &m)) != CLATTN_OK)
+    /* The arguments came from the file: one module_create refuses (nhead
+     * not dividing d_model) is a malformed config.json, not a bad call. */
+    if (st == CLATTN_OK && (st = clattn_module_create(ctx, &cfg, &m)) != CLATTN_OK) {
+        if (st == CLATTN_ERR_INVALID_ARG)
+            st = CLATTN_ERR_FORMAT;
         clattn__fail(ctx, st, "%s: %s", config_path, clattn_ctx_last_error(ctx));
+    }
     if (st == CLATTN_OK && (st = clattn_weights_open(weights_path, &w)) != CLATTN_OK)
         clattn__fail(ctx, st, "%s", clattn_last_error());
-    if (st == CLATTN_OK && (st = clattn_module_load(m, w, "")) != CLATTN_OK)
+    /* Some of module_load's messages name the file already. */
+    if (st == CLATTN_OK && (st = clattn_module_load(m, w, "")) != CLATTN_OK &&
+        strncmp(clattn_ctx_last_error(ctx), weights_path, strlen(weights_path)) != 0)
         clattn__fail(ctx, st, "%s: %s", weights_path, clattn_ctx_last_error(ctx));
     json_decref(root);
     clattn_weights_close(w);

@@ -69,25 +69,6 @@ static bool toks_add(toks *l, const char *s, size_t n)
 
 static const char FFFD[] = "\xEF\xBF\xBD";
 
-/* True when s[0..n) is well-formed UTF-8. */
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-    uint32_t *tmp = malloc((n + 1) * sizeof *tmp);
-    if (!tmp)
-        return false;
-    size_t m = clattn__utf8_decode_lossy(s, n, tmp);
-    bool ok = true;
-    size_t bytes = 0;
-    for (size_t i = 0; i < m && ok; i++) {
-        char u[4];
-        bytes += clattn__utf8_encode(tmp[i], u);
-        /* A U+FFFD is only real when the input spells it. */
-        ok = tmp[i] != 0xFFFD || (bytes <= n && memcmp(s + bytes - 3, FFFD, 3) == 0);
-    }
-    free(tmp);
-    return ok && bytes == n;
-}
-
 /* <0xNN>: the byte, or -1. */
 static int byte_token(const str *t)
 {
@@ -214,7 +195,7 @@ static bool dec_step(const bpe_dec_op *op, toks *l, bool first, bool *fused)
                 continue;
             }
             if (nrun) {
-                if (utf8_valid((unsigned char *)run.s, run.len))
+                if (clattn__utf8_valid((unsigned char *)run.s, run.len))
                     ok = toks_add(&o, run.s, run.len);
                 else
                     for (size_t k = 0; k < nrun && ok; k++)

@@ -10,6 +10,7 @@
  * White_Space, \p{L} the L* categories, \p{N} the N* categories. */
 #include "tokenizer/tokenizer.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
@@ -61,6 +62,24 @@ size_t clattn__utf8_decode_lossy(const unsigned char *s, size_t len, uint32_t *o
         i += k;
     }
     return n;
+}
+
+bool clattn__utf8_valid(const unsigned char *s, size_t n)
+{
+    uint32_t *tmp = malloc((n + 1) * sizeof *tmp);
+    if (!tmp)
+        return false;
+    size_t m = clattn__utf8_decode_lossy(s, n, tmp);
+    bool ok = true;
+    size_t bytes = 0;
+    for (size_t i = 0; i < m && ok; i++) {
+        char u[4];
+        bytes += clattn__utf8_encode(tmp[i], u);
+        /* A U+FFFD is only real when the input spells it. */
+        ok = tmp[i] != 0xFFFD || (bytes <= n && memcmp(s + bytes - 3, "\xEF\xBF\xBD", 3) == 0);
+    }
+    free(tmp);
+    return ok && bytes == n;
 }
 
 /* ---- classes ------------------------------------------------------------ */

@@ -636,6 +636,20 @@ static void load_vocab_txt(loader *l, const char *vocab_path, const char *config
             lines += text[i] == '\n';
         if (!clattn__vocab_init(t, lines) || !t->prefix || !unk || !sep)
             clattn__json_fail(&l->r, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
+        /* Python reads vocab.txt as UTF-8 and fails on a bad byte; a line
+         * that is not UTF-8 could never match a piece (texts are cleaned
+         * to valid UTF-8), so it is refused, naming the line. */
+        bool valid = clattn__utf8_valid((const unsigned char *)text, size);
+        size_t line = 1;
+        for (size_t i = 0; !valid && i < size && l->r.st == CLATTN_OK; line++) {
+            size_t e = i;
+            while (e < size && text[e] != '\n')
+                e++;
+            if (!clattn__utf8_valid((const unsigned char *)text + i, e - i))
+                clattn__json_fail(&l->r, CLATTN_ERR_FORMAT, "line %zu is not valid UTF-8",
+                                  line);
+            i = e + 1;
+        }
         int32_t id = 0;
         for (size_t i = 0; i < size && l->r.st == CLATTN_OK; id++) {
             size_t e = i;

@@ -195,6 +195,9 @@ bool clattn__bpe_encode(const clattn_tokenizer *t, const char *utf8, size_t len,
  * invalid subpart becomes one U+FFFD. Returns the number of code points. */
 size_t clattn__utf8_decode_lossy(const unsigned char *s, size_t len, uint32_t *out);
 
+/* True when s[0..n) is well-formed UTF-8 (false too when out of memory). */
+bool clattn__utf8_valid(const unsigned char *s, size_t n);
+
 
 /* The pattern string's matcher; false when pattern is none of them. */
 bool clattn__split_re_lookup(const char *pattern, clattn__split_re *out);

@@ -280,7 +280,7 @@ static void bad_folders(clattn_ctx *ctx, const char *root)
         {"{\"module\": \"torch.nn.MultiheadAttention\", \"embed_dim\": \"32\", \"num_heads\": 4}",
          CLATTN_ERR_FORMAT, "embed_dim"},
         {"{\"module\": \"torch.nn.MultiheadAttention\", \"embed_dim\": 30, \"num_heads\": 4}",
-         CLATTN_ERR_INVALID_ARG, "divisible"},
+         CLATTN_ERR_FORMAT, "divisible"},
         {"{\"module\": \"torch.nn.TransformerEncoderLayer\", \"d_model\": 32, \"nhead\": 4,"
          " \"activation\": \"tanh\"}",
          CLATTN_ERR_UNSUPPORTED, "activation"},
