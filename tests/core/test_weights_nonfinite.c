@@ -74,7 +74,7 @@ int main(int argc, char **argv)
     snprintf(dir, sizeof dir, "%s/module", tmpdir);
     snprintf(file, sizeof file, "%s/model.safetensors", dir);
     for (int c = 0; c < 3; c++) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s/modules/encoder_layer_post_relu' '%s'",
+        snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -rL '%s/modules/encoder_layer_post_relu' '%s'",
                  dir, fixtures, dir);
         sh(cmd);
         clattn_module *m = NULL;
@@ -111,7 +111,10 @@ int main(int argc, char **argv)
     struct stat st;
     if (stat(model, &st) == 0) {
         snprintf(dir, sizeof dir, "%s/bert", tmpdir);
-        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", model, dir);
+        /* -L: models/all-MiniLM-L6-v2 may be a link to a shared copy, and
+         * -r alone copies the link, so the poke below wrote the NaN into
+         * that copy (it happened). */
+        snprintf(cmd, sizeof cmd, "cp -rL '%s' '%s'", model, dir);
         sh(cmd);
         snprintf(file, sizeof file, "%s/model.safetensors", dir);
         const char *tensor = poke(file, "encoder.layer.3.output.dense.weight", 1000, NAN)
