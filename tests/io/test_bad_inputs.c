@@ -10,7 +10,8 @@
  * clattn_embedder_load (a copy of all-MiniLM-L6-v2, when models/ has it),
  * clattn_tokenizer_load (WordPiece tokenizer.json and vocab.txt, BPE),
  * clattn_lm_load, clattn_ctx_create (params.device and CLATTN_DEVICE) and
- * clattn_device_select; then clattn_tokenizer_encode on texts. Every
+ * clattn_device_select; then clattn_tokenizer_encode on texts, and an
+ * embedder batch too large for the device (with the model). Every
  * failing case must also leave the out-pointer NULL. The CLIs' catalogue,
  * the .npy reader included, is tests/tools/test_bad_inputs.py.
  *
@@ -19,6 +20,7 @@
  * pass, so this is quick on every device.
  * Arguments: the fixtures folder, the models folder. */
 #define _GNU_SOURCE /* memmem, mkdtemp, realpath, symlink */
+#include "core/core.h" /* the device-memory total and live-buffer count */
 #include "testutil.h"
 
 #include <dirent.h>
@@ -28,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- the table ----------------------------------------------------------- */
@@ -581,6 +584,83 @@ static void texts(const char *fixtures, const char *models)
     free(big);
 }
 
+/* ---- a batch too large for the device --------------------------------- */
+
+/* Live device buffers once the queue is idle, the context's scratch slots
+ * left out (a failed growth empties a slot by design); Rusticl releases
+ * buffers on its own thread, so the count is given up to 1 s to come down. */
+static int64_t live_buffers(clattn_ctx *ctx, int64_t want)
+{
+    int64_t n = 0;
+    for (int tries = 0; tries < 500; tries++) {
+        clattn_ctx_finish(ctx);
+        n = clattn__live_device_buffers(ctx);
+        for (int i = 0; i < CLATTN_SCRATCH_SLOTS; i++)
+            n -= ctx->scratch[i] != NULL;
+        if (n <= want)
+            break;
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    return n;
+}
+
+/* 64 texts of 256 tokens need 25 MB for each [B, N, E] activation and
+ * 200 MB of attention scores. The context's device total is lowered to
+ * what is in use plus 4 MiB (the first activation does not fit) and plus
+ * 64 MiB (the activations fit, the layer's projections do not): each call
+ * is CLATTN_ERR_OUT_OF_MEMORY with the bytes in its message, then two
+ * short texts under the same limit give the vectors they gave before, bit
+ * for bit, and no device buffer is left behind. */
+static void batch_too_large(clattn_ctx *ctx, const char *minilm)
+{
+    clattn_embedder *e = NULL;
+    CHECK_OK(clattn_embedder_load(ctx, minilm, &e));
+    if (!e)
+        return;
+    int32_t dim = clattn_embedder_dim(e);
+    const char *two[2] = {"A man is eating food.", "Someone is having a meal."};
+    float *ref = test_fvec(2 * (size_t)dim), *got = test_fvec(2 * (size_t)dim);
+    float *out = test_fvec(64 * (size_t)dim);
+    CHECK_OK(clattn_embedder_embed(e, two, 2, ref, NULL));
+    int64_t base = live_buffers(ctx, 0);
+    char *text = malloc(5 * 300 + 1);
+    for (int i = 0; i < 300; i++)
+        memcpy(text + 5 * i, "word ", 5);
+    text[5 * 300] = 0;
+    const char *texts[64];
+    for (int i = 0; i < 64; i++)
+        texts[i] = text;
+    clattn_embed_params p = clattn_embed_params_default();
+    p.batch_size = 64;
+    uint64_t total = ctx->info.global_mem_bytes;
+    const uint64_t extra[2] = {4u << 20, 64u << 20};
+    for (int k = 0; k < 2; k++) {
+        ctx->info.global_mem_bytes = clattn__live_device_bytes(ctx) + extra[k];
+        CHECK_STATUS(clattn_embedder_embed(e, texts, 64, out, &p), E_OOM);
+        CHECK_MSG("in use");
+        if (getenv("CLATTN_TEST_VERBOSE"))
+            fprintf(stderr, "batch too large, %llu MiB free: %s\n",
+                    (unsigned long long)(extra[k] >> 20), clattn_last_error());
+        if (k == 0)
+            CHECK_MSG("embedder activations");
+        memset(got, 0, 2 * (size_t)dim * sizeof *got);
+        CHECK_OK(clattn_embedder_embed(e, two, 2, got, NULL));
+        CHECK(memcmp(got, ref, 2 * (size_t)dim * sizeof *got) == 0,
+              "headroom %llu MiB: the vectors after the failure differ (%g vs %g)",
+              (unsigned long long)(extra[k] >> 20), got[0], ref[0]);
+        int64_t now = live_buffers(ctx, base);
+        CHECK(now == base, "headroom %llu MiB: %lld live buffers, %lld before",
+              (unsigned long long)(extra[k] >> 20), (long long)now, (long long)base);
+    }
+    ctx->info.global_mem_bytes = total;
+    free(text);
+    free(ref);
+    free(got);
+    free(out);
+    clattn_embedder_destroy(e);
+}
+
 int main(int argc, char **argv)
 {
     const char *fixtures = argc > 1 ? argv[1] : "tests/fixtures";
@@ -635,6 +715,8 @@ int main(int argc, char **argv)
             remove_tree(dir);
     }
     texts(fixtures, models);
+    if (have_minilm)
+        batch_too_large(ctx, minilm);
     /* The context still works after all that. */
     int64_t shape[1] = {4};
     clattn_tensor *t = NULL;
