@@ -370,6 +370,25 @@ def test_concurrent_completions(s, greedy):
           f"batched completions differ from solo ones: {bad[:2]}")
 
 
+def test_clients_leave(s, greedy):
+    """Clients that hang up mid-stream cancel their jobs; the slots free up
+    and the next request gets the right answer."""
+    for _ in range(6):
+        c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+        c.request("POST", "/v1/completions", body=json.dumps(
+            {"prompt": "Once upon a time", "max_tokens": 100, "temperature": 0, "stream": True}),
+            headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read(100)
+        c.sock.close()
+        c.close()
+    status, body, _ = s.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 24,
+                                                  "temperature": 0})
+    check(status == 200 and body["choices"][0]["text"] == greedy,
+          f"after clients left mid-stream: {status}")
+    check("connection ended early" in s.log_text(), "the log notes the early ends")
+
+
 def test_auth():
     s = Server("--model", MODEL, "--api-key", "s3cret")
     try:
@@ -450,6 +469,7 @@ def main():
         greedy = test_completions(s)
         test_completion_errors(s)
         test_concurrent_completions(s, greedy)
+        test_clients_leave(s, greedy)
     finally:
         rc = s.stop()
         check(rc == 0, f"exit status {rc}")
