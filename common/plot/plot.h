@@ -37,6 +37,10 @@ typedef enum plot_format { PLOT_PNG, PLOT_SVG } plot_format;
  * Tools call it while parsing options, before any work. */
 bool plot_format_of(const char *path, plot_format *format, char *err, size_t err_size);
 
+/* false in a build without cairo (plot_unavailable.c): then plot_format_of
+ * refuses every path, saying so, and the drawing calls fail. */
+extern const bool plot_have_cairo;
+
 /* ---- axes ----------------------------------------------------------------- */
 
 #define PLOT_MAX_TICKS 32

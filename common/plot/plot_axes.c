@@ -4,9 +4,10 @@
  * as i x m x 10^k (never by adding steps) keeps 0.30000000000000004 out of
  * the labels. Log ticks are powers of ten, with 2 and 5 times them when the
  * range is short enough that powers alone would leave the axis bare. */
-#include "plot_internal.h"
+#include "plot.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Slack for values that sit on a tick up to rounding (0.3 / 0.1), as a

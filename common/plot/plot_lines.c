@@ -10,14 +10,6 @@
 
 #define MAX_SERIES 16
 
-plot_line_spec plot_line_spec_default(void)
-{
-    plot_line_spec s;
-    memset(&s, 0, sizeof s);
-    s.width = 960, s.height = 540;
-    return s;
-}
-
 static double x_of(const plot_series *s, int64_t i) { return s->x ? s->x[i] : (double)(i + 1); }
 
 static bool drawable(const plot_series *s, int64_t i, bool log_y)

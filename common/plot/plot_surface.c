@@ -11,27 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-bool plot_format_of(const char *path, plot_format *format, char *err, size_t err_size)
-{
-    const char *slash = path ? strrchr(path, '/') : NULL;
-    const char *base = slash ? slash + 1 : path;
-    const char *dot = base ? strrchr(base, '.') : NULL;
-    if (dot && strcasecmp(dot, ".png") == 0) {
-        *format = PLOT_PNG;
-        return true;
-    }
-    if (dot && strcasecmp(dot, ".svg") == 0) {
-        *format = PLOT_SVG;
-        return true;
-    }
-    if (dot && dot != base)
-        snprintf(err, err_size, "%s: unknown picture format '%s' (use .png or .svg)",
-                 path ? path : "(null)", dot);
-    else
-        snprintf(err, err_size, "%s: no picture format: name the file .png or .svg",
-                 path ? path : "(null)");
-    return false;
-}
+const bool plot_have_cairo = true;
 
 static cairo_status_t write_stream(void *closure, const unsigned char *data, unsigned int length)
 {
