@@ -9,6 +9,11 @@ llama-cpp-python's source (tools/peers-setup keeps it in
 $venv/share/llama.cpp).
 
     "$(tools/peers-setup --print)" tools/make-bench-models.py [OUT_DIR] [--dtype bf16|f16]
+        [--no-gguf] [--only NAME]
+
+--no-gguf makes the Hugging Face folders only (where the converter is not
+installed, as on a GPU machine for tools/gpu-check); --only NAME makes one
+of the shapes below.
 
 OUT_DIR defaults to ${XDG_CACHE_HOME:-~/.cache}/clattn/bench-models. Each
 model is OUT_DIR/<name>/ (the Hugging Face folder) and OUT_DIR/<name>.gguf.
@@ -96,6 +101,12 @@ def make_gguf(folder, out, spec, outtype):
 
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    only = None
+    if "--only" in sys.argv:
+        only = sys.argv[sys.argv.index("--only") + 1]
+        args = [a for a in args if a != only]
+        if only not in SHAPES:
+            sys.exit(f"make-bench-models.py: --only {only}: not one of {', '.join(SHAPES)}")
     dtype_name = "bf16"
     if "--dtype" in sys.argv:
         dtype_name = sys.argv[sys.argv.index("--dtype") + 1]
@@ -105,8 +116,13 @@ def main():
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     out_dir = args[0] if args else os.path.join(base, "clattn", "bench-models")
     for name, spec in SHAPES.items():
+        if only and name != only:
+            continue
         folder = os.path.join(out_dir, f"{name}-{dtype_name}")
         make_hf(folder, spec, dtype)
+        if "--no-gguf" in sys.argv:
+            print(folder)
+            continue
         make_gguf(folder, folder + ".gguf", spec, dtype_name)
         print(folder, folder + ".gguf")
 
