@@ -232,6 +232,15 @@ static void read_llama(reader *r, json_t *root, const arch_row *a, clattn__lm_co
         (int32_t)clattn__json_get_int(r, root, "num_key_value_heads", c->heads, 1, 1 << 12);
     c->head_dim = (int32_t)clattn__json_get_int(r, root, "head_dim",
                                                 c->heads ? c->hidden / c->heads : 0, 1, 256);
+    /* Without head_dim it is hidden_size / num_attention_heads, which the
+     * bounds above do not see (hidden_size 3 with 32 heads gave 0). */
+    if (r->st == CLATTN_OK && (c->head_dim < 1 || c->head_dim > 256)) {
+        char what[128];
+        snprintf(what, sizeof what,
+                 "is missing, and hidden_size / num_attention_heads = %d is not in [1, 256]",
+                 (int)c->head_dim);
+        clattn__json_fail_key(r, CLATTN_ERR_FORMAT, "head_dim", what);
+    }
     c->max_pos = (int32_t)clattn__json_get_int(r, root, "max_position_embeddings", a->max_pos,
                                                1, INT32_MAX);
     c->norm_eps = (float)get_positive(r, root, "rms_norm_eps", 1e-6);
