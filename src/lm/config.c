@@ -8,6 +8,7 @@
 #include "io/io.h"
 #include "lm/lm.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,13 +73,17 @@ static const arch_row *find_arch(reader *r, json_t *root)
     return NULL;
 }
 
-/* A positive float setting (norm epsilons, factors). */
+/* A positive float setting (norm epsilons, factors, rope_theta). The model
+ * computes with them in float32, so they must be finite there: 1e306
+ * passed as finite and became an infinite rms_norm_eps. */
 static double get_positive(reader *r, json_t *obj, const char *key, double def)
 {
     double v = clattn__json_get_real(r, obj, key, def);
-    if (r->st == CLATTN_OK && !(v > 0 && isfinite(v)))
-        clattn__json_fail_key(r, CLATTN_ERR_FORMAT, key, "must be a positive finite number");
-    return v;
+    if (v > 0 && v <= FLT_MAX)
+        return v;
+    clattn__json_fail_key(r, CLATTN_ERR_FORMAT, key,
+                          "must be a positive number that float32 holds (at most 3.4e38)");
+    return def;
 }
 
 /* One id or a list of ids (eos_token_id) into c->eos_ids; true if the key

@@ -6,6 +6,7 @@
  * tests/fuzz/fuzz_module_config.c, links this file alone). */
 #include "modules/modules.h"
 
+#include <float.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -67,6 +68,20 @@ static void check_keys(reader *r, json_t *obj, const char *const *allowed)
  * batch_first only says how the model's own inputs are laid out. */
 #define COMMON_KEYS "module", "dropout", "batch_first", "device", "dtype"
 
+/* layer_norm_eps: LayerNorm computes with it in float32, so it must be
+ * finite there, and not negative (-1e5 passed, and then rsqrt of a
+ * negative variance gives NaN). */
+static float read_eps(reader *r, json_t *obj)
+{
+    double v = clattn__json_get_real(r, obj, "layer_norm_eps", 1e-5);
+    if (r->st == CLATTN_OK && !(v >= 0 && v <= FLT_MAX)) {
+        fail(r, CLATTN_ERR_FORMAT, "'%s' must be a number in [0, 3.4e38]%s", "layer_norm_eps",
+             " (float32)");
+        return 1e-5f;
+    }
+    return (float)v;
+}
+
 static void read_dtype(reader *r, json_t *obj)
 {
     json_t *v = json_object_get(obj, "dtype");
@@ -88,7 +103,7 @@ static void read_layer(reader *r, json_t *obj, clattn_module_config *c)
     c->nhead = clattn__json_get_int(r, obj, "nhead", 0, 1, 1 << 16);
     c->dim_feedforward = clattn__json_get_int(r, obj, "dim_feedforward", 2048, 1, 1 << 24);
     c->activation = get_activation(r, obj);
-    c->layer_norm_eps = (float)clattn__json_get_real(r, obj, "layer_norm_eps", 1e-5);
+    c->layer_norm_eps = read_eps(r, obj);
     c->norm_first = clattn__json_get_bool(r, obj, "norm_first", false);
     c->bias = clattn__json_get_bool(r, obj, "bias", true);
     c->batch_first = clattn__json_get_bool(r, obj, "batch_first", false);
@@ -189,7 +204,7 @@ clattn_status clattn__module_parse_config(clattn_ctx *ctx, const char *file, jso
         c->num_decoder_layers = (int32_t)clattn__json_get_int(&r, root, "num_decoder_layers", 6, 1, 2048);
         c->dim_feedforward = clattn__json_get_int(&r, root, "dim_feedforward", 2048, 1, 1 << 24);
         c->activation = get_activation(&r, root);
-        c->layer_norm_eps = (float)clattn__json_get_real(&r, root, "layer_norm_eps", 1e-5);
+        c->layer_norm_eps = read_eps(&r, root);
         c->norm_first = clattn__json_get_bool(&r, root, "norm_first", false);
         c->bias = clattn__json_get_bool(&r, root, "bias", true);
         c->batch_first = clattn__json_get_bool(&r, root, "batch_first", false);

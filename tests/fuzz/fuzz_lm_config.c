@@ -8,6 +8,8 @@
 
 #include "lm/lm.h"
 
+#include <math.h>
+
 static const char *const names[] = {"config.json", "generation_config.json"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -25,6 +27,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         c.heads < 1 || c.kv_heads < 1 || c.heads % c.kv_heads != 0 || c.head_dim < 1 ||
         c.max_pos < 1 || !c.window_left || c.n_eos < 0 || c.n_eos > CLATTN_LM_MAX_EOS ||
         c.bos_id < -1 || c.bos_id >= c.vocab)
+        abort();
+    /* The settings the model computes with in float32 are finite there. */
+    if (!isfinite(c.norm_eps) || !(c.norm_eps >= 0) || !isfinite((float)c.rope_theta) ||
+        (c.rope_type != CLATTN_ROPE_DEFAULT &&
+         (!isfinite((float)c.rope_factor) || !isfinite((float)c.rope_low_freq) ||
+          !isfinite((float)c.rope_high_freq))))
         abort();
     for (int32_t i = 0; i < c.n_eos; i++)
         if (c.eos_ids[i] < 0 || c.eos_ids[i] >= c.vocab)

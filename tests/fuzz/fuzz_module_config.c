@@ -6,6 +6,7 @@
  * one must come with a message. */
 #include "modules/modules.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -30,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         c.num_layers > 4096 || c.dim_feedforward < 1 || c.dim_feedforward > (1 << 24) ||
         c.kdim < 0 || c.vdim < 0 || c.attn_dim < 0 || c.value_dim < 0 || c.out_dim < 0 ||
         c.num_encoder_layers < 1 || c.num_encoder_layers > 2048 || c.num_decoder_layers < 1 ||
-        c.num_decoder_layers > 2048 || !(c.layer_norm_eps == c.layer_norm_eps))
+        c.num_decoder_layers > 2048 || !isfinite(c.layer_norm_eps) || !(c.layer_norm_eps >= 0))
         abort();
     return 0;
 }

@@ -99,6 +99,12 @@ def module_config_seeds():
     seeds["wrong_types.json"] = compact({"module": "clattn.SelfAttention", "in_dim": "8",
                                          "attn_dim": 2.5, "bias": 1, "dtype": "float16"})
     seeds["not_object.json"] = b"[1,2,3]"
+    # Regressions (inputs that crashed the target; see the README's Reliability table).
+    seeds["regress_negative_eps.json"] = compact({
+        "module": "torch.nn.TransformerDecoderLayer", "d_model": 2, "nhead": 2,
+        "dim_feedforward": 40, "activation": "gelu", "layer_norm_eps": -1e05})
+    seeds["regress_eps_past_float.json"] = compact({"module": "torch.nn.Transformer",
+                                                    "layer_norm_eps": 1e39})
     return seeds
 
 
@@ -164,6 +170,9 @@ def lm_config_seeds():
     # Regressions (inputs that crashed the target; see the README's Reliability table).
     seeds["regress_head_dim_zero"] = parts(compact({"hidden_size": 3, "num_key_value_heads": 2,
                                                     "model_type": "qwen2"}))
+    seeds["regress_eps_past_float"] = parts(compact(dict(
+        small, model_type="mistral", rms_norm_eps=1e306,
+        rope_scaling={"factor": 3.0, "type": "linear"})))
     return seeds
 
 

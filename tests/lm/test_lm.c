@@ -511,6 +511,10 @@ static void test_bad_input(clattn_ctx *ctx)
                "\"head_dim\": 8,\n  \"hidden_act\": \"silu\",\n  \"hidden_size\": 32,",
                "\"head_dim\": null,\n  \"hidden_act\": \"silu\",\n  \"hidden_size\": 3,",
                CLATTN_ERR_FORMAT, "hidden_size / num_attention_heads = 0");
+    /* Also fuzz_lm_config's: a finite double past float32 became an
+     * infinite epsilon. */
+    load_fails(ctx, "llama_gqa_f32", "config.json", "\"rms_norm_eps\": 1e-06",
+               "\"rms_norm_eps\": 1e306", CLATTN_ERR_FORMAT, "rms_norm_eps");
     load_fails(ctx, "gpt2_f32", "config.json", "\"activation_function\": \"gelu_new\"",
                "\"activation_function\": \"mish\"", CLATTN_ERR_UNSUPPORTED,
                "activation_function");
