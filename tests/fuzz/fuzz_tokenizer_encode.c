@@ -8,7 +8,7 @@
  * skip_special (bit 3); byte 1 is max_len (0: the tokenizer's own); the
  * rest is the text, and, read as little-endian 16-bit numbers, the ids.
  * Invariants (abort() on violation): counting and encoding give the same
- * ids, each of which has a token; byte-level BPE gives valid UTF-8 back
+ * ids, no more than max_len, each of which has a token; byte-level BPE gives valid UTF-8 back
  * exactly; decoded text is valid UTF-8; the stream detokenizer's pushes
  * and flush concatenate to clattn_tokenizer_decode of the same ids. */
 #include <clattn.h>
@@ -80,7 +80,7 @@ static void check_encode(const clattn_tokenizer *tok, bool byte_level, const cha
     int64_t *ids = malloc(((size_t)n + 1) * sizeof *ids);
     int32_t n2 = -1;
     if (!ids || clattn_tokenizer_encode_ex(tok, text, len, special, max_len, ids, n, &n2) !=
-                    CLATTN_OK || n2 != n)
+                    CLATTN_OK || n2 != n || (max_len > 0 && n > max_len))
         abort();
     for (int32_t i = 0; i < n; i++)
         if (ids[i] < 0 || !clattn_tokenizer_id_to_token(tok, ids[i]))
