@@ -2,13 +2,17 @@
  * split at its NUL bytes into parts (JSON and vocab.txt hold none), and
  * part i becomes the file names[i] in a folder of this process under
  * /dev/shm; an empty or missing part means the file is absent. The folder
- * is made once (mkdtemp) and removed at exit, so nothing is written
- * outside /dev/shm and every input sees only its own files. */
+ * is made once (mkdtemp) and removed at exit (or, after a crash, by the
+ * next target that starts), so nothing is written outside /dev/shm and
+ * every input sees only its own files. */
 #ifndef CLATTN_FUZZ_FILES_H
 #define CLATTN_FUZZ_FILES_H
 
 #define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,10 +35,30 @@ static void fuzz_dir_remove(void)
         nftw(fuzz_dir, fuzz_remove_one, 8, FTW_DEPTH | FTW_PHYS);
 }
 
+/* A crash ends the process without atexit: the folders of processes that
+ * are gone are removed when the next one starts. */
+static void fuzz_remove_stale(void)
+{
+    DIR *d = opendir("/dev/shm");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        int pid;
+        char path[300];
+        if (sscanf(e->d_name, "clattn-fuzz-%d-", &pid) == 1 && pid > 0 &&
+            kill(pid, 0) != 0 && errno == ESRCH) {
+            snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+            nftw(path, fuzz_remove_one, 8, FTW_DEPTH | FTW_PHYS);
+        }
+    }
+    if (d)
+        closedir(d);
+}
+
 /* The folder (made on first use; abort() if /dev/shm is unusable). */
 static inline const char *fuzz_dir_get(void)
 {
     if (!fuzz_dir[0]) {
+        fuzz_remove_stale();
         snprintf(fuzz_dir, sizeof fuzz_dir, "/dev/shm/clattn-fuzz-%d-XXXXXX", (int)getpid());
         if (!mkdtemp(fuzz_dir))
             abort();
