@@ -8,6 +8,7 @@
 #include "io/io.h"
 #include "lm/lm.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,13 +73,17 @@ static const arch_row *find_arch(reader *r, json_t *root)
     return NULL;
 }
 
-/* A positive float setting (norm epsilons, factors). */
+/* A positive float setting (norm epsilons, factors, rope_theta). The model
+ * computes with them in float32, so they must be finite there: 1e306
+ * passed as finite and became an infinite rms_norm_eps. */
 static double get_positive(reader *r, json_t *obj, const char *key, double def)
 {
     double v = clattn__json_get_real(r, obj, key, def);
-    if (r->st == CLATTN_OK && !(v > 0 && isfinite(v)))
-        clattn__json_fail_key(r, CLATTN_ERR_FORMAT, key, "must be a positive finite number");
-    return v;
+    if (v > 0 && v <= FLT_MAX)
+        return v;
+    clattn__json_fail_key(r, CLATTN_ERR_FORMAT, key,
+                          "must be a positive number that float32 holds (at most 3.4e38)");
+    return def;
 }
 
 /* One id or a list of ids (eos_token_id) into c->eos_ids; true if the key
@@ -232,6 +237,15 @@ static void read_llama(reader *r, json_t *root, const arch_row *a, clattn__lm_co
         (int32_t)clattn__json_get_int(r, root, "num_key_value_heads", c->heads, 1, 1 << 12);
     c->head_dim = (int32_t)clattn__json_get_int(r, root, "head_dim",
                                                 c->heads ? c->hidden / c->heads : 0, 1, 256);
+    /* Without head_dim it is hidden_size / num_attention_heads, which the
+     * bounds above do not see (hidden_size 3 with 32 heads gave 0). */
+    if (r->st == CLATTN_OK && (c->head_dim < 1 || c->head_dim > 256)) {
+        char what[128];
+        snprintf(what, sizeof what,
+                 "is missing, and hidden_size / num_attention_heads = %d is not in [1, 256]",
+                 (int)c->head_dim);
+        clattn__json_fail_key(r, CLATTN_ERR_FORMAT, "head_dim", what);
+    }
     c->max_pos = (int32_t)clattn__json_get_int(r, root, "max_position_embeddings", a->max_pos,
                                                1, INT32_MAX);
     c->norm_eps = (float)get_positive(r, root, "rms_norm_eps", 1e-6);

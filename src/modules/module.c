@@ -6,23 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-clattn_module_config clattn_module_config_default(clattn_module_kind kind)
-{
-    clattn_module_config c;
-    memset(&c, 0, sizeof c);
-    c.kind = kind;
-    c.bias = true;
-    c.dim_feedforward = 2048;
-    c.activation = CLATTN_ACT_RELU;
-    c.layer_norm_eps = 1e-5f;
-    c.num_layers = 1;
-    c.num_encoder_layers = 6;
-    c.num_decoder_layers = 6;
-    c.final_norm = kind == CLATTN_MODULE_TRANSFORMER;
-    c.batch_first = true;
-    return c;
-}
-
 clattn_forward_args clattn_forward_args_default(void)
 {
     clattn_forward_args a;

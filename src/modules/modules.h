@@ -48,6 +48,15 @@ void clattn__params_free(clattn__param_set *set);
 clattn_status clattn__params_load(clattn_ctx *ctx, const clattn__param_set *set,
                                   const clattn_weights *w, const char *prefix, bool strict);
 
+/* ---- model_config.c: clattn_module_config_default and config.json ------- */
+
+/* Reads the parsed config.json root (named file in messages) into *cfg:
+ * CLATTN_ERR_FORMAT for a wrong type or shape, CLATTN_ERR_UNSUPPORTED for
+ * a module or setting clattn does not run; the first failure is returned
+ * and recorded on ctx (may be NULL) and the thread. Needs no device. */
+clattn_status clattn__module_parse_config(clattn_ctx *ctx, const char *file, json_t *root,
+                                         clattn_module_config *cfg);
+
 /* ---- masks.c ------------------------------------------------------------- */
 
 /* What one attention call masks, PyTorch style, before conversion. */

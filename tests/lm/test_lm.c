@@ -505,6 +505,16 @@ static void test_bad_input(clattn_ctx *ctx)
                "\"model_type\": \"qwen3\"", CLATTN_ERR_UNSUPPORTED, "qwen3");
     load_fails(ctx, "llama_linear_v5_sharded", "config.json", "\"rope_type\": \"linear\"",
                "\"rope_type\": \"yarn\"", CLATTN_ERR_UNSUPPORTED, "yarn");
+    /* Found by fuzz_lm_config: without head_dim, hidden_size 3 with 4
+     * heads gave a head size of 0 that passed. */
+    load_fails(ctx, "llama_gqa_f32", "config.json",
+               "\"head_dim\": 8,\n  \"hidden_act\": \"silu\",\n  \"hidden_size\": 32,",
+               "\"head_dim\": null,\n  \"hidden_act\": \"silu\",\n  \"hidden_size\": 3,",
+               CLATTN_ERR_FORMAT, "hidden_size / num_attention_heads = 0");
+    /* Also fuzz_lm_config's: a finite double past float32 became an
+     * infinite epsilon. */
+    load_fails(ctx, "llama_gqa_f32", "config.json", "\"rms_norm_eps\": 1e-06",
+               "\"rms_norm_eps\": 1e306", CLATTN_ERR_FORMAT, "rms_norm_eps");
     load_fails(ctx, "gpt2_f32", "config.json", "\"activation_function\": \"gelu_new\"",
                "\"activation_function\": \"mish\"", CLATTN_ERR_UNSUPPORTED,
                "activation_function");

@@ -289,6 +289,14 @@ static void bad_folders(clattn_ctx *ctx, const char *root)
         {"{\"module\": \"torch.nn.Transformer\", \"d_model\": 32, \"nhead\": 4, \"dtype\":"
          " \"float16\"}",
          CLATTN_ERR_UNSUPPORTED, "dtype"},
+        /* Found by fuzz_module_config: a negative eps passed (NaN outputs),
+         * and 1e39 became an infinite float. */
+        {"{\"module\": \"torch.nn.TransformerDecoderLayer\", \"d_model\": 2, \"nhead\": 2,"
+         " \"layer_norm_eps\": -1e05}",
+         CLATTN_ERR_FORMAT, "layer_norm_eps"},
+        {"{\"module\": \"torch.nn.Transformer\", \"d_model\": 32, \"nhead\": 4,"
+         " \"layer_norm_eps\": 1e39}",
+         CLATTN_ERR_FORMAT, "layer_norm_eps"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         test_write_text(cfg, bad[i].json);

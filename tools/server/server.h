@@ -1,7 +1,7 @@
 /* server.h - what the parts of clattn-server share: its options, the
  * embedding batcher (embed_queue.c), the completion scheduler
- * (lm_scheduler.c), the HTTP front end (http.c) and the route handlers
- * (route_embed.c, route_complete.c, route_info.c).
+ * (lm_scheduler.c), the HTTP front end (http.c), the replies (reply.c) and
+ * the route handlers (route_embed.c, route_complete.c, route_info.c).
  *
  * Threads: libmicrohttpd runs one thread per connection; a handler parses
  * its request, tokenizes (tokenizers are immutable, so that runs in
@@ -139,6 +139,8 @@ int32_t http_port(const http_server *h);
 /* Stops accepting, waits up to drain_s for the requests in flight, then
  * closes every connection. */
 void http_stop(http_server *h);
+
+/* ---- replies (reply.c) --------------------------------------------------- */
 
 /* Error replies in OpenAI's shape: {"error": {"message", "type", "code"}}. */
 void reply_error(http_reply *r, int status, const char *code, const char *fmt, ...)
