@@ -9,11 +9,12 @@ status 2 with a message, 1 for a --layer past the model's).
     test_embed_cli.py BUILD_TOOLS_DIR TINY_BERT_DIR"""
 import json
 import os
-import re
-import struct
-import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                "support"))
+from tool_files import read_npy_f32, run, svg_metadata  # noqa: E402
 
 TOOLS, MODEL = sys.argv[1], sys.argv[2]
 EMBED = os.path.join(TOOLS, "clattn-embed")
@@ -27,31 +28,6 @@ def check(cond, what):
     if not cond:
         failures += 1
         print(f"FAIL {what}", file=sys.stderr)
-
-
-def run(*args):
-    p = subprocess.run(list(args), capture_output=True, timeout=300)
-    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
-
-
-def read_npy_f32(path):
-    """(shape, floats) of a version 1 float32 .npy file, without numpy."""
-    with open(path, "rb") as f:
-        data = f.read()
-    assert data[:6] == b"\x93NUMPY", "not a .npy file"
-    hlen = struct.unpack("<H", data[8:10])[0]
-    header = eval(data[10:10 + hlen].decode("latin1"))  # a Python dict literal
-    assert header["descr"] == "<f4" and not header["fortran_order"]
-    body = data[10 + hlen:]
-    return tuple(header["shape"]), struct.unpack(f"<{len(body) // 4}f", body)
-
-
-def svg_metadata(path):
-    """The JSON object common/plot/ writes into an SVG's <metadata>."""
-    text = open(path, encoding="utf-8").read()
-    m = re.search(r'<metadata id="clattn">(.*?)</metadata>', text, re.S)
-    body = m.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-    return json.loads(body)
 
 
 def check_map(meta, vals, L, H, R, C, labels_r, labels_c, only, what):
