@@ -20,7 +20,7 @@
 # sampling, training, and every tool through the Python tests, the server
 # included). Left out, because their time goes to kernels (CLBlast's, or
 # the large shapes) and the host code they would add is run by the tests
-# above: test_gemm (61 s here, CLBlast's tuning kernels),
+# above: test_gemm (61 s here, CLBlast's kernels),
 # test_attention_backward and its _pytorch program, test_linear_lp(_large);
 # test_attention_backward_memory skips itself under CLATTN_TEST_SMALL.
 SANITIZE_TESTS=(
