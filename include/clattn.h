@@ -614,8 +614,10 @@ CLATTN_API clattn_status clattn_softmax(clattn_ctx *ctx, const clattn_tensor *x,
  *   x: [..., E] (any E >= 1)   y: same shape as x, may be x (in place)
  *   weight: [E] or NULL (no scale: y = x / sqrt(mean(x^2) + eps))
  * eps finite and >= 0 (Llama's configs: 1e-5 or 1e-6). A row of zeros
- * with eps = 0 gives NaN (0 / 0), as in PyTorch. One work-group per row
- * (on CPU devices one work-item per row, the row walked in 8 lanes).
+ * with eps = 0 gives NaN (0 / 0), as in PyTorch; a row holding +-inf
+ * gives 0 but NaN at the inf (x * rsqrt(inf)), NaN a NaN row. One
+ * work-group per row (on CPU devices, for rows up to 8192, one work-item
+ * per row, the row walked in 8 lanes).
  * Errors: CLATTN_ERR_INVALID_ARG (shapes, eps, y aliasing weight). */
 CLATTN_API clattn_status clattn_rms_norm(clattn_ctx *ctx, const clattn_tensor *x,
                                          const clattn_tensor *weight, float eps,
@@ -1526,7 +1528,7 @@ CLATTN_API clattn_status clattn_sequence_mean_backward(clattn_ctx *ctx, const cl
                                                        clattn_tensor *dx);
 
 /* Gradients of clattn_rms_norm(x, weight, eps) -> y; r = 1 / sqrt(mean(x^2)
- * + eps) is recomputed from x (the forward's float32 sum of squares),
+ * + eps) is recomputed from x in float32 (one work-group per row),
  * xhat = x r, g = dy * weight (g = dy without weight):
  *   dx = r (g - xhat mean(g xhat))      dweight = sum over rows of dy xhat
  *   x, dy, dx: [..., E]   weight: [E] or NULL   dweight: [E] (only with weight)

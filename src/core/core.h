@@ -200,7 +200,6 @@ enum {
     CLATTN_SCRATCH_DECODE_SEQ, /* lm decode attention: (slot, len) per sequence */
     CLATTN_SCRATCH_DECODE_ACC, /* lm decode attention: partial outputs per chunk */
     CLATTN_SCRATCH_DECODE_ML, /* lm decode attention: (max, sum) per chunk */
-    CLATTN_SCRATCH_ROPE,      /* nn rotary: inv_freq, then the positions */
     CLATTN_SCRATCH_SLOTS
 };
 

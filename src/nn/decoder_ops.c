@@ -293,6 +293,24 @@ static clattn_status check_rope_params(clattn_ctx *ctx, const char *fn,
     return CLATTN_OK;
 }
 
+/* A device buffer holding a copy of data[0 .. bytes), made when it is
+ * created (CL_MEM_COPY_HOST_PTR: no queue command). */
+static clattn_status copied_buffer(clattn_ctx *ctx, size_t bytes, const void *data,
+                                   const char *what, cl_mem *out)
+{
+    clattn_status st = clattn__alloc_check(ctx, bytes, what);
+    if (st != CLATTN_OK)
+        return st;
+    cl_int err;
+    *out = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, bytes,
+                          (void *)data, &err);
+    if (!*out)
+        return clattn__fail(ctx, clattn__status_from_cl(err),
+                            "allocating %zu bytes for %s failed: %s (%d)", bytes, what,
+                            clattn__cl_error_name(err), (int)err);
+    return CLATTN_OK;
+}
+
 /* clattn_rotary (sgn 1) and its backward (sgn -1): x to y. */
 static clattn_status rotary_run(clattn_ctx *ctx, const char *fn, const char *xn, const char *yn,
                                 const clattn_tensor *x, const int64_t *positions,
@@ -342,24 +360,15 @@ static clattn_status rotary_run(clattn_ctx *ctx, const char *fn, const char *xn,
     clattn__rope_inv_freq(p, (int32_t)d, freq);
     for (size_t t = 0; t < tokens; t++)
         pos[t] = (cl_int)(positions ? positions[t] : (int64_t)(t % n));
+    /* Fresh buffers made from the host arrays at creation (no queue
+     * command to wait for), released once enqueued: OpenCL keeps them
+     * until the kernel is done. */
     cl_mem dfreq = NULL, dpos = NULL;
-    st = clattn__scratch(ctx, CLATTN_SCRATCH_ROPE, half * sizeof(float), "rotary inv_freq",
-                         &dfreq);
+    st = copied_buffer(ctx, half * sizeof(float), freq, "rotary inv_freq", &dfreq);
     if (st == CLATTN_OK)
-        st = clattn__scratch(ctx, CLATTN_SCRATCH_IDS, tokens * sizeof(cl_int), "rotary positions",
-                             &dpos);
-    /* Blocking writes: the arrays are freed below. */
-    cl_int err = CL_SUCCESS;
-    if (st == CLATTN_OK)
-        err = clEnqueueWriteBuffer(ctx->queue, dfreq, CL_TRUE, 0, half * sizeof(float), freq, 0,
-                                   NULL, NULL);
-    if (st == CLATTN_OK && err == CL_SUCCESS)
-        err = clEnqueueWriteBuffer(ctx->queue, dpos, CL_TRUE, 0, tokens * sizeof(cl_int), pos, 0,
-                                   NULL, NULL);
+        st = copied_buffer(ctx, tokens * sizeof(cl_int), pos, "rotary positions", &dpos);
     free(freq);
     free(pos);
-    if (st == CLATTN_OK && err != CL_SUCCESS)
-        st = clattn__fail_cl(ctx, err, "clEnqueueWriteBuffer(rotary frequencies and positions)");
     cl_kernel k;
     if (st == CLATTN_OK)
         st = clattn__kernel(ctx, &ROTARY, &k);
@@ -369,7 +378,13 @@ static clattn_status rotary_run(clattn_ctx *ctx, const char *fn, const char *xn,
                              CLATTN_KARG(dpos), CLATTN_KARG(dfreq), CLATTN_KARG(hi),
                              CLATTN_KARG(di), CLATTN_KARG(sgn));
     size_t global[3] = {half, (size_t)h, tokens};
-    return st == CLATTN_OK ? clattn__enqueue(ctx, k, 3, global, NULL, "rotary") : st;
+    if (st == CLATTN_OK)
+        st = clattn__enqueue(ctx, k, 3, global, NULL, "rotary");
+    if (dfreq)
+        clReleaseMemObject(dfreq);
+    if (dpos)
+        clReleaseMemObject(dpos);
+    return st;
 }
 
 clattn_status clattn_rotary(clattn_ctx *ctx, const clattn_tensor *x, const int64_t *positions,
