@@ -15,7 +15,8 @@
 /* RMSNorm                                                                   */
 /* ======================================================================== */
 
-/* dweight accumulates (prior + gradient, one float add more: u |ref|),
+/* dweight accumulates (prior + gradient, one float add more: u |ref|, so
+ * its error / bound may reach 1, never exceed it),
  * dweight alone equals dweight with dx, dx alone equals dx with dweight,
  * in place equals out of place, bit for bit. */
 static void rms_accumulate(clattn_ctx *ctx)
