@@ -659,7 +659,9 @@ CLATTN_API clattn_rope_params clattn_rope_params_default(void);
  *         transpose to [B, H, N, D]); D even, >= 2. y may be x (in place).
  *   positions: host int64[B * N], the position of token (b, n) at b * N + n,
  *         each >= 0 and below 2^24 (exact in float32); NULL: n (0 .. N-1
- *         in every sequence). Copied to the device (blocking).
+ *         in every sequence). Read during the call only: the positions
+ *         and the frequencies go into device buffers made for the call
+ *         (4 (B N + D/2) bytes, copied when created).
  *   p: the frequencies; NULL for clattn_rope_params_default().
  * Errors: CLATTN_ERR_INVALID_ARG (shapes, D odd, a bad position naming
  * its index, p's fields naming the field), CLATTN_ERR_OUT_OF_MEMORY. */
