@@ -605,6 +605,77 @@ CLATTN_API clattn_status clattn_embedding(clattn_ctx *ctx, const clattn_tensor *
  * Errors: CLATTN_ERR_INVALID_ARG. */
 CLATTN_API clattn_status clattn_softmax(clattn_ctx *ctx, const clattn_tensor *x, clattn_tensor *y);
 
+/* ---- decoder-LM blocks (Llama, Mistral, Qwen2): RMSNorm, rotary
+ * embeddings, SwiGLU. clattn_lm_* runs the same kernels and frequencies. */
+
+/* Root-mean-square normalisation over the last dimension, as
+ * transformers' LlamaRMSNorm (in float32):
+ *   y = x / sqrt(mean(x^2) + eps) * weight
+ *   x: [..., E] (any E >= 1)   y: same shape as x, may be x (in place)
+ *   weight: [E] or NULL (no scale: y = x / sqrt(mean(x^2) + eps))
+ * eps finite and >= 0 (Llama's configs: 1e-5 or 1e-6). A row of zeros
+ * with eps = 0 gives NaN (0 / 0), as in PyTorch; a row holding +-inf
+ * gives 0 but NaN at the inf (x * rsqrt(inf)), NaN a NaN row. One
+ * work-group per row (on CPU devices, for rows up to 8192, one work-item
+ * per row, the row walked in 8 lanes).
+ * Errors: CLATTN_ERR_INVALID_ARG (shapes, eps, y aliasing weight). */
+CLATTN_API clattn_status clattn_rms_norm(clattn_ctx *ctx, const clattn_tensor *x,
+                                         const clattn_tensor *weight, float eps,
+                                         clattn_tensor *y);
+
+/* How the rotary embedding's frequencies are scaled (config.json's
+ * rope_scaling rope_type). Values are only ever appended. */
+typedef enum clattn_rope_type {
+    CLATTN_ROPE_DEFAULT = 0,   /* inv_freq[i] = theta^(-2i / D) */
+    CLATTN_ROPE_LINEAR = 1,    /* inv_freq[i] / factor */
+    CLATTN_ROPE_LLAMA3 = 2     /* Llama 3.1's wavelength bands (factor,
+                                  low_freq_factor, high_freq_factor,
+                                  original_max_position_embeddings) */
+} clattn_rope_type;
+
+/* The rotary embedding's frequencies, as transformers' rope initialisers
+ * compute them in float32:
+ *   inv_freq[i] = 1 / theta^((2i) / D), i < D/2, then scaled by type. */
+typedef struct clattn_rope_params {
+    double theta;                  /* rope_theta, finite and > 0 */
+    clattn_rope_type type;
+    double factor;                 /* LINEAR, LLAMA3: > 0 */
+    double low_freq_factor;        /* LLAMA3: > 0 */
+    double high_freq_factor;       /* LLAMA3: > low_freq_factor */
+    int32_t original_max_position; /* LLAMA3: > 0 */
+} clattn_rope_params;
+
+/* theta 10000, DEFAULT; factor 1, low 1, high 4, original 8192 (Llama
+ * 3.1's values, used only with the types that read them). */
+CLATTN_API clattn_rope_params clattn_rope_params_default(void);
+
+/* Rotary position embedding in transformers' half-split layout
+ * (apply_rotary_pos_emb with rotate_half): for every head vector v of
+ * length D, with a = v[i], b = v[i + D/2], i < D/2, and the angle
+ *   angle = (float)position * inv_freq[i]   (one float32 product)
+ *   y[i] = a cos(angle) - b sin(angle),  y[i + D/2] = b cos(angle) + a sin(angle).
+ *   x, y: [B, N, H, D] or [N, H, D] (B = 1): token-major, as the linear
+ *         projections give them (q or k of a decoder, before the
+ *         transpose to [B, H, N, D]); D even, >= 2. y may be x (in place).
+ *   positions: host int64[B * N], the position of token (b, n) at b * N + n,
+ *         each >= 0 and below 2^24 (exact in float32); NULL: n (0 .. N-1
+ *         in every sequence). Read during the call only: the positions
+ *         and the frequencies go into device buffers made for the call
+ *         (4 (B N + D/2) bytes, copied when created).
+ *   p: the frequencies; NULL for clattn_rope_params_default().
+ * Errors: CLATTN_ERR_INVALID_ARG (shapes, D odd, a bad position naming
+ * its index, p's fields naming the field), CLATTN_ERR_OUT_OF_MEMORY. */
+CLATTN_API clattn_status clattn_rotary(clattn_ctx *ctx, const clattn_tensor *x,
+                                       const int64_t *positions, const clattn_rope_params *p,
+                                       clattn_tensor *y);
+
+/* SwiGLU, as LlamaMLP's act_fn(gate_proj(x)) * up_proj(x):
+ *   out = silu(gate) * up = gate / (1 + exp(-gate)) * up, elementwise.
+ *   gate, up, out: the same shape ([..., I], any); out may be gate or up.
+ * Errors: CLATTN_ERR_INVALID_ARG. */
+CLATTN_API clattn_status clattn_swiglu(clattn_ctx *ctx, const clattn_tensor *gate,
+                                       const clattn_tensor *up, clattn_tensor *out);
+
 
 /* ======================================================================== */
 /* Weights (safetensors files)                                               */
@@ -1458,6 +1529,52 @@ CLATTN_API clattn_status clattn_sequence_mean(clattn_ctx *ctx, const clattn_tens
 CLATTN_API clattn_status clattn_sequence_mean_backward(clattn_ctx *ctx, const clattn_tensor *dy,
                                                        clattn_tensor *dx);
 
+/* Gradients of clattn_rms_norm(x, weight, eps) -> y; r = 1 / sqrt(mean(x^2)
+ * + eps) is recomputed from x in float32 (one work-group per row),
+ * xhat = x r, g = dy * weight (g = dy without weight):
+ *   dx = r (g - xhat mean(g xhat))      dweight = sum over rows of dy xhat
+ *   x, dy, dx: [..., E]   weight: [E] or NULL   dweight: [E] (only with weight)
+ * dx may be dy (in place), not x or weight; dweight aliases nothing. dweight
+ * is a column sum of fixed order (no atomics) and needs a temporary of 4
+ * bytes per row. Errors: CLATTN_ERR_INVALID_ARG (shapes, eps, dweight
+ * without weight, aliasing), CLATTN_ERR_OUT_OF_MEMORY. */
+CLATTN_API clattn_status clattn_rms_norm_backward(clattn_ctx *ctx, const clattn_tensor *x,
+                                                  const clattn_tensor *weight, float eps,
+                                                  const clattn_tensor *dy, clattn_tensor *dx,
+                                                  clattn_tensor *dweight, bool accumulate);
+
+/* Gradient of clattn_rotary: the rotation is orthogonal, so dx is dy
+ * turned by -angle (the same angles, the same positions and p):
+ *   dx[i] = da cos + db sin,  dx[i + D/2] = db cos - da sin.
+ *   dy, dx: [B, N, H, D] or [N, H, D]; dx may be dy (in place).
+ * Errors: as clattn_rotary. */
+CLATTN_API clattn_status clattn_rotary_backward(clattn_ctx *ctx, const clattn_tensor *dy,
+                                                const int64_t *positions,
+                                                const clattn_rope_params *p, clattn_tensor *dx);
+
+/* Gradients of out = clattn_swiglu(gate, up), with s = sigmoid(gate):
+ *   dgate = dout * up * s (1 + gate (1 - s))   (silu's derivative, as
+ *           clattn_activation_backward's CLATTN_ACT_SILU computes it)
+ *   dup   = dout * silu(gate)                  (as the forward computes it)
+ *   gate, up, dout, dgate, dup: the same shape; either gradient may be
+ *   NULL. dgate or dup (not both) may be dout (in place); neither may be
+ *   gate or up. Errors: CLATTN_ERR_INVALID_ARG. */
+CLATTN_API clattn_status clattn_swiglu_backward(clattn_ctx *ctx, const clattn_tensor *gate,
+                                                const clattn_tensor *up, const clattn_tensor *dout,
+                                                clattn_tensor *dgate, clattn_tensor *dup);
+
+/* Tied input and output embeddings (tie_word_embeddings, GPT-2, small
+ * Llamas): the table E [V, E] is both the embedding and the output head,
+ * logits = h E^T (clattn_linear(h, E, NULL, CLATTN_ACT_NONE, logits)).
+ * Its gradient is the sum of the head's and the gather's, written into one
+ * dE by the two backward ops with accumulate (either order):
+ *
+ *     clattn_linear_backward(ctx, h, E, dlogits, dh, dE, NULL, false); // dE = dlogits^T h
+ *     ...                                          // back through the layers to demb
+ *     clattn_embedding_backward(ctx, ids, count, demb, dE, true);      // dE += gathered demb
+ *
+ * (tests/nn/test_tied_embedding.c checks the sum against a double one.) */
+
 /* Gradients of clattn_sdpa, written by clattn_sdpa_backward. */
 typedef struct clattn_sdpa_grads {
     clattn_tensor *dq;      /* [B, Hq, N, D] or NULL */
@@ -1551,6 +1668,28 @@ CLATTN_API clattn_status clattn_mse_loss(clattn_ctx *ctx, const clattn_tensor *p
 CLATTN_API clattn_status clattn_cross_entropy_loss(clattn_ctx *ctx, const clattn_tensor *logits,
                                                    const int64_t *targets, int64_t ignore_index,
                                                    float *loss, clattn_tensor *dlogits);
+
+/* The causal-LM loss, as transformers' LlamaForCausalLM computes it from
+ * labels: position t predicts label t + 1 (the labels are shifted left by
+ * one, the last position of each sequence predicts nothing), then
+ * F.cross_entropy(reduction="mean", ignore_index=ignore_index) on the
+ * shifted pairs:
+ *   loss = mean over (b, t < T-1) with labels[b, t+1] != ignore_index of
+ *          logsumexp(logits[b, t, :]) - logits[b, t, labels[b, t+1]]
+ *   logits, dlogits: [B, T, V] (or [T, V]: B = 1)
+ *   labels: host int64[B * T], labels[b * T + t]; each used one
+ *           (t >= 1) in 0 .. V-1 or ignore_index (checked before any
+ *           device work); labels[b * T] is never a target and is not read
+ * dlogits = (softmax(logits[b, t]) - onehot(labels[b, t+1])) / valid, 0 at
+ * t = T-1 and at ignored targets. Pass -100 (PyTorch's default) for
+ * ignore_index. No valid target at all (every used label ignored, or
+ * T = 1) is CLATTN_ERR_INVALID_ARG: PyTorch's mean over zero tokens is
+ * NaN, and no loss is defined (*loss and dlogits untouched). Otherwise as
+ * clattn_cross_entropy_loss (the same kernel and sums, the same
+ * accuracy; dlogits may be logits). */
+CLATTN_API clattn_status clattn_causal_lm_loss(clattn_ctx *ctx, const clattn_tensor *logits,
+                                               const int64_t *labels, int64_t ignore_index,
+                                               float *loss, clattn_tensor *dlogits);
 
 /* ======================================================================== */
 /* Training: optimisers and checkpoints                                     */

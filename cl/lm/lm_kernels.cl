@@ -1,53 +1,8 @@
-/* lm_kernels.cl - the small per-token steps of a decoder layer: RMSNorm,
- * rotary embeddings fused with the KV-cache store, SwiGLU, and the gather
- * of one sequence's cache into float32 for the prefill attention.
- * Follows core/reduce.cl in its program (lm_kernels.c). Token rows: a
- * batch of T tokens is [T, width] floats whatever sequences they are of. */
-
-/* y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w, as transformers'
- * LlamaRMSNorm in float32. One work-group per row (wg a power of two);
- * tmp: wg float2 of local scratch. y may be x. */
-__kernel void rms_norm_rows(__global const float *x, __global float *y, __global const float *w,
-                            const uint cols, const float eps, __local float2 *tmp)
-{
-    const uint lid = get_local_id(0), wg = get_local_size(0);
-    const size_t base = get_group_id(0) * (size_t)cols;
-    float s = 0.0f;
-    for (uint i = lid; i < cols; i += wg) {
-        const float v = x[base + i];
-        s += v * v;
-    }
-    const float ms = wg_sum2((float2)(s, 0.0f), tmp).x / (float)cols;
-    const float r = rsqrt(ms + eps);
-    for (uint i = lid; i < cols; i += wg)
-        y[base + i] = w[i] * (x[base + i] * r);
-}
-
-/* The same for CPU devices: one work-item per row (local size 1), the row
- * walked with 8-lane vectors and no barriers (as layer_norm_rows_cpu in
- * nn/layers.cl, which measured 4x faster than the tree on POCL). */
-__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
-void rms_norm_rows_cpu(__global const float *x, __global float *y, __global const float *w,
-                       const uint cols, const float eps, const ulong rows)
-{
-    const size_t row = get_global_id(0);
-    if (row >= rows)
-        return;
-    __global const float *xr = x + row * cols;
-    __global float *yr = y + row * cols;
-    float8 s8 = (float8)0.0f;
-    uint i = 0;
-    for (; i + 8 <= cols; i += 8) {
-        const float8 v = vload8(0, xr + i);
-        s8 += v * v;
-    }
-    float s = ((s8.s0 + s8.s4) + (s8.s1 + s8.s5)) + ((s8.s2 + s8.s6) + (s8.s3 + s8.s7));
-    for (; i < cols; ++i)
-        s += xr[i] * xr[i];
-    const float r = rsqrt(s / (float)cols + eps);
-    for (i = 0; i < cols; ++i)
-        yr[i] = w[i] * (xr[i] * r);
-}
+/* lm_kernels.cl - the small per-token steps of a decoder layer (RMSNorm
+ * is nn/layers.cl's rms_norm_rows): rotary embeddings fused with the
+ * KV-cache store, SwiGLU, and the gather of one sequence's cache into
+ * float32 for the prefill attention. Token rows: a batch of T tokens is
+ * [T, width] floats whatever sequences they are of. */
 
 /* One cache element in the cache's type. */
 #ifdef LM_CACHE_F16

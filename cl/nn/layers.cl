@@ -218,3 +218,96 @@ __kernel void softmax_rows(__global const float *x, __global float *y,
     for (uint i = lid; i < cols; i += wg)
         y[base + i] = exp(xr[i] - m) * inv;
 }
+
+/* ---- decoder-LM blocks: RMSNorm, rotary embeddings, SwiGLU ---------------
+ * (nn/decoder_ops.c; lm/forward.c runs the same RMSNorm kernels.) */
+
+/* y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) (* w), as transformers'
+ * LlamaRMSNorm in float32. One work-group per row (the row kernels'
+ * rule above); tmp: wg float2. y may be x. HAS_W is a compile-time
+ * constant of each kernel (see layer_norm_bwd_rows in layers_backward.cl
+ * for why not a runtime flag). */
+#define CLATTN_RMS_ROWS(NAME, HAS_W)                                            \
+    __kernel void NAME(__global const float *x, __global float *y,             \
+                       __global const float *w, const uint cols,               \
+                       const float eps, __local float2 *tmp)                   \
+    {                                                                          \
+        const uint lid = get_local_id(0), wg = get_local_size(0);              \
+        const size_t base = get_group_id(0) * (size_t)cols;                    \
+        float s = 0.0f;                                                        \
+        for (uint i = lid; i < cols; i += wg) {                                \
+            const float v = x[base + i];                                       \
+            s += v * v;                                                        \
+        }                                                                      \
+        const float ms = wg_sum2((float2)(s, 0.0f), tmp).x / (float)cols;      \
+        const float r = rsqrt(ms + eps);                                       \
+        for (uint i = lid; i < cols; i += wg)                                  \
+            y[base + i] = HAS_W ? w[i] * (x[base + i] * r) : x[base + i] * r;  \
+    }
+CLATTN_RMS_ROWS(rms_norm_rows, 0)
+CLATTN_RMS_ROWS(rms_norm_rows_w, 1)
+
+/* The same for CPU devices: one work-item per row (local size 1), the row
+ * walked with 8-lane vectors and no barriers (as layer_norm_rows_cpu,
+ * which measured 4x faster than the tree on POCL). */
+#define CLATTN_RMS_ROWS_CPU(NAME, HAS_W)                                        \
+    __kernel __attribute__((reqd_work_group_size(1, 1, 1)))                    \
+    void NAME(__global const float *x, __global float *y,                      \
+              __global const float *w, const uint cols, const float eps,       \
+              const ulong rows)                                                \
+    {                                                                          \
+        const size_t row = get_global_id(0);                                   \
+        if (row >= rows)                                                       \
+            return;                                                            \
+        __global const float *xr = x + row * cols;                             \
+        __global float *yr = y + row * cols;                                   \
+        float8 s8 = (float8)0.0f;                                              \
+        uint i = 0;                                                            \
+        for (; i + 8 <= cols; i += 8) {                                        \
+            const float8 v = vload8(0, xr + i);                                \
+            s8 += v * v;                                                       \
+        }                                                                      \
+        float s = ((s8.s0 + s8.s4) + (s8.s1 + s8.s5)) +                        \
+                  ((s8.s2 + s8.s6) + (s8.s3 + s8.s7));                         \
+        for (; i < cols; ++i)                                                  \
+            s += xr[i] * xr[i];                                                \
+        const float r = rsqrt(s / (float)cols + eps);                          \
+        for (i = 0; i < cols; ++i)                                             \
+            yr[i] = HAS_W ? w[i] * (xr[i] * r) : xr[i] * r;                    \
+    }
+CLATTN_RMS_ROWS_CPU(rms_norm_rows_cpu, 0)
+CLATTN_RMS_ROWS_CPU(rms_norm_rows_w_cpu, 1)
+
+/* Rotary embedding, transformers' rotate_half layout, on x [T, H, D]
+ * (T tokens of H heads): the pair (i, i + D/2) of head h of token t is
+ * turned by sgn * angle, angle = pos[t] * inv_freq[i] as one float32
+ * product (lm_kernels.cl's rope_store computes the same). sgn is 1
+ * (forward) or -1 (backward: the inverse rotation), an exact negation of
+ * the sine. Global size [D/2, H, T]; y may be x (a work-item reads both
+ * elements of its pair before writing them). */
+__kernel void rotary(__global const float *x, __global float *y, __global const int *pos,
+                     __global const float *inv_freq, const int h, const int d, const float sgn)
+{
+    const int i = get_global_id(0), head = get_global_id(1), t = get_global_id(2);
+    const int half_d = d / 2;
+    if (i >= half_d || head >= h)
+        return;
+    const size_t off = ((size_t)t * h + head) * d;
+    const float a = x[off + i], b = x[off + i + half_d];
+    const float angle = (float)pos[t] * inv_freq[i];
+    const float c = cos(angle), s = sgn * sin(angle);
+    y[off + i] = a * c - b * s;
+    y[off + i + half_d] = b * c + a * s;
+}
+
+/* out[i] = silu(gate[i]) * up[i] = gate / (1 + exp(-gate)) * up, the form
+ * of lm_kernels.cl's swiglu; i < n. out may be gate or up. */
+__kernel void swiglu_fwd(__global const float *gate, __global const float *up,
+                         __global float *out, const ulong n)
+{
+    const size_t i = get_global_id(0);
+    if (i < n) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + exp(-g)) * up[i];
+    }
+}

@@ -306,3 +306,90 @@ __kernel void sequence_mean_bwd(__global const float *dy, __global float *dx,
     const size_t c = get_global_id(0), r = get_global_id(1);
     dx[r * cols + c] = dy[(r / n) * cols + c] / (float)n;
 }
+
+/* ---- decoder-LM blocks: RMSNorm and SwiGLU gradients ------------------- */
+
+/* RMSNorm backward, one work-group per row of cols elements. r = 1 /
+ * sqrt(mean(x^2) + eps) is recomputed with the forward's tree (layers.cl's
+ * rms_norm_rows), xhat = x * r as the forward computes it. With g = dy * w
+ * (dy without weight):
+ *   dx = r * (g - xhat * mean(g * xhat))
+ * write_dx: compute dx; write_stats: work-item 0 stores r to stats[row]
+ * (read by rms_dweight). dx may be dy: each element of dy is read and dx
+ * written by one work-item, after the reductions' barriers. */
+#define CLATTN_RMS_BWD(NAME, HAS_W)                                             \
+    __kernel void NAME(__global const float *x, __global const float *w,       \
+                       __global const float *dy, __global float *dx,           \
+                       __global float *stats, const int write_dx,              \
+                       const int write_stats, const uint cols, const float eps,\
+                       __local float2 *tmp)                                    \
+    {                                                                          \
+        const uint lid = get_local_id(0), wg = get_local_size(0);              \
+        const size_t row = get_group_id(0), base = row * (size_t)cols;         \
+        __global const float *xr = x + base;                                   \
+        __global const float *dyr = dy + base;                                 \
+        float s = 0.0f;                                                        \
+        for (uint i = lid; i < cols; i += wg)                                  \
+            s += xr[i] * xr[i];                                                \
+        const float r = rsqrt(wg_sum2((float2)(s, 0.0f), tmp).x / (float)cols  \
+                              + eps);                                          \
+        if (write_stats && lid == 0)                                           \
+            stats[row] = r;                                                    \
+        if (!write_dx)                                                         \
+            return;                                                            \
+        float gx = 0.0f;                                                       \
+        for (uint i = lid; i < cols; i += wg) {                                \
+            const float g = HAS_W ? dyr[i] * w[i] : dyr[i];                    \
+            gx += g * (xr[i] * r);                                             \
+        }                                                                      \
+        const float mgx = wg_sum2((float2)(gx, 0.0f), tmp).x / (float)cols;    \
+        for (uint i = lid; i < cols; i += wg) {                                \
+            const float g = HAS_W ? dyr[i] * w[i] : dyr[i];                    \
+            dx[base + i] = r * (g - (xr[i] * r) * mgx);                        \
+        }                                                                      \
+    }
+CLATTN_RMS_BWD(rms_norm_bwd_rows, 0)
+CLATTN_RMS_BWD(rms_norm_bwd_rows_w, 1)
+
+/* v(r, c) = dy[r, c] * (x[r, c] * r_r), r_r from rms_norm_bwd_rows's
+ * stats: the weight gradient, a column sum (the tree above). */
+#define CLATTN_RMS_DW(NAME, ACC)                                              \
+    __kernel void NAME(__global const float *x, __global const float *dy,     \
+                       __global const float *stats, const ulong rows,         \
+                       const uint cols, __global float *out,                  \
+                       __local float *tmp)                                    \
+    {                                                                         \
+        const size_t c = get_global_id(0);                                    \
+        float s = 0.0f;                                                       \
+        if (c < cols)                                                         \
+            for (ulong r = get_local_id(1); r < rows;                         \
+                 r += get_local_size(1)) {                                    \
+                const size_t i = r * cols + c;                                \
+                s += dy[i] * (x[i] * stats[r]);                               \
+            }                                                                 \
+        CLATTN_COL_TREE(ACC)                                                  \
+    }
+CLATTN_RMS_DW(rms_dweight, 0)
+CLATTN_RMS_DW(rms_dweight_acc, 1)
+
+/* SwiGLU backward, i < n: dgate = dout * up * silu'(gate) (clattn_act_grad's
+ * SILU form), dup = dout * silu(gate) (layers.cl's swiglu_fwd form). A
+ * gradient is written only with its flag (its buffer is any other buffer
+ * when absent). dgate or dup may be dout: each element of dout is read
+ * before the work-item writes. */
+__kernel void swiglu_bwd(__global const float *gate, __global const float *up,
+                         __global const float *dout, __global float *dgate,
+                         __global float *dup, const int has_dgate, const int has_dup,
+                         const ulong n)
+{
+    const size_t i = get_global_id(0);
+    if (i >= n)
+        return;
+    const float g = gate[i], u = up[i], d = dout[i];
+    const float dg = clattn_act_grad(g, d * u, ACT_SILU);
+    const float du = d * (g / (1.0f + exp(-g)));
+    if (has_dgate)
+        dgate[i] = dg;
+    if (has_dup)
+        dup[i] = du;
+}

@@ -7,6 +7,7 @@
  * numbers in a way clattn does not implement is refused by name. */
 #include "io/io.h"
 #include "lm/lm.h"
+#include "nn/nn.h"
 
 #include <float.h>
 #include <math.h>
@@ -400,31 +401,7 @@ void clattn__lm_config_free(clattn__lm_config *c)
 
 void clattn__lm_rope_inv_freq(const clattn__lm_config *c, float *inv_freq)
 {
-    const int half = c->head_dim / 2;
-    const float base = (float)c->rope_theta;
-    for (int i = 0; i < half; i++) {
-        /* transformers: 1.0 / (base ** (arange(0, dim, 2).float() / dim)),
-         * float32 throughout. */
-        float e = (float)(2 * i) / (float)c->head_dim;
-        float f = 1.0f / (float)pow((double)base, (double)e);
-        if (c->rope_type == CLATTN_ROPE_LINEAR) {
-            f = f / (float)c->rope_factor;
-        } else if (c->rope_type == CLATTN_ROPE_LLAMA3) {
-            /* _compute_llama3_parameters: wavelengths longer than
-             * original / low_freq_factor are scaled down by factor, shorter
-             * than original / high_freq_factor kept, and the band between
-             * interpolated smoothly. */
-            const float factor = (float)c->rope_factor, lo = (float)c->rope_low_freq;
-            const float hi = (float)c->rope_high_freq, old = (float)c->rope_original_max;
-            const float low_wavelen = old / lo, high_wavelen = old / hi;
-            const float wavelen = 2.0f * 3.14159265358979323846f / f;
-            float g = wavelen > low_wavelen ? f / factor : f;
-            const float smooth = (old / wavelen - lo) / (hi - lo);
-            const float smoothed = (1.0f - smooth) * g / factor + smooth * g;
-            if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen))
-                g = smoothed;
-            f = g;
-        }
-        inv_freq[i] = f;
-    }
+    clattn_rope_params p = {c->rope_theta,    c->rope_type,     c->rope_factor,
+                            c->rope_low_freq, c->rope_high_freq, c->rope_original_max};
+    clattn__rope_inv_freq(&p, c->head_dim, inv_freq);
 }

@@ -130,11 +130,9 @@ typedef enum clattn__lm_family {
     CLATTN_LM_GPT2 = 1     /* GPT-2: LayerNorm, learned positions, MLP */
 } clattn__lm_family;
 
-typedef enum clattn__rope_type {
-    CLATTN_ROPE_DEFAULT = 0,
-    CLATTN_ROPE_LINEAR = 1,
-    CLATTN_ROPE_LLAMA3 = 2
-} clattn__rope_type;
+/* The rope scaling types: the public clattn_rope_type (clattn_rotary
+ * takes the same frequencies, computed by nn/decoder_ops.c). */
+typedef clattn_rope_type clattn__rope_type;
 
 #define CLATTN_LM_MAX_LAYERS 1024
 
@@ -165,7 +163,8 @@ clattn_status clattn__lm_config_read(clattn_ctx *ctx, const char *dir, clattn__l
 void clattn__lm_config_free(clattn__lm_config *c);
 
 /* inv_freq[0 .. head_dim/2) of the rotary embedding, computed in float32
- * in the order transformers' rope initialisers compute it. */
+ * in the order transformers' rope initialisers compute it: nn's
+ * clattn__rope_inv_freq, which clattn_rotary uses too. */
 void clattn__lm_rope_inv_freq(const clattn__lm_config *c, float *inv_freq);
 
 

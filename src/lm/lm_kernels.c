@@ -1,20 +1,20 @@
-/* lm_kernels.c - host side of cl/lm/lm_kernels.cl: RMSNorm, rotary
- * embeddings with the KV-cache store, SwiGLU and the cache gather. Shapes
+/* lm_kernels.c - host side of cl/lm/lm_kernels.cl: rotary embeddings
+ * with the KV-cache store, SwiGLU and the cache gather; RMSNorm runs
+ * nn's kernels (clattn__rms_norm_rows, cl/nn/layers.cl). Shapes
  * are checked by the callers (forward.c), which own every buffer. */
 #include "lm/lm.h"
+#include "nn/nn.h"
 
 static const clattn__program_spec LM_PROGRAM = {
-    {"core/reduce.cl", "lm/lm_kernels.cl", NULL}, NULL};
+    {"lm/lm_kernels.cl", NULL}, NULL};
 /* The cache kernels read and write half when LM_CACHE_F16 is defined. */
 static const clattn__program_spec LM_PROGRAM_F16 = {
-    {"core/reduce.cl", "lm/lm_kernels.cl", NULL}, "-DLM_CACHE_F16"};
+    {"lm/lm_kernels.cl", NULL}, "-DLM_CACHE_F16"};
 static const clattn__program_spec LM_PROGRAM_ROTARY = {
-    {"core/reduce.cl", "lm/lm_kernels.cl", NULL}, "-DROTARY"};
+    {"lm/lm_kernels.cl", NULL}, "-DROTARY"};
 static const clattn__program_spec LM_PROGRAM_ROTARY_F16 = {
-    {"core/reduce.cl", "lm/lm_kernels.cl", NULL}, "-DROTARY -DLM_CACHE_F16"};
+    {"lm/lm_kernels.cl", NULL}, "-DROTARY -DLM_CACHE_F16"};
 
-static const clattn__kernel_spec RMS_NORM = {&LM_PROGRAM, "rms_norm_rows"};
-static const clattn__kernel_spec RMS_NORM_CPU = {&LM_PROGRAM, "rms_norm_rows_cpu"};
 static const clattn__kernel_spec SWIGLU = {&LM_PROGRAM, "swiglu"};
 static const clattn__kernel_spec ROPE_STORE[2][2] = {
     {{&LM_PROGRAM, "rope_store"}, {&LM_PROGRAM_F16, "rope_store"}},
@@ -26,25 +26,8 @@ static const clattn__kernel_spec CACHE_GATHER[2] = {
 clattn_status clattn__lm_rms_norm(clattn_ctx *ctx, cl_mem x, cl_mem w, cl_mem y, size_t rows,
                                   size_t cols, float eps)
 {
-    cl_kernel k;
-    cl_uint ucols = (cl_uint)cols;
-    clattn_status st;
-    if (ctx->info.type == CLATTN_DEVICE_CPU) {
-        /* One work-item per row: see rms_norm_rows_cpu. */
-        st = clattn__kernel(ctx, &RMS_NORM_CPU, &k);
-        cl_ulong nrows = rows;
-        if (st == CLATTN_OK)
-            st = CLATTN_SET_ARGS(ctx, k, "rms_norm", CLATTN_KARG(x), CLATTN_KARG(y),
-                                 CLATTN_KARG(w), CLATTN_KARG(ucols), CLATTN_KARG(eps),
-                                 CLATTN_KARG(nrows));
-        size_t global = rows, local = 1;
-        return st == CLATTN_OK ? clattn__enqueue(ctx, k, 1, &global, &local, "rms_norm") : st;
-    }
-    st = clattn__kernel(ctx, &RMS_NORM, &k);
-    if (st == CLATTN_OK)
-        st = CLATTN_SET_ARGS(ctx, k, "rms_norm", CLATTN_KARG(x), CLATTN_KARG(y), CLATTN_KARG(w),
-                             CLATTN_KARG(ucols), CLATTN_KARG(eps));
-    return st == CLATTN_OK ? clattn__run_rows(ctx, k, 5, rows, cols, "rms_norm") : st;
+    /* nn's kernels, shared with the public clattn_rms_norm. */
+    return clattn__rms_norm_rows(ctx, x, w, y, rows, cols, eps);
 }
 
 clattn_status clattn__lm_rope_store(clattn_ctx *ctx, cl_mem qkv, cl_mem q,

@@ -97,7 +97,7 @@ static void release_mem(cl_mem m)
  * that reuses an earlier buffer's number correctly only after a host
  * store of the whole buffer, and flags the reads otherwise. 12 bytes per
  * row. */
-static clattn_status zeroed_buffer(clattn_ctx *ctx, size_t bytes, const char *what, cl_mem *out)
+clattn_status clattn__zeroed_buffer(clattn_ctx *ctx, size_t bytes, const char *what, cl_mem *out)
 {
     clattn_status st = clattn__alloc_check(ctx, bytes, what);
     if (st != CLATTN_OK)
@@ -143,7 +143,7 @@ static size_t pow2_at_least(size_t n, size_t cap)
  * follow rows, cols, out and the __local scratch. The shape depends on
  * rows, cols and the device only: the same call always sums in the same
  * order. */
-static clattn_status col_reduce(clattn_ctx *ctx, cl_kernel k, cl_uint first, const char *kname,
+clattn_status clattn__col_reduce(clattn_ctx *ctx, cl_kernel k, cl_uint first, const char *kname,
                                 size_t rows, size_t cols, cl_mem out)
 {
     clattn__group_limits lim;
@@ -189,7 +189,7 @@ static clattn_status col_sum(clattn_ctx *ctx, cl_mem src, size_t rows, size_t co
         st = CLATTN_SET_ARGS(ctx, k, spec->name, CLATTN_KARG(src));
     if (st != CLATTN_OK)
         return st;
-    return col_reduce(ctx, k, 1, spec->name, rows, cols, out);
+    return clattn__col_reduce(ctx, k, 1, spec->name, rows, cols, out);
 }
 
 /* ---- linear ------------------------------------------------------------------ */
@@ -362,7 +362,7 @@ clattn_status clattn_layer_norm_backward(clattn_ctx *ctx, const clattn_tensor *x
     const char *kname = spec->name;
     st = clattn__kernel(ctx, spec, &k);
     if (st == CLATTN_OK && dgamma)
-        st = zeroed_buffer(ctx, rows * 3 * sizeof(float), "layer norm row statistics", &stats);
+        st = clattn__zeroed_buffer(ctx, rows * 3 * sizeof(float), "layer norm row statistics", &stats);
     if (st != CLATTN_OK)
         return st;
     cl_uint c = (cl_uint)cols;
@@ -393,7 +393,7 @@ clattn_status clattn_layer_norm_backward(clattn_ctx *ctx, const clattn_tensor *x
             st = CLATTN_SET_ARGS(ctx, kg, gspec->name, CLATTN_KARG(x->mem),
                                  CLATTN_KARG(dy->mem), CLATTN_KARG(stats));
         if (st == CLATTN_OK)
-            st = col_reduce(ctx, kg, 3, gspec->name, rows, cols, dgamma->mem);
+            st = clattn__col_reduce(ctx, kg, 3, gspec->name, rows, cols, dgamma->mem);
     }
     if (st == CLATTN_OK && dbeta)
         st = col_sum(ctx, dy->mem, rows, cols, dbeta->mem, accumulate);

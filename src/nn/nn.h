@@ -1,5 +1,5 @@
 /* nn/nn.h - the layer ops (linear, embedding, elementwise, layer norm,
- * softmax, dropout) and their backward passes, shared within nn/ and with
+ * softmax, dropout, RMSNorm, rotary embeddings, SwiGLU) and their backward passes, shared within nn/ and with
  * the subsystems built on them. */
 #ifndef CLATTN_NN_H
 #define CLATTN_NN_H
@@ -17,6 +17,18 @@ clattn_status clattn__linear_acc(clattn_ctx *ctx, const clattn_tensor *x, const 
 /* layers.cl's fused bias + activation kernel for act (bias_act_none for
  * an unknown act). */
 const clattn__kernel_spec *clattn__bias_act_spec(clattn_activation act);
+
+/* ---- decoder_ops.c: what lm/ shares with the public ops ---------- */
+
+/* y = x / sqrt(mean(x^2) + eps) (* w) over rows x cols floats (w: [cols]
+ * or NULL), clattn_rms_norm's kernels without its checks. y may be x. */
+clattn_status clattn__rms_norm_rows(clattn_ctx *ctx, cl_mem x, cl_mem w, cl_mem y, size_t rows,
+                                    size_t cols, float eps);
+
+/* inv_freq[0 .. head_dim/2) of the rotary embedding for p (checked by the
+ * caller), in float32 in the order transformers' rope initialisers
+ * compute it. */
+void clattn__rope_inv_freq(const clattn_rope_params *p, int32_t head_dim, float *inv_freq);
 
 /* The layer ops' programs: nn/layers.cl, nn/layers_backward.cl,
  * nn/dropout.cl. */

@@ -1,7 +1,10 @@
-/* loss.c - training losses (mean squared error, cross-entropy) and the
- * deterministic two-stage sums of cl/train/loss.cl they share with the
- * optimisers' gradient norms (see the top of cl/train/loss.cl). */
+/* loss.c - training losses (mean squared error, cross-entropy and its
+ * causal-LM form with shifted labels) and the deterministic two-stage
+ * sums of cl/train/loss.cl they share with the optimisers' gradient
+ * norms (see the top of cl/train/loss.cl). */
 #include "train/train.h"
+
+#include <stdlib.h>
 
 const clattn__program_spec clattn__loss_program = {{"core/reduce.cl", "train/loss.cl", NULL}, NULL};
 
@@ -167,52 +170,15 @@ clattn_status clattn_mse_loss(clattn_ctx *ctx, const clattn_tensor *pred,
 /* Cross-entropy                                                             */
 /* ======================================================================== */
 
-clattn_status clattn_cross_entropy_loss(clattn_ctx *ctx, const clattn_tensor *logits,
-                                        const int64_t *targets, int64_t ignore_index,
-                                        float *loss, clattn_tensor *dlogits)
+/* The device part of both cross-entropy losses: rows = the leading dims
+ * of logits, targets[rows] checked, valid of them not ignore_index. */
+static clattn_status ce_run(clattn_ctx *ctx, const clattn_tensor *logits, const int64_t *targets,
+                            int64_t ignore_index, size_t valid, float *loss,
+                            clattn_tensor *dlogits)
 {
-    clattn__clear_thread_error();
-    if (!ctx)
-        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "cross_entropy_loss: ctx is NULL");
-    clattn_status st = CLATTN_CHECK_TENSORS(ctx, "cross_entropy_loss", CLATTN_TENSOR(logits),
-                                            CLATTN_TENSOR_OPT(dlogits));
-    if (st != CLATTN_OK)
-        return st;
-    char sl[96];
-    clattn__shape_str(logits->shape, logits->ndim, sl, sizeof sl);
-    if (dlogits && !clattn__same_shape(logits, dlogits)) {
-        char sd[96];
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "cross_entropy_loss: dlogits %s must have the shape of logits %s",
-                            clattn__shape_str(dlogits->shape, dlogits->ndim, sd, sizeof sd), sl);
-    }
-    if (!targets)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "cross_entropy_loss: targets is NULL");
     int64_t classes = logits->shape[logits->ndim - 1];
     size_t rows = logits->numel / (size_t)classes;
-    if ((uint64_t)classes > UINT32_MAX)
-        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                            "cross_entropy_loss: logits %s: over 2^32 - 1 classes", sl);
-    /* Every target before any device work: a bad one leaves dlogits as it was. */
-    size_t valid = 0;
-    for (size_t r = 0; r < rows; r++) {
-        if (targets[r] == ignore_index)
-            continue;
-        if (targets[r] < 0 || targets[r] >= classes)
-            return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
-                                "cross_entropy_loss: targets[%zu] = %lld is outside 0 .. %lld "
-                                "and is not ignore_index (%lld); logits %s",
-                                r, (long long)targets[r], (long long)(classes - 1),
-                                (long long)ignore_index, sl);
-        valid++;
-    }
-    if (!loss && !dlogits)
-        return CLATTN_OK;
-    if (valid == 0 && !dlogits) { /* every row ignored: 0 by definition */
-        *loss = 0.0f;
-        return CLATTN_OK;
-    }
-
+    clattn_status st;
     cl_kernel k;
     size_t wg;
     st = clattn__kernel(ctx, &CE_ROWS, &k);
@@ -262,5 +228,123 @@ clattn_status clattn_cross_entropy_loss(clattn_ctx *ctx, const clattn_tensor *lo
         clReleaseMemObject(rowloss);
     if (st == CLATTN_OK && loss)
         *loss = value;
+    return st;
+}
+
+clattn_status clattn_cross_entropy_loss(clattn_ctx *ctx, const clattn_tensor *logits,
+                                        const int64_t *targets, int64_t ignore_index,
+                                        float *loss, clattn_tensor *dlogits)
+{
+    clattn__clear_thread_error();
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "cross_entropy_loss: ctx is NULL");
+    clattn_status st = CLATTN_CHECK_TENSORS(ctx, "cross_entropy_loss", CLATTN_TENSOR(logits),
+                                            CLATTN_TENSOR_OPT(dlogits));
+    if (st != CLATTN_OK)
+        return st;
+    char sl[96];
+    clattn__shape_str(logits->shape, logits->ndim, sl, sizeof sl);
+    if (dlogits && !clattn__same_shape(logits, dlogits)) {
+        char sd[96];
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "cross_entropy_loss: dlogits %s must have the shape of logits %s",
+                            clattn__shape_str(dlogits->shape, dlogits->ndim, sd, sizeof sd), sl);
+    }
+    if (!targets)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "cross_entropy_loss: targets is NULL");
+    int64_t classes = logits->shape[logits->ndim - 1];
+    size_t rows = logits->numel / (size_t)classes;
+    if ((uint64_t)classes > UINT32_MAX)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "cross_entropy_loss: logits %s: over 2^32 - 1 classes", sl);
+    /* Every target before any device work: a bad one leaves dlogits as it was. */
+    size_t valid = 0;
+    for (size_t r = 0; r < rows; r++) {
+        if (targets[r] == ignore_index)
+            continue;
+        if (targets[r] < 0 || targets[r] >= classes)
+            return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                                "cross_entropy_loss: targets[%zu] = %lld is outside 0 .. %lld "
+                                "and is not ignore_index (%lld); logits %s",
+                                r, (long long)targets[r], (long long)(classes - 1),
+                                (long long)ignore_index, sl);
+        valid++;
+    }
+    if (!loss && !dlogits)
+        return CLATTN_OK;
+    if (valid == 0 && !dlogits) { /* every row ignored: 0 by definition */
+        *loss = 0.0f;
+        return CLATTN_OK;
+    }
+
+    return ce_run(ctx, logits, targets, ignore_index, valid, loss, dlogits);
+}
+
+
+/* ======================================================================== */
+/* Causal-LM cross-entropy                                                   */
+/* ======================================================================== */
+
+clattn_status clattn_causal_lm_loss(clattn_ctx *ctx, const clattn_tensor *logits,
+                                    const int64_t *labels, int64_t ignore_index, float *loss,
+                                    clattn_tensor *dlogits)
+{
+    static const char fn[] = "causal_lm_loss";
+    clattn__clear_thread_error();
+    if (!ctx)
+        return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "%s: ctx is NULL", fn);
+    clattn_status st = CLATTN_CHECK_TENSORS(ctx, fn, CLATTN_TENSOR(logits),
+                                            CLATTN_TENSOR_OPT(dlogits));
+    if (st != CLATTN_OK)
+        return st;
+    char sl[96];
+    clattn__shape_str(logits->shape, logits->ndim, sl, sizeof sl);
+    if (logits->ndim != 2 && logits->ndim != 3)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: logits %s must be [B, T, V] or [T, V]",
+                            fn, sl);
+    if (dlogits && !clattn__same_shape(logits, dlogits)) {
+        char sd[96];
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "%s: dlogits %s must have the shape of logits %s", fn,
+                            clattn__shape_str(dlogits->shape, dlogits->ndim, sd, sizeof sd), sl);
+    }
+    if (!labels)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: labels is NULL", fn);
+    int64_t vocab = logits->shape[logits->ndim - 1];
+    size_t t_len = (size_t)logits->shape[logits->ndim - 2];
+    size_t rows = logits->numel / (size_t)vocab;
+    if ((uint64_t)vocab > UINT32_MAX)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG, "%s: logits %s: V over 2^32 - 1", fn, sl);
+    /* Every used label before any device work; labels[b * T] is never read. */
+    size_t valid = 0;
+    for (size_t r = 0; r < rows; r++) {
+        if (r % t_len == 0)
+            continue;
+        if (labels[r] == ignore_index)
+            continue;
+        if (labels[r] < 0 || labels[r] >= vocab)
+            return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                                "%s: labels[%zu] = %lld is outside 0 .. %lld and is not "
+                                "ignore_index (%lld); logits %s",
+                                fn, r, (long long)labels[r], (long long)(vocab - 1),
+                                (long long)ignore_index, sl);
+        valid++;
+    }
+    if (valid == 0)
+        return clattn__fail(ctx, CLATTN_ERR_INVALID_ARG,
+                            "%s: no label to predict (T = %zu; every label at t >= 1 is "
+                            "ignore_index %lld): the mean over zero tokens is undefined; logits %s",
+                            fn, t_len, (long long)ignore_index, sl);
+    if (!loss && !dlogits)
+        return CLATTN_OK;
+    /* The shifted targets: row (b, t) predicts labels[b, t + 1]; the last
+     * position of each sequence predicts nothing. */
+    int64_t *targets = malloc(rows * sizeof *targets);
+    if (!targets)
+        return clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
+    for (size_t r = 0; r < rows; r++)
+        targets[r] = (r + 1) % t_len == 0 ? ignore_index : labels[r + 1];
+    st = ce_run(ctx, logits, targets, ignore_index, valid, loss, dlogits);
+    free(targets);
     return st;
 }

@@ -12,7 +12,7 @@ bool on_oclgrind = false;
 static const char *const worst_names[W_COUNT] = {"linear", "activation", "layer norm dx",
                                                  "column sums", "softmax", "embedding",
                                                  "sequence mean", "finite differences",
-                                                 "forward"};
+                                                 "forward", "rms norm", "rotary"};
 static double worst[W_COUNT];
 static bool worst_used[W_COUNT];
 

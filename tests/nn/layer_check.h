@@ -49,6 +49,21 @@
  *   and dropout one float rounding of the double result, u |ref| (so
  *   their error / bound may reach 1, never exceed it), add_scaled three,
  *   3 u (|alpha a| + |beta b|); sequence mean as above.
+ * - RMSNorm (forward, dx, dweight): r = 1 / sqrt(mean(x^2) + eps) from a
+ *   sum of E positive squares, in whatever order the device's row kernel
+ *   uses (serial on CPUs up to 1024, a tree elsewhere): at most (E - 1) u
+ *   relative in any order, so (E / 2 + 3) u in r with rsqrt's 2 ulp;
+ *   forward (E / 2 + 8) u |ref| (the divide, x r, w (x r)). dx = r (g -
+ *   xhat mean(g xhat)): (E + 16) u r (|g_i| + 2 |xhat_i| mean|g xhat|)
+ *   (r's error twice in xhat mean(..), the mean's E u); dweight: the
+ *   column sum's (rows + 6) u plus each term's (E / 2 + 6) u, times
+ *   sum|dy xhat|.
+ * - rotary: a cos - b sin with OpenCL's cos and sin within 4 ulp of the
+ *   float32 angle the header defines (the reference takes the same
+ *   float32 angle, then cos and sin in double): 8 u (|a| + |b|).
+ * - SwiGLU: silu(g) u with exp (3 ulp), the divide (2.5 ulp) and two
+ *   roundings: 10 u |ref|; dgate as the activations' SiLU derivative
+ *   (2e-6 |ref| + 1e-6 |dout up|); dup 10 u |ref|.
  * The largest error / bound of each family is printed at the end of each
  * program (all below 0.5 on POCL and Rusticl when written, but for the
  * one-rounding forward bounds above). */
@@ -77,7 +92,7 @@ extern bool small;
 extern bool on_oclgrind;
 
 /* Check families: the largest |got - ref| / bound of each is kept. */
-enum { W_LIN, W_ACT, W_LN, W_COL, W_SM, W_EMB, W_SEQ, W_FD, W_FWD, W_COUNT };
+enum { W_LIN, W_ACT, W_LN, W_COL, W_SM, W_EMB, W_SEQ, W_FD, W_FWD, W_RMS, W_ROPE, W_COUNT };
 
 /* Creates the context, seeds the data (23) and sets small and
  * on_oclgrind. */

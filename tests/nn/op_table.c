@@ -527,6 +527,277 @@ static void add_grad(const op_case *c, const float *y, const float *dy, double *
 }
 
 /* ======================================================================== */
+/* RMSNorm: x [a, b], weight [b] (param 1) or none (param 0); eps 1e-6       */
+/* ======================================================================== */
+
+#define RMS_EPS 1e-6f
+
+static void rms_setup(op_case *c)
+{
+    input(c, 0, "x", c->s.a, c->s.b, true, W_RMS, -2, 2);
+    if (c->param) {
+        input(c, 1, "weight", c->s.b, 0, true, W_COL, 0.5f, 1.5f);
+        c->fd_scale[1] = (double)c->s.a;
+    }
+    output_2d(c, c->s.a, c->s.b);
+}
+
+static clattn_status rms_forward(clattn_ctx *ctx, const op_case *c, clattn_tensor *const *in,
+                                 clattn_tensor *y)
+{
+    return clattn_rms_norm(ctx, in[0], c->param ? in[1] : NULL, RMS_EPS, y);
+}
+
+static clattn_status rms_backward(clattn_ctx *ctx, const op_case *c, clattn_tensor *const *in,
+                                  const clattn_tensor *y, const clattn_tensor *dy,
+                                  clattn_tensor *const *din)
+{
+    (void)y;
+    return clattn_rms_norm_backward(ctx, in[0], c->param ? in[1] : NULL, RMS_EPS, dy, din[0],
+                                    c->param ? din[1] : NULL, false);
+}
+
+/* r of row x[0 .. e) in double. */
+static double rms_r(const double *x, size_t e)
+{
+    double s = 0;
+    for (size_t i = 0; i < e; i++)
+        s += x[i] * x[i];
+    return 1.0 / sqrt(s / (double)e + (double)RMS_EPS);
+}
+
+static void rms_reference(const op_case *c, const double *const *in, double *y, double *yb)
+{
+    size_t rows = (size_t)c->s.a, e = (size_t)c->s.b;
+    for (size_t r = 0; r < rows; r++) {
+        double rr = rms_r(in[0] + r * e, e);
+        for (size_t i = 0; i < e; i++) {
+            size_t j = r * e + i;
+            y[j] = in[0][j] * rr * (c->param ? in[1][i] : 1.0);
+            if (yb) /* layer_check.h: (E / 2 + 8) u |ref| */
+                yb[j] = ((double)e / 2 + 8) * U * fabs(y[j]) + 1e-38;
+        }
+    }
+}
+
+static void rms_grad(const op_case *c, const float *y, const float *dy, double *const *din,
+                     double *const *bound)
+{
+    (void)y;
+    size_t rows = (size_t)c->s.a, e = (size_t)c->s.b;
+    const float *x = c->x[0], *w = c->param ? c->x[1] : NULL;
+    double *xd = test_dvec(e);
+    if (w)
+        for (size_t i = 0; i < e; i++)
+            din[1][i] = bound[1][i] = 0;
+    for (size_t r = 0; r < rows; r++) {
+        to_double(x + r * e, xd, e);
+        double rr = rms_r(xd, e), m = 0, ma = 0;
+        for (size_t i = 0; i < e; i++) {
+            double g = (double)dy[r * e + i] * (w ? w[i] : 1.0);
+            m += g * xd[i] * rr;
+            ma += fabs(g * xd[i] * rr);
+        }
+        m /= (double)e;
+        ma /= (double)e;
+        for (size_t i = 0; i < e; i++) {
+            size_t j = r * e + i;
+            double g = (double)dy[j] * (w ? w[i] : 1.0), xh = xd[i] * rr;
+            din[0][j] = rr * (g - xh * m);
+            bound[0][j] = ((double)e + 16) * U * rr * (fabs(g) + 2 * fabs(xh) * ma) + 1e-38;
+            if (w) {
+                din[1][i] += dy[j] * xh;
+                bound[1][i] += fabs(dy[j] * xh);
+            }
+        }
+    }
+    for (size_t i = 0; w && i < e; i++)
+        bound[1][i] = ((double)rows + 6 + (double)e / 2 + 6) * U * bound[1][i] + 1e-38;
+    free(xd);
+}
+
+/* ======================================================================== */
+/* rotary: x [a, b, 3, c] (B, N, H = 3, D); param: the rope type            */
+/* ======================================================================== */
+
+#define ROPE_H 3
+
+/* The row's frequencies: DEFAULT at theta 10000 with positions 0 .. N-1
+ * (positions NULL), LINEAR (theta 1e6, factor 4) and LLAMA3 (Llama 3.1's
+ * theta 500000, factor 8, 1, 4, 8192) with explicit positions. */
+static clattn_rope_params rope_params(int type)
+{
+    clattn_rope_params p = clattn_rope_params_default();
+    p.type = (clattn_rope_type)type;
+    if (type == CLATTN_ROPE_LINEAR) {
+        p.theta = 1e6;
+        p.factor = 4;
+    } else if (type == CLATTN_ROPE_LLAMA3) {
+        p.theta = 500000;
+        p.factor = 8;
+        p.low_freq_factor = 1;
+        p.high_freq_factor = 4;
+        p.original_max_position = 8192;
+    }
+    return p;
+}
+
+/* inv_freq as transformers' rope initialisers compute it in float32
+ * (_compute_default_rope_parameters, _compute_linear_scaling_rope_parameters,
+ * _compute_llama3_parameters): the header's definition, step by step. */
+static void rope_freq_ref(int type, size_t d, float *f)
+{
+    clattn_rope_params p = rope_params(type);
+    for (size_t i = 0; i < d / 2; i++) {
+        float e = (float)(2 * i) / (float)d;
+        float v = 1.0f / (float)pow((double)(float)p.theta, (double)e);
+        if (type == CLATTN_ROPE_LINEAR)
+            v /= (float)p.factor;
+        if (type == CLATTN_ROPE_LLAMA3) {
+            float factor = (float)p.factor, lo = (float)p.low_freq_factor;
+            float hi = (float)p.high_freq_factor, old = (float)p.original_max_position;
+            float wavelen = 2.0f * (float)PI / v;
+            if (wavelen > old / lo) {
+                v = v / factor;
+            } else if (wavelen >= old / hi) {
+                float smooth = (old / wavelen - lo) / (hi - lo);
+                v = (1.0f - smooth) * v / factor + smooth * v;
+            }
+        }
+        f[i] = v;
+    }
+}
+
+static void rope_setup(op_case *c)
+{
+    int64_t b = c->s.a, n = c->s.b, d = c->s.c;
+    input(c, 0, "x", b * n * ROPE_H, d, true, W_ROPE, -2, 2);
+    c->ndim[0] = 4;
+    c->shape[0][0] = b;
+    c->shape[0][1] = n;
+    c->shape[0][2] = ROPE_H;
+    c->shape[0][3] = d;
+    if (c->param != CLATTN_ROPE_DEFAULT) { /* packed sequences at scattered offsets */
+        c->count = (size_t)(b * n);
+        c->ids = malloc(c->count * sizeof *c->ids);
+        for (size_t t = 0; t < c->count; t++)
+            c->ids[t] = (int64_t)((t * 37 + 5) % 3001);
+        c->ids[0] = 8191;
+    }
+    c->y_ndim = 4;
+    memcpy(c->y_shape, c->shape[0], sizeof c->y_shape);
+    c->y_numel = c->numel[0];
+}
+
+static clattn_status rope_forward(clattn_ctx *ctx, const op_case *c, clattn_tensor *const *in,
+                                  clattn_tensor *y)
+{
+    clattn_rope_params p = rope_params(c->param);
+    return clattn_rotary(ctx, in[0], c->ids, c->param ? &p : NULL, y);
+}
+
+static clattn_status rope_backward(clattn_ctx *ctx, const op_case *c, clattn_tensor *const *in,
+                                   const clattn_tensor *y, const clattn_tensor *dy,
+                                   clattn_tensor *const *din)
+{
+    (void)in, (void)y;
+    clattn_rope_params p = rope_params(c->param);
+    return clattn_rotary_backward(ctx, dy, c->ids, c->param ? &p : NULL, din[0]);
+}
+
+/* v rotated by sgn * angle into out, with bound 8 u (|a| + |b|). */
+static void rope_apply(const op_case *c, const double *v, double sgn, double *out, double *bd)
+{
+    size_t d = (size_t)c->s.c, half = d / 2, tokens = (size_t)(c->s.a * c->s.b);
+    float *f = malloc(half * sizeof *f);
+    rope_freq_ref(c->param, d, f);
+    for (size_t t = 0; t < tokens; t++) {
+        int64_t pos = c->ids ? c->ids[t] : (int64_t)(t % (size_t)c->s.b);
+        for (size_t h = 0; h < ROPE_H; h++)
+            for (size_t i = 0; i < half; i++) {
+                size_t o = (t * ROPE_H + h) * d;
+                float angle = (float)pos * f[i]; /* one float32 product */
+                double co = cos((double)angle), si = sgn * sin((double)angle);
+                double a = v[o + i], b = v[o + i + half];
+                out[o + i] = a * co - b * si;
+                out[o + i + half] = b * co + a * si;
+                if (bd)
+                    bd[o + i] = bd[o + i + half] = 8 * U * (fabs(a) + fabs(b)) + 1e-38;
+            }
+    }
+    free(f);
+}
+
+static void rope_reference(const op_case *c, const double *const *in, double *y, double *yb)
+{
+    rope_apply(c, in[0], 1.0, y, yb);
+}
+
+static void rope_grad(const op_case *c, const float *y, const float *dy, double *const *din,
+                      double *const *bound)
+{
+    (void)y;
+    double *dyd = test_dvec(c->y_numel);
+    to_double(dy, dyd, c->y_numel);
+    rope_apply(c, dyd, -1.0, din[0], bound[0]);
+    free(dyd);
+}
+
+/* ======================================================================== */
+/* SwiGLU: gate, up [a, b]; out = silu(gate) * up                            */
+/* ======================================================================== */
+
+static void glu_setup(op_case *c)
+{
+    input(c, 0, "gate", c->s.a, c->s.b, true, W_ACT, -6, 6);
+    input(c, 1, "up", c->s.a, c->s.b, true, W_ACT, -2, 2);
+    output_2d(c, c->s.a, c->s.b);
+}
+
+static clattn_status glu_forward(clattn_ctx *ctx, const op_case *c, clattn_tensor *const *in,
+                                 clattn_tensor *y)
+{
+    (void)c;
+    return clattn_swiglu(ctx, in[0], in[1], y);
+}
+
+static clattn_status glu_backward(clattn_ctx *ctx, const op_case *c, clattn_tensor *const *in,
+                                  const clattn_tensor *y, const clattn_tensor *dy,
+                                  clattn_tensor *const *din)
+{
+    (void)c, (void)y;
+    return clattn_swiglu_backward(ctx, in[0], in[1], dy, din[0], din[1]);
+}
+
+static double silu_d(double g)
+{
+    return g / (1.0 + exp(-g));
+}
+
+static void glu_reference(const op_case *c, const double *const *in, double *y, double *yb)
+{
+    for (size_t i = 0; i < c->y_numel; i++) {
+        y[i] = silu_d(in[0][i]) * in[1][i];
+        if (yb) /* layer_check.h: 10 u |ref| */
+            yb[i] = 10 * U * fabs(y[i]) + 1e-38;
+    }
+}
+
+static void glu_grad(const op_case *c, const float *y, const float *dy, double *const *din,
+                     double *const *bound)
+{
+    (void)y;
+    const float *g = c->x[0], *u = c->x[1];
+    for (size_t i = 0; i < c->y_numel; i++) {
+        double s = 1.0 / (1.0 + exp(-(double)g[i])), du = (double)dy[i] * u[i];
+        din[0][i] = du * s * (1.0 + g[i] * (1.0 - s));
+        bound[0][i] = 2e-6 * fabs(din[0][i]) + 1e-6 * fabs(du) + 1e-38;
+        din[1][i] = (double)dy[i] * silu_d(g[i]);
+        bound[1][i] = 10 * U * fabs(din[1][i]) + 1e-38;
+    }
+}
+
+/* ======================================================================== */
 /* shapes and the table                                                      */
 /* ======================================================================== */
 
@@ -583,6 +854,13 @@ static const op_shape add_shapes[] = {
     {113, 130, 0, false, false}, {1, 1000, 0, false, false},
 };
 
+/* B, N, D (H = 3): D from 2 to 256, odd N, batch > 1. */
+static const op_shape rope_shapes[] = {
+    {1, 1, 2, true, false}, {1, 3, 4, true, false}, {2, 5, 8, true, false},
+    {3, 17, 64, false, false}, {1, 113, 128, false, false}, {2, 7, 256, false, false},
+    {4, 33, 64, false, true},
+};
+
 #define SHAPES(s) s, sizeof s / sizeof *s
 #define ACT_ROW(nm, a)                                                                       \
     {nm, a, act_setup, act_forward, act_backward, act_reference, act_grad, NULL, W_ACT, false, \
@@ -606,6 +884,18 @@ const op_row op_table[] = {
      W_FWD, false, true, SHAPES(dropout_shapes)},
     {"sequence_mean", 0, seq_setup, seq_forward, seq_backward, seq_reference, seq_grad, NULL,
      W_SEQ, false, false, SHAPES(seq_shapes)},
+    {"rms_norm", 0, rms_setup, rms_forward, rms_backward, rms_reference, rms_grad, NULL, W_RMS,
+     false, true, SHAPES(rowop_shapes)},
+    {"rms_norm weight", 1, rms_setup, rms_forward, rms_backward, rms_reference, rms_grad, NULL,
+     W_RMS, false, true, SHAPES(rowop_shapes)},
+    {"rotary default", CLATTN_ROPE_DEFAULT, rope_setup, rope_forward, rope_backward,
+     rope_reference, rope_grad, NULL, W_ROPE, false, true, SHAPES(rope_shapes)},
+    {"rotary linear", CLATTN_ROPE_LINEAR, rope_setup, rope_forward, rope_backward,
+     rope_reference, rope_grad, NULL, W_ROPE, false, true, SHAPES(rope_shapes)},
+    {"rotary llama3", CLATTN_ROPE_LLAMA3, rope_setup, rope_forward, rope_backward,
+     rope_reference, rope_grad, NULL, W_ROPE, false, true, SHAPES(rope_shapes)},
+    {"swiglu", 0, glu_setup, glu_forward, glu_backward, glu_reference, glu_grad, NULL, W_ACT,
+     false, true, SHAPES(add_shapes)},
     {"add", 0, add_setup, add_forward, add_backward, add_reference, add_grad, NULL, W_FWD, false,
      false, SHAPES(add_shapes)},
     {"add_scaled", 1, add_setup, add_forward, add_backward, add_reference, add_grad, NULL, W_FWD,
