@@ -1372,7 +1372,9 @@ CLATTN_API clattn_status clattn_embedder_embed(clattn_embedder *e, const char *c
  * Errors: as clattn_embedder_embed, plus CLATTN_ERR_INVALID_ARG for NULL
  * ids or lens with n > 0, a length outside 1..max_length (naming the text;
  * ids are never truncated), or an id outside [0, vocab_size) (naming its
- * flat index). */
+ * flat index). ids and lens are only read during the call; out[n * dim] is
+ * written row i for text i. Blocking; thread safety as the embedder's
+ * context (one thread at a time). */
 CLATTN_API clattn_status clattn_embedder_embed_ids(clattn_embedder *e, const int64_t *ids,
                                                    const int32_t *lens, int32_t n, float *out,
                                                    const clattn_embed_params *p);
