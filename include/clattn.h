@@ -2248,6 +2248,170 @@ CLATTN_API clattn_status clattn_lm_generate(clattn_lm_session *s, int32_t seq,
                                             const clattn_generate_params *p, int32_t *out_ids,
                                             int32_t capacity, clattn_generate_result *res);
 
+/* ======================================================================== */
+/* Training: decoder language models (Llama)                                 */
+/* ======================================================================== */
+
+/* A clattn_llama is transformers' LlamaForCausalLM with every parameter a
+ * float32 tensor that trains (clattn_lm, above, is the inference engine:
+ * weights in the file's precision, a KV cache). Train one from scratch or
+ * from a Hugging Face folder, then export it as a folder that
+ * transformers and clattn_lm_load both read.
+ *
+ * The architecture, per layer (x: the residual stream, [B, T, E]):
+ *   h = RMSNorm(x) * input_layernorm.weight
+ *   q, k, v = h Wq^T, h Wk^T, h Wv^T     [B, T, Hq D], [B, T, Hkv D] (no bias)
+ *   q, k = rotary(q, k) at positions 0 .. T-1 (half-split, rope_theta)
+ *   a = causal softmax(q k^T / sqrt(D)) v, kv head = q head / (Hq / Hkv)
+ *   x = x + dropout(a Wo^T)
+ *   h = RMSNorm(x) * post_attention_layernorm.weight
+ *   x = x + dropout((silu(h Wgate^T) * h Wup^T) Wdown^T)
+ * then logits = (RMSNorm(x) * norm.weight) W_head^T, W_head being
+ * lm_head.weight or, tied, embed_tokens.weight. Dropout (training only)
+ * is clattn_dropout on the two residual branches, GPT-2's resid_pdrop:
+ * transformers' Llama has no such dropout, so a model trained with it
+ * exports and runs as an ordinary Llama (dropout is off at inference).
+ *
+ * Parameters, named as LlamaForCausalLM's state_dict and in this order:
+ *   model.embed_tokens.weight                        [V, E]
+ *   model.layers.{i}.input_layernorm.weight          [E]
+ *   model.layers.{i}.self_attn.q_proj.weight         [Hq D, E]
+ *   model.layers.{i}.self_attn.k_proj.weight         [Hkv D, E]
+ *   model.layers.{i}.self_attn.v_proj.weight         [Hkv D, E]
+ *   model.layers.{i}.self_attn.o_proj.weight         [E, Hq D]
+ *   model.layers.{i}.post_attention_layernorm.weight [E]
+ *   model.layers.{i}.mlp.gate_proj.weight            [F, E]
+ *   model.layers.{i}.mlp.up_proj.weight              [F, E]
+ *   model.layers.{i}.mlp.down_proj.weight            [E, F]
+ *   model.norm.weight                                [E]
+ *   lm_head.weight                                   [V, E] (untied only)
+ * so clattn_checkpoint_save/_load and clattn_optimizer_create take
+ * clattn_llama_param_refs as they are.
+ *
+ * Sequences of different lengths train in one batch padded on the right:
+ * attention is causal, so padding never changes an earlier position, and
+ * padded labels are ignore_index in clattn_causal_lm_loss. */
+typedef struct clattn_llama clattn_llama;
+
+typedef struct clattn_llama_config {
+    int32_t vocab_size;              /* V >= 2 */
+    int32_t hidden_size;             /* E >= 1 */
+    int32_t intermediate_size;       /* F >= 1 */
+    int32_t num_hidden_layers;       /* 1 .. 1024 */
+    int32_t num_attention_heads;     /* Hq >= 1 */
+    int32_t num_key_value_heads;     /* Hkv >= 1, dividing Hq (GQA, MQA) */
+    int32_t head_dim;                /* D, even, >= 2; 0: E / Hq (then E % Hq == 0) */
+    int32_t max_position_embeddings; /* the longest sequence, >= 2 */
+    clattn_rope_params rope;         /* rope_theta and rope_scaling */
+    float rms_norm_eps;              /* finite, >= 0 */
+    bool tie_word_embeddings;        /* the head is the embedding table */
+    float initializer_range;         /* clattn_llama_create: std of the normal init */
+    float dropout;                   /* residual dropout in training, [0, 1) */
+    uint64_t dropout_seed;           /* the dropout masks' seed (see below) */
+    int32_t bos_token_id, eos_token_id, pad_token_id; /* -1: none; else < V */
+} clattn_llama_config;
+
+/* A small Llama: V 256, E 256, F 688, 4 layers, 4 heads, 4 kv heads,
+ * head_dim 0, 512 positions, rope theta 10000, eps 1e-6, tied, init 0.02,
+ * no dropout, ids -1. transformers' LlamaConfig defaults are those of
+ * Llama 2 7B; set every size. */
+CLATTN_API clattn_llama_config clattn_llama_config_default(void);
+
+/* A new model with cfg (checked: CLATTN_ERR_INVALID_ARG naming the first
+ * bad field and its value, also for sizes whose parameters or activations
+ * could never fit: any tensor over 2^31 elements), initialised as
+ * transformers' _init_weights does: every Linear and the embedding
+ * normal(0, initializer_range), the norm weights 1. The normal draws come
+ * from seed alone (splitmix64 -> xoshiro256** -> Box-Muller in double,
+ * tensor by tensor in the order above, each row-major), so a seed gives
+ * the same weights on every device. Errors also CLATTN_ERR_OUT_OF_MEMORY. */
+CLATTN_API clattn_status clattn_llama_create(clattn_ctx *ctx, const clattn_llama_config *cfg,
+                                             uint64_t seed, clattn_llama **out);
+
+/* A model from a Hugging Face LlamaForCausalLM folder (config.json as
+ * clattn_lm_load reads it, model.safetensors or its shards in F32, F16 or
+ * BF16, converted to float32). Mistral and Qwen2 folders load when
+ * nothing but the architecture name differs (no biases, no sliding
+ * window); GPT-2, biases and windows are CLATTN_ERR_UNSUPPORTED. Missing
+ * or misshapen tensors, NaN or infinite weights: CLATTN_ERR_FORMAT naming
+ * the tensor. dropout is 0 and dropout_seed 0 (set them with
+ * clattn_llama_set_dropout). */
+CLATTN_API clattn_status clattn_llama_load(clattn_ctx *ctx, const char *dir, clattn_llama **out);
+
+/* Frees the model and its gradients. NULL: no-op. */
+CLATTN_API void clattn_llama_destroy(clattn_llama *m);
+
+/* The model's configuration. */
+CLATTN_API clattn_llama_config clattn_llama_get_config(const clattn_llama *m);
+
+/* Sets the training dropout p in [0, 1) and the masks' seed. Mask number
+ * c (c = 0, 1, ... counts the dropouts applied since the model was made
+ * or this was called; two per layer per training forward) is
+ * clattn_dropout's with (seed, offset c * 2^40), so a run is repeatable. */
+CLATTN_API clattn_status clattn_llama_set_dropout(clattn_llama *m, float p, uint64_t seed);
+
+/* Fills refs[0..min(count, cap)) with the parameters (names above; the
+ * gradients allocated, zeroed, on first use) and returns count, or -1 on
+ * an allocation failure. refs may be NULL with cap 0 for the count. */
+CLATTN_API int32_t clattn_llama_param_refs(clattn_llama *m, clattn_param_ref *refs,
+                                           int32_t cap);
+
+/* Sets every gradient to zero. */
+CLATTN_API clattn_status clattn_llama_zero_grad(clattn_llama *m);
+
+/* logits [B, T, V] of ids (host int64[B * T], row b at b * T, each in
+ * 0 .. V-1), B >= 1, 1 <= T <= max_position_embeddings: the model in
+ * evaluation mode (no dropout, nothing kept). Errors:
+ * CLATTN_ERR_INVALID_ARG (an id out of range naming its index, B or T,
+ * logits of the wrong shape or context), CLATTN_ERR_OUT_OF_MEMORY. */
+CLATTN_API clattn_status clattn_llama_forward(clattn_llama *m, const int64_t *ids, int32_t B,
+                                              int32_t T, clattn_tensor *logits);
+
+/* The same in training mode (dropout when set), keeping every activation
+ * clattn_llama_backward needs (one forward at a time: the next replaces
+ * it; clattn_llama_forward and the block calls below discard it). */
+CLATTN_API clattn_status clattn_llama_train_forward(clattn_llama *m, const int64_t *ids,
+                                                    int32_t B, int32_t T,
+                                                    clattn_tensor *logits);
+
+/* Backward of the last clattn_llama_train_forward from dlogits [B, T, V]
+ * (e.g. clattn_causal_lm_loss's): every parameter's gradient is added to
+ * (zero them between steps). A tied table gets the head's and the
+ * embedding's parts. CLATTN_ERR_INVALID_ARG when no forward was kept or
+ * dlogits has another shape. The activations stay: a second backward adds
+ * the same gradients again. */
+CLATTN_API clattn_status clattn_llama_backward(clattn_llama *m, const clattn_tensor *dlogits);
+
+/* One decoder layer alone (LlamaDecoderLayer with positions 0 .. T-1 in
+ * every row): y [B, T, E] = layer(x [B, T, E]), keeping what
+ * clattn_llama_block_backward needs; then dx [B, T, E] from dy, the
+ * layer's parameter gradients added to. layer in 0 .. layers-1; y and dx
+ * may not alias x or dy. */
+CLATTN_API clattn_status clattn_llama_block_train_forward(clattn_llama *m, int32_t layer,
+                                                          const clattn_tensor *x,
+                                                          clattn_tensor *y);
+CLATTN_API clattn_status clattn_llama_block_backward(clattn_llama *m, int32_t layer,
+                                                     const clattn_tensor *dy, clattn_tensor *dx);
+
+/* Writes the model as a Hugging Face folder dir (created if missing; files
+ * in it are replaced, each written whole or not at all):
+ *   config.json             LlamaForCausalLM, model_type "llama", the sizes,
+ *                           rope_theta (and rope_scaling), rms_norm_eps,
+ *                           tie_word_embeddings, the token ids,
+ *                           torch_dtype "float32", attention_bias and
+ *                           mlp_bias false
+ *   model.safetensors       the parameters above, F32, "format": "pt"
+ *   generation_config.json  bos, eos and pad ids
+ *   tokenizer.json, tokenizer_config.json  copied from tokenizer_dir
+ *                           (NULL: none are written; a tokenizer_config.json
+ *                           is written when the folder has none)
+ * transformers.AutoModelForCausalLM.from_pretrained(dir) loads it without
+ * missing or unexpected keys, and clattn_lm_load too. Errors:
+ * CLATTN_ERR_INVALID_ARG, CLATTN_ERR_IO (naming the file and the OS error),
+ * CLATTN_ERR_FORMAT (tokenizer_dir has no readable tokenizer.json). */
+CLATTN_API clattn_status clattn_llama_export(clattn_llama *m, const char *tokenizer_dir,
+                                             const char *dir);
+
 #ifdef __cplusplus
 }
 #endif
