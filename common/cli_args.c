@@ -129,6 +129,21 @@ bool cli_output_path(const char *tool, const char *option, const char *path)
     return why == NULL;
 }
 
+bool cli_output_dir(const char *tool, const char *option, const char *path)
+{
+    struct stat st;
+    if (path && *path && stat(path, &st) == 0) {
+        const char *why = !S_ISDIR(st.st_mode)               ? "is not a folder"
+                          : access(path, W_OK | X_OK) != 0 ? "is not writable"
+                                                             : NULL;
+        if (why)
+            fprintf(stderr, "%s: %s: '%s': %s\n", tool, option, path, why);
+        return why == NULL;
+    }
+    /* Not there yet: what a new file of that name would need (its folder). */
+    return cli_output_path(tool, option, path);
+}
+
 void cli_json_number(FILE *f, double x, int digits)
 {
     if (isfinite(x))

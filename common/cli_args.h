@@ -27,6 +27,11 @@ bool cli_int_list(const char *tool, const char *option, const char *text, int64_
  * throw the work away. Prints "TOOL: OPTION: PATH: why" and returns false. */
 bool cli_output_path(const char *tool, const char *option, const char *path);
 
+/* A folder the tool will write files into later (and create if missing):
+ * an existing writable folder, or a new name in an existing writable
+ * folder. Prints "TOOL: OPTION: PATH: why" and returns false. */
+bool cli_output_dir(const char *tool, const char *option, const char *path);
+
 /* Prints x as a JSON number (%.*g with digits), or null when x is NaN or
  * infinite: JSON has no NaN, and a bare "nan" breaks every reader. */
 void cli_json_number(FILE *f, double x, int digits);
