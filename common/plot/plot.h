@@ -83,7 +83,18 @@ typedef struct plot_series {
     uint8_t rgb[3];
     double line_width;      /* pixels; 0: 1.5 */
     bool markers;           /* a dot at each point (series of up to 2000 points) */
+    bool right_axis;        /* on the right-hand y axis (always linear), e.g. an
+                               accuracy next to log losses */
 } plot_series;
+
+/* Where the legend goes inside the plot area: the corner the curves leave
+ * free. */
+typedef enum plot_legend_corner {
+    PLOT_LEGEND_TOP_RIGHT = 0,
+    PLOT_LEGEND_TOP_LEFT,
+    PLOT_LEGEND_BOTTOM_LEFT,
+    PLOT_LEGEND_BOTTOM_RIGHT
+} plot_legend_corner;
 
 typedef struct plot_line_spec {
     const char *title;      /* above the chart; may be NULL */
@@ -91,9 +102,16 @@ typedef struct plot_line_spec {
     const char *y_label;
     bool log_y;             /* log10 y axis */
     int32_t width, height;  /* pixels, 200..8192 each */
+    /* The right-hand axis, drawn when a series is on it: its title, and its
+     * range [y2_lo, y2_hi] when y2_lo < y2_hi (else the range of its
+     * series). */
+    const char *y2_label;
+    double y2_lo, y2_hi;
+    plot_legend_corner legend;
 } plot_line_spec;
 
-/* Defaults: no titles, linear axes, 960 x 540 pixels. */
+/* Defaults: no titles, linear axes, 960 x 540 pixels, no right axis, the
+ * legend top right. */
 plot_line_spec plot_line_spec_default(void);
 
 /* Draws the series (n_series in 1..16) as lines on shared axes, with tick
@@ -102,9 +120,11 @@ plot_line_spec plot_line_spec_default(void);
  * than the plot is wide is drawn as the min-max envelope of each pixel
  * column, so its spikes stay visible. Fails when no series has a drawable
  * point. The SVG metadata holds "kind": "lines", "width", "height", the
- * titles, "plot" (the plot area: left, top, right, bottom), "x_axis" and
- * "y_axis" (range, ticks, tick labels) and "series" [{"name", "points",
- * "drawn", "rgb"}]. */
+ * titles, "plot" (the plot area: left, top, right, bottom), "x_axis",
+ * "y_axis" and "y2_axis" (range, ticks, tick labels; y2 null without a
+ * right axis) and "series" [{"name", "points", "drawn", "rgb",
+ * "right_axis"}]. The right axis has tick labels but no grid lines of its
+ * own, so the grid stays the left axis'. */
 bool plot_lines(const char *path, const plot_series *series, int32_t n_series,
                 const plot_line_spec *spec, char *err, size_t err_size);
 

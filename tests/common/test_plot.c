@@ -2,9 +2,10 @@
  * linear and log axes against hand-worked answers and against the rules the
  * ticks must obey (ascending, inside the range, labels that read back as the
  * tick), UTF-8 sanitising, and plot_lines / plot_heatmaps on awkward input
- * (invalid UTF-8 labels, NaN cells, a million points) and on every error:
- * unknown extension, missing folder, a full disk, mismatched panels, too many
- * panels, a figure that cannot fit. No device needed.
+ * (invalid UTF-8 labels, NaN cells, a million points), a right-hand axis,
+ * and on every error: unknown extension, missing folder, a full disk,
+ * mismatched panels, too many panels, a figure that cannot fit. No device
+ * needed.
  *
  * Usage: test_plot */
 #include "testutil.h"
@@ -285,6 +286,46 @@ static void test_lines(void)
     free(x), free(y);
 }
 
+/* A right-hand axis: linear beside a log left axis, with its fixed range
+ * and its own ticks; its series' zeros are drawn (the left axis would drop
+ * them as not positive); the legend in another corner; the metadata says
+ * which series is on which axis. */
+static void test_right_axis(void)
+{
+    double loss[4] = {2.5, 0.9, 0.2, 0.05}, acc[4] = {0.0, 40.0, 90.0, 100.0};
+    double x[4] = {100, 200, 300, 400};
+    plot_series s[2] = {
+        {.name = "loss", .x = x, .y = loss, .n = 4, .rgb = {200, 40, 40}},
+        {.name = "accuracy", .x = x, .y = acc, .n = 4, .rgb = {30, 140, 60}, .markers = true,
+         .right_axis = true},
+    };
+    plot_line_spec spec = plot_line_spec_default();
+    spec.y_label = "loss", spec.log_y = true, spec.y2_label = "accuracy (%)";
+    spec.y2_lo = 0, spec.y2_hi = 100, spec.legend = PLOT_LEGEND_BOTTOM_LEFT;
+    char err[512] = "";
+    bool ok = plot_lines(tmp("right.svg"), s, 2, &spec, err, sizeof err);
+    CHECK(ok, "right axis svg: %s", err);
+    long size = 0;
+    char *svg = ok ? slurp(tmp("right.svg"), &size) : NULL;
+    char *y2 = svg ? strstr(svg, "\"y2_axis\":{\"lo\":0,\"hi\":100,\"log\":false") : NULL;
+    CHECK(y2 != NULL, "right axis: no linear y2_axis over [0, 100] in the metadata");
+    CHECK(svg && strstr(svg, "\"y_axis\":{") && strstr(strstr(svg, "\"y_axis\":{"), "\"log\":true"),
+          "right axis: the left axis is not log");
+    CHECK(svg && strstr(svg, "\"name\":\"accuracy\",\"points\":4,\"drawn\":4,"
+                             "\"rgb\":[30,140,60],\"right_axis\":true") &&
+              strstr(svg, "\"name\":\"loss\",\"points\":4,\"drawn\":4,\"rgb\":[200,40,40],"
+                          "\"right_axis\":false"),
+          "right axis: series metadata wrong (the 0%% point must be drawn)");
+    free(svg);
+    ok = plot_lines(tmp("right.png"), s, 2, &spec, err, sizeof err);
+    CHECK(ok, "right axis png: %s", err);
+    /* Without a right-axis series the metadata says so. */
+    ok = plot_lines(tmp("left.svg"), s, 1, &spec, err, sizeof err);
+    svg = ok ? slurp(tmp("left.svg"), &size) : NULL;
+    CHECK(svg && strstr(svg, "\"y2_axis\":null"), "no right axis: y2_axis not null");
+    free(svg);
+}
+
 static void test_heatmaps(void)
 {
     enum { R = 5, C = 7, P = 3 };
@@ -366,8 +407,10 @@ int main(void)
     test_axes();
     test_text();
     test_lines();
+    test_right_axis();
     test_heatmaps();
-    const char *files[] = {"lines.png", "lines.svg", "h.svg", "h.png", "many.png"};
+    const char *files[] = {"lines.png", "lines.svg", "h.svg", "h.png", "many.png",
+                           "right.svg", "right.png", "left.svg"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++)
         unlink(tmp(files[i]));
     rmdir(tmpdir);
