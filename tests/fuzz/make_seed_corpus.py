@@ -196,6 +196,9 @@ def tokenizer_load_seeds():
     tiny["post_processor"] = {"type": "BertProcessing", "sep": ["[SEP]", 999999],
                               "cls": ["[CLS]", 2]}
     seeds["regress_template_id_outside_vocab"] = parts(compact(tiny))
+    # Found by the long run: one id of 4e8 made a 3 GB id table.
+    seeds["regress_sparse_ids"] = parts(compact({"model": {
+        "type": "BPE", "vocab": {"a": 0, "b": 400000000}, "merges": []}}))
     return seeds
 
 
