@@ -2255,8 +2255,10 @@ CLATTN_API clattn_status clattn_lm_generate(clattn_lm_session *s, int32_t seq,
 /* A clattn_llama is transformers' LlamaForCausalLM with every parameter a
  * float32 tensor that trains (clattn_lm, above, is the inference engine:
  * weights in the file's precision, a KV cache). Train one from scratch or
- * from a Hugging Face folder, then export it as a folder that
- * transformers and clattn_lm_load both read.
+ * from a Hugging Face folder; clattn_checkpoint_save writes the
+ * parameters under the state_dict names, so transformers'
+ * LlamaForCausalLM.load_state_dict takes them (an exporter of whole
+ * folders is not in this version).
  *
  * The architecture, per layer (x: the residual stream, [B, T, E]):
  *   h = RMSNorm(x) * input_layernorm.weight
@@ -2270,7 +2272,7 @@ CLATTN_API clattn_status clattn_lm_generate(clattn_lm_session *s, int32_t seq,
  * lm_head.weight or, tied, embed_tokens.weight. Dropout (training only)
  * is clattn_dropout on the two residual branches, GPT-2's resid_pdrop:
  * transformers' Llama has no such dropout, so a model trained with it
- * exports and runs as an ordinary Llama (dropout is off at inference).
+ * runs as an ordinary Llama (dropout is off at inference).
  *
  * Parameters, named as LlamaForCausalLM's state_dict and in this order:
  *   model.embed_tokens.weight                        [V, E]
@@ -2393,24 +2395,6 @@ CLATTN_API clattn_status clattn_llama_block_train_forward(clattn_llama *m, int32
 CLATTN_API clattn_status clattn_llama_block_backward(clattn_llama *m, int32_t layer,
                                                      const clattn_tensor *dy, clattn_tensor *dx);
 
-/* Writes the model as a Hugging Face folder dir (created if missing; files
- * in it are replaced, each written whole or not at all):
- *   config.json             LlamaForCausalLM, model_type "llama", the sizes,
- *                           rope_theta (and rope_scaling), rms_norm_eps,
- *                           tie_word_embeddings, the token ids,
- *                           torch_dtype "float32", attention_bias and
- *                           mlp_bias false
- *   model.safetensors       the parameters above, F32, "format": "pt"
- *   generation_config.json  bos, eos and pad ids
- *   tokenizer.json, tokenizer_config.json  copied from tokenizer_dir
- *                           (NULL: none are written; a tokenizer_config.json
- *                           is written when the folder has none)
- * transformers.AutoModelForCausalLM.from_pretrained(dir) loads it without
- * missing or unexpected keys, and clattn_lm_load too. Errors:
- * CLATTN_ERR_INVALID_ARG, CLATTN_ERR_IO (naming the file and the OS error),
- * CLATTN_ERR_FORMAT (tokenizer_dir has no readable tokenizer.json). */
-CLATTN_API clattn_status clattn_llama_export(clattn_llama *m, const char *tokenizer_dir,
-                                             const char *dir);
 
 #ifdef __cplusplus
 }

@@ -345,6 +345,14 @@ clattn_status clattn__check_tensors(clattn_ctx *ctx, const char *fn, const clatt
 
 /* ---- small helpers ----------------------------------------------------- */
 
+/* The host RNG (rng.c): xoshiro256** seeded by splitmix64(seed) (the four
+ * state words are splitmix64's first four outputs); a double is
+ * (next() >> 11) * 2^-53, in [0, 1). */
+void clattn__rng_seed(uint64_t state[4], uint64_t seed);
+uint64_t clattn__rng_next(uint64_t state[4]);
+double clattn__rng_double(uint64_t state[4]);
+
+
 /* Formats a shape as "[2, 3, 4]" ("[]" for ndim 0) into buf (always
  * NUL-terminated). In status.c, so device-free code can use it. */
 const char *clattn__shape_str(const int64_t *shape, int32_t ndim, char *buf, size_t size);

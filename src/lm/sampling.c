@@ -40,44 +40,6 @@ struct clattn_sampler {
 };
 
 /* ======================================================================== */
-/* The RNG: xoshiro256** (Blackman and Vigna) seeded through splitmix64     */
-/* ======================================================================== */
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static void rng_seed(uint64_t st[4], uint64_t seed)
-{
-    /* splitmix64 never gives four zero words (it is a bijection of its
-     * counter), so the xoshiro state is never the forbidden all-zero one. */
-    for (int i = 0; i < 4; i++)
-        st[i] = splitmix64(&seed);
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(uint64_t s[4])
-{
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-/* A double in [0, 1): the top 53 bits, exactly representable. */
-static double rng_double(uint64_t s[4]) { return (double)(rng_next(s) >> 11) * 0x1.0p-53; }
-
-/* ======================================================================== */
 /* Parameters, create, destroy                                               */
 /* ======================================================================== */
 
@@ -171,7 +133,7 @@ clattn_status clattn_sampler_create(const clattn_sampler_params *p, int32_t voca
         return clattn__fail(NULL, CLATTN_ERR_OUT_OF_MEMORY,
                             "clattn_sampler_create: no memory for a vocabulary of %d", (int)vocab);
     }
-    rng_seed(s->rng, p->seed);
+    clattn__rng_seed(s->rng, p->seed);
     *out = s;
     return CLATTN_OK;
 }
@@ -230,7 +192,7 @@ void clattn_sampler_reset(clattn_sampler *s, uint64_t seed)
     }
     s->head = 0;
     s->len = 0;
-    rng_seed(s->rng, seed);
+    clattn__rng_seed(s->rng, seed);
 }
 
 /* ======================================================================== */
@@ -440,7 +402,7 @@ clattn_status clattn_sampler_sample(clattn_sampler *s, const float *logits, int3
     double total = 0.0;
     for (int32_t j = 0; j < n; j++)
         total += c[j].w;
-    double target = rng_double(s->rng) * total;
+    double target = clattn__rng_double(s->rng) * total;
     /* The last id of nonzero probability, should rounding leave the final
      * cumulative sum <= target. */
     int32_t pick = 0;

@@ -228,8 +228,7 @@ clattn_status clattn_rms_norm_backward(clattn_ctx *ctx, const clattn_tensor *x,
 /* Rotary embeddings                                                         */
 /* ======================================================================== */
 
-/* Checks the fields of p that its type reads. */
-static clattn_status check_rope_params(clattn_ctx *ctx, const char *fn,
+clattn_status clattn__rope_params_check(clattn_ctx *ctx, const char *fn,
                                        const clattn_rope_params *p)
 {
     if (!isfinite(p->theta) || !(p->theta > 0))
@@ -303,7 +302,7 @@ static clattn_status rotary_run(clattn_ctx *ctx, const char *fn, const char *xn,
     clattn_rope_params dp = clattn_rope_params_default();
     if (!p)
         p = &dp;
-    st = check_rope_params(ctx, fn, p);
+    st = clattn__rope_params_check(ctx, fn, p);
     if (st != CLATTN_OK)
         return st;
     for (size_t t = 0; positions && t < tokens; t++)

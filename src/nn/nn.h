@@ -30,6 +30,12 @@ clattn_status clattn__rms_norm_rows(clattn_ctx *ctx, cl_mem x, cl_mem w, cl_mem 
  * compute it. */
 void clattn__rope_inv_freq(const clattn_rope_params *p, int32_t head_dim, float *inv_freq);
 
+/* Checks the fields of p that its type reads (CLATTN_ERR_INVALID_ARG
+ * naming fn and the field): theta finite and > 0, a known type, and the
+ * type's factors. */
+clattn_status clattn__rope_params_check(clattn_ctx *ctx, const char *fn,
+                                       const clattn_rope_params *p);
+
 /* The layer ops' programs: nn/layers.cl, nn/layers_backward.cl,
  * nn/dropout.cl. */
 extern const clattn__program_spec clattn__layers_program;

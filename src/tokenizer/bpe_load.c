@@ -547,6 +547,19 @@ static void build_ids(clattn_tokenizer *t, clattn__json_reader *r)
     for (int32_t i = 0; i < t->n_added; i++)
         if (t->added[i].id > top)
             top = t->added[i].id;
+    /* The table is indexed by id, so an id far past the token count would
+     * allocate gigabytes for a few tokens (found by fuzz_tokenizer_load:
+     * 3 GB). Real vocabularies are dense; allow generous gaps only. */
+    size_t count = 0;
+    for (size_t i = 0; i < t->n_slots; i++)
+        count += t->slots[i].token != NULL;
+    count += (size_t)t->n_added;
+    if ((size_t)top >= 16 * count + 65536) {
+        clattn__json_fail(r, CLATTN_ERR_FORMAT,
+                          "model: id %d is far past the %zu tokens (ids must be nearly dense)",
+                          (int)top, count);
+        return;
+    }
     b->n_ids = top + 1;
     size_t n = (size_t)b->n_ids + 1;
     b->tok = calloc(n, sizeof *b->tok);

@@ -448,6 +448,18 @@ static void read_post_processor(loader *l, json_t *p)
                           "ByteLevel and Sequence)", type);
         return;
     }
+    /* Every id the template adds must be a token: an id outside the
+     * vocabulary would reach the model, and nothing could decode it
+     * (found by fuzz_tokenizer_load: BertProcessing's sep ["[SEP]", 6]
+     * in a vocabulary without id 6). */
+    for (int32_t i = 0; i < n_pre + n_post; i++) {
+        int32_t id = i < n_pre ? pre[i] : post[i - n_pre];
+        if (!clattn_tokenizer_id_to_token(l->t, id)) {
+            clattn__json_fail(&l->r, CLATTN_ERR_FORMAT,
+                              "post_processor: id %d is no token of the vocabulary", (int)id);
+            return;
+        }
+    }
     set_template(l, pre, n_pre, post, n_post);
 }
 

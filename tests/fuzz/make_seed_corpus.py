@@ -190,6 +190,15 @@ def tokenizer_load_seeds():
     seeds["vocab_no_unk"] = parts(b"", b"", b"a\nb\n##c\n")
     seeds["bpe_unknown_merge"] = parts(compact({"model": {
         "type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a c"]}}))
+    # Found by the long run: a template id outside the vocabulary loaded,
+    # and encode gave an id without a token.
+    tiny = json.loads(fixture_json("tokenizer", "tiny", "tokenizer.json"))
+    tiny["post_processor"] = {"type": "BertProcessing", "sep": ["[SEP]", 999999],
+                              "cls": ["[CLS]", 2]}
+    seeds["regress_template_id_outside_vocab"] = parts(compact(tiny))
+    # Found by the long run: one id of 4e8 made a 3 GB id table.
+    seeds["regress_sparse_ids"] = parts(compact({"model": {
+        "type": "BPE", "vocab": {"a": 0, "b": 400000000}, "merges": []}}))
     return seeds
 
 

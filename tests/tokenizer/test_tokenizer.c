@@ -329,6 +329,11 @@ static void test_bad_files(void)
     bad_json("Roberta post-processor", NORM PRE "\"post_processor\":{\"type\":"
              "\"RobertaProcessing\"}," MODEL("WordPiece", "\"[UNK]\":0"), CLATTN_ERR_UNSUPPORTED,
              "post_processor 'RobertaProcessing'");
+    /* Found by fuzz_tokenizer_load: a template id with no token. */
+    bad_json("template id outside the vocabulary", NORM PRE "\"post_processor\":{\"type\":"
+             "\"BertProcessing\",\"sep\":[\"[SEP]\",6],\"cls\":[\"[CLS]\",2]},"
+             MODEL("WordPiece", "\"[UNK]\":0,\"[CLS]\":2,\"[SEP]\":3"), CLATTN_ERR_FORMAT,
+             "id 6 is no token");
     bad_json("string id", NORM PRE POST MODEL("WordPiece", "\"[UNK]\":\"0\""),
              CLATTN_ERR_FORMAT, "the id of '[UNK]'");
     bad_json("lowercase not bool", "\"normalizer\":{\"type\":\"BertNormalizer\","
