@@ -1,4 +1,4 @@
-/* clattn-train - trains one of two small attention models on generated
+/* clattn-train - trains one of three small attention models on generated
  * data, on any OpenCL device:
  *
  *   clattn-train regression   one attention head regressing a softmax-
@@ -7,6 +7,8 @@
  *   clattn-train classifier   a 2-layer transformer encoder finding, among
  *                             9 values, the one nearest a query value
  *                             (cross-entropy; chance accuracy is 11%)
+ *   clattn-train lm           a Llama decoder learning multi-digit addition
+ *                             as text (train_lm.c; its own options)
  *
  * A progress bar on stderr, a loss line per epoch on stdout (or JSON lines
  * with --json), held-out loss (and accuracy) on batches never trained on,
@@ -14,6 +16,7 @@
  * at the end, and --plot FILE.png|FILE.svg with the loss curves (common/plot/). */
 #include "cli_args.h"
 #include "plot.h"
+#include "train_lm.h"
 #include "train_models.h"
 
 #include <math.h>
@@ -27,6 +30,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: clattn-train regression|classifier [options]\n"
+            "       clattn-train lm [options]   (see clattn-train lm --help)\n"
             "\n"
             "Trains a small attention model on generated data and reports its loss.\n"
             "  --epochs N          epochs (default 10)\n"
@@ -87,7 +91,7 @@ static int parse(int argc, char **argv, options *o)
     else if (!strcmp(argv[1], "classifier"))
         o->task = TRAIN_CLASSIFIER;
     else {
-        fprintf(stderr, T ": unknown model '%s' (regression or classifier)\n", argv[1]);
+        fprintf(stderr, T ": unknown model '%s' (regression, classifier or lm)\n", argv[1]);
         return 2;
     }
     for (int i = 2; i < argc; i++) {
@@ -206,6 +210,8 @@ static int finish(run *r, int rc)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "lm"))
+        return train_lm_main(argc, argv);
     options o;
     int rc = parse(argc, argv, &o);
     if (rc)
