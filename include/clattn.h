@@ -2292,7 +2292,14 @@ CLATTN_API clattn_status clattn_lm_generate(clattn_lm_session *s, int32_t seq,
  *
  * Sequences of different lengths train in one batch padded on the right:
  * attention is causal, so padding never changes an earlier position, and
- * padded labels are ignore_index in clattn_causal_lm_loss. */
+ * padded labels are ignore_index in clattn_causal_lm_loss.
+ *
+ * Ownership and threads: the model owns its parameters, gradients and
+ * work buffers (destroy it before its context); tensors passed in are
+ * borrowed for the call; host arrays (ids) are read during the call. A
+ * model is used by one thread at a time, as its context. Every call but
+ * create, load and destroy is non-blocking except where it reads back to
+ * the host (the id checks read none: they are host arrays). */
 typedef struct clattn_llama clattn_llama;
 
 typedef struct clattn_llama_config {
