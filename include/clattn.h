@@ -2297,9 +2297,10 @@ CLATTN_API clattn_status clattn_lm_generate(clattn_lm_session *s, int32_t seq,
  * Ownership and threads: the model owns its parameters, gradients and
  * work buffers (destroy it before its context); tensors passed in are
  * borrowed for the call; host arrays (ids) are read during the call. A
- * model is used by one thread at a time, as its context. Every call but
- * create, load and destroy is non-blocking except where it reads back to
- * the host (the id checks read none: they are host arrays). */
+ * model is used by one thread at a time, as its context. Create and load
+ * block; the forwards and the backward copy the ids (and the rotary
+ * positions) to the device with blocking writes and otherwise only
+ * enqueue work (read the logits or call clattn_ctx_finish to wait). */
 typedef struct clattn_llama clattn_llama;
 
 typedef struct clattn_llama_config {
