@@ -2393,8 +2393,9 @@ CLATTN_API clattn_status clattn_llama_block_train_forward(clattn_llama *m, int32
 CLATTN_API clattn_status clattn_llama_block_backward(clattn_llama *m, int32_t layer,
                                                      const clattn_tensor *dy, clattn_tensor *dx);
 
-/* Writes the model as a Hugging Face folder dir (created if missing; files
- * in it are replaced, each written whole or not at all):
+/* Writes the model as a Hugging Face folder dir (created if missing, with
+ * its missing parents, mode 0755 less the umask; files in it are
+ * replaced, each written whole or not at all):
  *   config.json             LlamaForCausalLM, model_type "llama", the sizes,
  *                           rope_theta (and rope_scaling), rms_norm_eps,
  *                           tie_word_embeddings, the token ids,
@@ -2408,7 +2409,11 @@ CLATTN_API clattn_status clattn_llama_block_backward(clattn_llama *m, int32_t la
  * transformers.AutoModelForCausalLM.from_pretrained(dir) loads it without
  * missing or unexpected keys, and clattn_lm_load too. Errors:
  * CLATTN_ERR_INVALID_ARG, CLATTN_ERR_IO (naming the file and the OS error),
- * CLATTN_ERR_FORMAT (tokenizer_dir has no readable tokenizer.json). */
+ * CLATTN_ERR_FORMAT (tokenizer_dir has no tokenizer.json that
+ * clattn_tokenizer_load reads; checked, as the tokenizer having at most
+ * vocab_size tokens (CLATTN_ERR_INVALID_ARG), before anything is
+ * written), CLATTN_ERR_OUT_OF_MEMORY, device errors reading the
+ * parameters. Uses m's context (one thread at a time). */
 CLATTN_API clattn_status clattn_llama_export(clattn_llama *m, const char *tokenizer_dir,
                                              const char *dir);
 
