@@ -2257,8 +2257,9 @@ CLATTN_API clattn_status clattn_lm_generate(clattn_lm_session *s, int32_t seq,
  * weights in the file's precision, a KV cache). Train one from scratch or
  * from a Hugging Face folder; clattn_checkpoint_save writes the
  * parameters under the state_dict names, so transformers'
- * LlamaForCausalLM.load_state_dict takes them (an exporter of whole
- * folders is not in this version).
+ * LlamaForCausalLM.load_state_dict takes them, and clattn_llama_export
+ * (below) writes a whole Hugging Face folder that transformers and
+ * clattn_lm_load both read.
  *
  * The architecture, per layer (x: the residual stream, [B, T, E]):
  *   h = RMSNorm(x) * input_layernorm.weight
@@ -2292,7 +2293,15 @@ CLATTN_API clattn_status clattn_lm_generate(clattn_lm_session *s, int32_t seq,
  *
  * Sequences of different lengths train in one batch padded on the right:
  * attention is causal, so padding never changes an earlier position, and
- * padded labels are ignore_index in clattn_causal_lm_loss. */
+ * padded labels are ignore_index in clattn_causal_lm_loss.
+ *
+ * Ownership and threads: the model owns its parameters, gradients and
+ * work buffers (destroy it before its context); tensors passed in are
+ * borrowed for the call; host arrays (ids) are read during the call. A
+ * model is used by one thread at a time, as its context. Create and load
+ * block; the forwards and the backward copy the ids (and the rotary
+ * positions) to the device with blocking writes and otherwise only
+ * enqueue work (read the logits or call clattn_ctx_finish to wait). */
 typedef struct clattn_llama clattn_llama;
 
 typedef struct clattn_llama_config {
@@ -2395,6 +2404,29 @@ CLATTN_API clattn_status clattn_llama_block_train_forward(clattn_llama *m, int32
 CLATTN_API clattn_status clattn_llama_block_backward(clattn_llama *m, int32_t layer,
                                                      const clattn_tensor *dy, clattn_tensor *dx);
 
+/* Writes the model as a Hugging Face folder dir (created if missing, with
+ * its missing parents, mode 0755 less the umask; files in it are
+ * replaced, each written whole or not at all):
+ *   config.json             LlamaForCausalLM, model_type "llama", the sizes,
+ *                           rope_theta (and rope_scaling), rms_norm_eps,
+ *                           tie_word_embeddings, the token ids,
+ *                           torch_dtype "float32", attention_bias and
+ *                           mlp_bias false
+ *   model.safetensors       the parameters above, F32, "format": "pt"
+ *   generation_config.json  bos, eos and pad ids
+ *   tokenizer.json, tokenizer_config.json  copied from tokenizer_dir
+ *                           (NULL: none are written; a tokenizer_config.json
+ *                           is written when the folder has none)
+ * transformers.AutoModelForCausalLM.from_pretrained(dir) loads it without
+ * missing or unexpected keys, and clattn_lm_load too. Errors:
+ * CLATTN_ERR_INVALID_ARG, CLATTN_ERR_IO (naming the file and the OS error),
+ * CLATTN_ERR_FORMAT (tokenizer_dir has no tokenizer.json that
+ * clattn_tokenizer_load reads; checked, as the tokenizer having at most
+ * vocab_size tokens (CLATTN_ERR_INVALID_ARG), before anything is
+ * written), CLATTN_ERR_OUT_OF_MEMORY, device errors reading the
+ * parameters. Uses m's context (one thread at a time). */
+CLATTN_API clattn_status clattn_llama_export(clattn_llama *m, const char *tokenizer_dir,
+                                             const char *dir);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,7 @@
  *               loading a Hugging Face folder, references, gradients
  *   block.c     one decoder layer: training forward and backward
  *   forward.c   the whole model: embedding, layers, final norm, head
+ *   export.c    clattn_llama_export: the Hugging Face folder
  *
  * Every product and norm is a public op (clattn_linear, clattn_rms_norm,
  * clattn_sdpa, ...) on float32 tensors; only the head splits use the

@@ -105,6 +105,17 @@ static clattn_status make(clattn_ctx *ctx, const clattn_llama_config *cfg, clatt
     return CLATTN_OK;
 }
 
+/* Elements of the largest parameter: the host staging buffer's size. */
+static size_t largest_param(const clattn_llama *m)
+{
+    size_t largest = 0;
+    for (int32_t i = 0; i < m->params.count; i++) {
+        size_t n = clattn_tensor_numel(m->params.items[i].value);
+        largest = n > largest ? n : largest;
+    }
+    return largest;
+}
+
 /* normal(0, std) into dst[n] from the RNG, by Box-Muller in double: each
  * pair of uniforms u1 in (0, 1], u2 gives r cos(2 pi u2) and r sin(2 pi
  * u2) with r = sqrt(-2 ln u1), consumed in that order. */
@@ -124,11 +135,7 @@ static clattn_status init_weights(clattn_llama *m, uint64_t seed)
 {
     uint64_t rng[4];
     clattn__rng_seed(rng, seed);
-    size_t largest = 0;
-    for (int32_t i = 0; i < m->params.count; i++) {
-        size_t n = clattn_tensor_numel(m->params.items[i].value);
-        largest = n > largest ? n : largest;
-    }
+    size_t largest = largest_param(m);
     float *host = malloc(largest * sizeof *host);
     if (!host)
         return clattn__fail(m->ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
@@ -218,11 +225,7 @@ clattn_status clattn_llama_load(clattn_ctx *ctx, const char *dir, clattn_llama *
     clattn__lm_files files;
     memset(&files, 0, sizeof files);
     st = clattn__lm_files_open(ctx, dir, &files);
-    size_t largest = 0;
-    for (int32_t i = 0; i < m->params.count; i++) {
-        size_t n = clattn_tensor_numel(m->params.items[i].value);
-        largest = n > largest ? n : largest;
-    }
+    size_t largest = largest_param(m);
     float *host = st == CLATTN_OK ? malloc(largest * sizeof *host) : NULL;
     if (st == CLATTN_OK && !host)
         st = clattn__fail(ctx, CLATTN_ERR_OUT_OF_MEMORY, "out of host memory");
@@ -265,14 +268,7 @@ int32_t clattn_llama_param_refs(clattn_llama *m, clattn_param_ref *refs, int32_t
                      "llama_param_refs: NULL model, or refs NULL with cap > 0");
         return -1;
     }
-    if (cap > 0 && clattn__params_alloc_grads(m->ctx, &m->params) != CLATTN_OK)
-        return -1;
-    for (int32_t i = 0; i < m->params.count && i < cap; i++) {
-        refs[i].name = m->params.items[i].name;
-        refs[i].value = m->params.items[i].value;
-        refs[i].grad = m->params.items[i].grad;
-    }
-    return m->params.count;
+    return clattn__params_refs(m->ctx, &m->params, refs, cap);
 }
 
 clattn_status clattn_llama_zero_grad(clattn_llama *m)
@@ -280,9 +276,5 @@ clattn_status clattn_llama_zero_grad(clattn_llama *m)
     clattn__clear_thread_error();
     if (!m)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "llama_zero_grad: NULL model");
-    clattn_status st = CLATTN_OK;
-    for (int32_t i = 0; i < m->params.count && st == CLATTN_OK; i++)
-        if (m->params.items[i].grad)
-            st = clattn_tensor_fill(m->params.items[i].grad, 0.0f);
-    return st;
+    return clattn__params_zero_grads(&m->params);
 }

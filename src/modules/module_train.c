@@ -175,11 +175,7 @@ clattn_status clattn_module_zero_grad(clattn_module *m)
     clattn__clear_thread_error();
     if (!m)
         return clattn__fail(NULL, CLATTN_ERR_INVALID_ARG, "module_zero_grad: NULL module");
-    clattn_status st = CLATTN_OK;
-    for (int32_t i = 0; i < m->params.count && st == CLATTN_OK; i++)
-        if (m->params.items[i].grad)
-            st = clattn_tensor_fill(m->params.items[i].grad, 0.0f);
-    return st;
+    return clattn__params_zero_grads(&m->params);
 }
 
 int32_t clattn_module_param_refs(clattn_module *m, clattn_param_ref *refs, int32_t cap)
@@ -190,12 +186,5 @@ int32_t clattn_module_param_refs(clattn_module *m, clattn_param_ref *refs, int32
                      "module_param_refs: NULL module, or refs NULL with cap > 0");
         return -1;
     }
-    if (cap > 0 && clattn__params_alloc_grads(m->ctx, &m->params) != CLATTN_OK)
-        return -1;
-    for (int32_t i = 0; i < m->params.count && i < cap; i++) {
-        refs[i].name = m->params.items[i].name;
-        refs[i].value = m->params.items[i].value;
-        refs[i].grad = m->params.items[i].grad;
-    }
-    return m->params.count;
+    return clattn__params_refs(m->ctx, &m->params, refs, cap);
 }

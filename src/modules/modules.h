@@ -38,6 +38,14 @@ clattn_tensor *clattn__params_grad(clattn_ctx *ctx, clattn__param_set *set,
 
 /* Allocates (zeroed) every gradient not yet allocated. */
 clattn_status clattn__params_alloc_grads(clattn_ctx *ctx, clattn__param_set *set);
+/* Sets every allocated gradient of set to zero. */
+clattn_status clattn__params_zero_grads(clattn__param_set *set);
+
+/* Fills refs[0..min(count, cap)) with set's parameters (gradients
+ * allocated first when cap > 0) and returns count, or -1 when an
+ * allocation fails. The caller checks refs and cap. */
+int32_t clattn__params_refs(clattn_ctx *ctx, clattn__param_set *set, clattn_param_ref *refs,
+                            int32_t cap);
 void clattn__params_free(clattn__param_set *set);
 
 /* ---- model.c -------------------------------------------------------------- */

@@ -88,6 +88,28 @@ clattn_status clattn__params_alloc_grads(clattn_ctx *ctx, clattn__param_set *set
     return st;
 }
 
+clattn_status clattn__params_zero_grads(clattn__param_set *set)
+{
+    clattn_status st = CLATTN_OK;
+    for (int32_t i = 0; i < set->count && st == CLATTN_OK; i++)
+        if (set->items[i].grad)
+            st = clattn_tensor_fill(set->items[i].grad, 0.0f);
+    return st;
+}
+
+int32_t clattn__params_refs(clattn_ctx *ctx, clattn__param_set *set, clattn_param_ref *refs,
+                            int32_t cap)
+{
+    if (cap > 0 && clattn__params_alloc_grads(ctx, set) != CLATTN_OK)
+        return -1;
+    for (int32_t i = 0; i < set->count && i < cap; i++) {
+        refs[i].name = set->items[i].name;
+        refs[i].value = set->items[i].value;
+        refs[i].grad = set->items[i].grad;
+    }
+    return set->count;
+}
+
 void clattn__params_free(clattn__param_set *set)
 {
     for (int32_t i = 0; i < set->count; i++) {

@@ -34,7 +34,7 @@ SANITIZE_TESTS=(
   test_attention test_classic test_attention_backward_errors test_decode_attention
   test_loss test_optimizers test_checkpoint test_train test_modules
   test_embed test_embed_attention test_embed_cli
-  test_lm test_lm_attention test_generate_cli
+  test_lm test_lm_attention test_generate_cli test_llama_export
   test_plot test_plots test_tool_errors test_server
 )
 
