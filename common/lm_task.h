@@ -5,9 +5,9 @@
  *   row    <s> 4 8 3 + 1 2 9 = 6 1 2 </s> <pad> ...      (ids, [T])
  *   labels -100 ... -100          6 1 2 </s> -100 ...    (the answer only)
  *
- * Each operand has 1 .. digits digits, the count drawn uniformly and then
- * the value uniformly among the numbers with that many digits (0 .. 9 for
- * one), so short operands are as common as long ones. The answer is the
+ * Each operand is uniform in 0 .. 10^digits - 1 (so nine in ten have all
+ * the digits at digits 1..9, and 0 .. 9 appear too), written without
+ * leading zeros. The answer is the
  * plain decimal sum, most significant digit first, without leading zeros.
  * Held-out problems come from a stream of their own, distinct, and are
  * kept in a set that the training stream skips: no held-out problem is

@@ -269,7 +269,7 @@ int train_lm_main(int argc, char **argv)
     lm_history h = {r.step_loss, r.held_loss, r.held_acc, o.epochs, o.steps};
     if (o.plot && !lm_plot(&o, &h))
         return finish(&r, 1);
-    if (o.export_dir && (rc = lm_export(&o, r.m, r.refs, r.n_refs)) != 0)
+    if (o.export_dir && (rc = lm_export(&o, r.m)) != 0)
         return finish(&r, rc);
     return finish(&r, 0);
 }

@@ -71,9 +71,9 @@ clattn_status lm_evaluate(clattn_llama *m, lm_batch *b, const lm_problem *p, int
 
 /* ---- the exported folder (train_lm_export.c) ------------------------------- */
 
-/* Writes o->export_dir (created if missing) from the model and its
- * parameters refs[0..n); 0, or 1 with the message printed. */
-int lm_export(const lm_options *o, clattn_llama *m, const clattn_param_ref *refs, int32_t n);
+/* Writes o->export_dir (created if missing; its parent was checked) from the
+ * model and the task's tokenizer; 0, or 1 with the message printed. */
+int lm_export(const lm_options *o, clattn_llama *m);
 
 /* ---- pictures (train_lm_plot.c) ------------------------------------------- */
 

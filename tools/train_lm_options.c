@@ -20,7 +20,7 @@ static void usage(FILE *f)
             "text, \"483+129=\" -> \"612\" then </s>, with a character-level tokenizer, and\n"
             "reports held-out loss and exact-match accuracy (greedy decoding).\n"
             "The task:\n"
-            "  --digits N          digits of each operand, at most (1..9, default 3)\n"
+            "  --digits N          digits of each operand, at most (1..9, default 2)\n"
             "  --heldout N         held-out problems, never trained on (default 500)\n"
             "The model (LlamaForCausalLM, tied embeddings, %d tokens, --digits x 3 + 5\n"
             "positions):\n"
@@ -31,7 +31,7 @@ static void usage(FILE *f)
             "  --ff N              MLP intermediate size (default: 4 x --hidden)\n"
             "  --dropout P         residual dropout while training, [0, 0.9] (default 0)\n"
             "Training (AdamW, linear warm-up then cosine decay to --min-lr):\n"
-            "  --epochs N          epochs (default 6)\n"
+            "  --epochs N          epochs (default 8)\n"
             "  --steps N           steps per epoch (default 100)\n"
             "  --batch N           problems per step (default 128)\n"
             "  --lr X              peak learning rate (default 3e-3)\n"
@@ -67,9 +67,9 @@ static void usage(FILE *f)
 static void defaults(lm_options *o)
 {
     memset(o, 0, sizeof *o);
-    o->digits = 3, o->heldout = 500;
+    o->digits = 2, o->heldout = 500;
     o->layers = 2, o->hidden = 128, o->heads = 4, o->kv_heads = 0, o->ff = 0;
-    o->epochs = 6, o->steps = 100, o->batch = 128, o->warmup = 50, o->seed = 1;
+    o->epochs = 8, o->steps = 100, o->batch = 128, o->warmup = 50, o->seed = 1;
     o->lr = 3e-3, o->min_lr = -1, o->weight_decay = 0.01, o->clip = 1.0;
 }
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """test_train_lm.py - clattn-train lm end to end (issue #15), on a tiny
 Llama (1 layer, hidden 32, 2 heads, ff 64) learning 2-digit addition for
-2 epochs of 20 steps, batch 32:
+2 epochs of 60 steps, batch 32:
 
-- it learns: the held-out loss after 40 steps is below LOSS_BOUND x the
+- it learns: the held-out loss after 120 steps is below LOSS_BOUND x the
   initial ln(V) (measured: see LOSS_BOUND), and the training loss falls
   from the first epoch to the second;
 - --json: one strict JSON object per epoch (no NaN or Infinity), with
@@ -41,14 +41,16 @@ tmp = tempfile.mkdtemp(prefix="clattn-test-train-lm-")
 failed = 0
 checks = 0
 
-# The held-out loss after 40 steps, over ln(V) (2.708: the loss of a
-# uniform guess, where training starts). Measured 0.XX on POCL and Rusticl
-# (seed 3); the bound leaves room for other devices' rounding but fails a
-# model that does not learn.
-LOSS_BOUND = 0.60
+# The held-out loss after 120 steps, over ln(V) (2.708: the loss of a
+# uniform guess, where training starts). A model that learned only how
+# often each answer token occurs stays at 0.794 x ln(V) (the entropy of
+# the answer tokens of 2-digit sums); measured 0.517 on POCL (seed 3). The
+# bound is between the two: other devices' rounding passes, a model that
+# does not learn the sums does not.
+LOSS_BOUND = 0.65
 V = 15
 TINY = ["lm", "--digits", "2", "--layers", "1", "--hidden", "32", "--heads", "2", "--ff",
-        "64", "--batch", "32", "--epochs", "2", "--steps", "20", "--warmup", "5",
+        "64", "--batch", "32", "--epochs", "2", "--steps", "60", "--warmup", "5",
         "--heldout", "64", "--lr", "1e-2", "--seed", "3", "-q"]
 CHARS = "0123456789+="
 
@@ -92,16 +94,16 @@ for i, rec in enumerate(records):
                 "lr", "seconds"):
         check(key in rec, f"epoch {i + 1}: no '{key}' in {rec}")
     check(rec.get("model") == "lm" and rec.get("epoch") == i + 1 and
-          rec.get("steps") == 20 * (i + 1), f"epoch {i + 1}: {rec}")
+          rec.get("steps") == 60 * (i + 1), f"epoch {i + 1}: {rec}")
     acc = rec.get("heldout_accuracy")
     check(isinstance(acc, (int, float)) and 0 <= acc <= 1, f"heldout_accuracy {acc}")
     for key in ("train_loss", "heldout_loss"):
         check(isinstance(rec.get(key), float) and math.isfinite(rec[key]), f"{key}: {rec}")
 if len(records) == 2:
     held = records[1]["heldout_loss"]
-    print(f"held-out loss after 40 steps: {held:.4f} = {held / math.log(V):.3f} x ln(V)")
+    print(f"held-out loss after 120 steps: {held:.4f} = {held / math.log(V):.3f} x ln(V)")
     check(held < LOSS_BOUND * math.log(V),
-          f"held-out loss {held} after 40 steps is not below {LOSS_BOUND} x ln({V})")
+          f"held-out loss {held} after 120 steps is not below {LOSS_BOUND} x ln({V})")
     check(records[1]["train_loss"] < records[0]["train_loss"],
           f"training loss did not fall: {records[0]['train_loss']} -> {records[1]['train_loss']}")
 
