@@ -20,12 +20,13 @@ float32, the same batch size, best of the same number of runs), in
 sentences/second and the ratio. The model folder is $CLATTN_MODEL, else
 models/all-MiniLM-L6-v2.
 
-`train` runs `clattn-bench train --json` (the fused attention backward, and
-one training step of clattn-train's encoder classifier), then times the
-same step in PyTorch on the CPU: the model of
+`train` runs `clattn-bench train --json` (the fused attention backward,
+one training step of clattn-train's encoder classifier, and one of a Llama
+decoder), then times the same steps in PyTorch on the CPU: the model of
 tests/fixtures/make_train_fixtures.py at the sizes clattn-bench reports,
-zero_grad + forward + cross-entropy + backward + Adam step, float32, best
-of the same number of runs, and prints both and the ratio.
+zero_grad + forward + cross-entropy + backward + Adam step, and
+transformers' LlamaForCausalLM with AdamW; float32, best of the runs,
+and prints both and the ratio.
 
 `generate` times one decoder model folder (default: the two made by
 tools/make-bench-models.py, SmolLM2-135M's and Qwen2.5-0.5B's shapes in
@@ -196,7 +197,37 @@ def train(args):
         print(f"{c['name']:<24s} {c['batch']:4d} {c['seq']:4d} {c['d_model']:4d} "
               f"{c['nhead']:6d} {c['dim_ff']:4d} {c['layers']:6d} {c['ms']:10.2f} "
               f"{peer_ms:9.2f}  {peer_ms / c['ms']:8.2f}x")
+    for c in res.get("lm_steps", []):
+        peer_ms = torch_lm_step_ms(c)
+        print(f"{'lm (Llama, vocab ' + str(c['vocab']) + ')':<24s} {c['batch']:4d} "
+              f"{c['seq']:4d} {c['hidden']:4d} {c['heads']:6d} {c['ff']:4d} {c['layers']:6d} "
+              f"{c['ms']:10.2f} {peer_ms:9.2f}  {peer_ms / c['ms']:8.2f}x")
     return 0
+
+
+def torch_lm_step_ms(c):
+    """transformers' LlamaForCausalLM (SDPA attention, untied head) at
+    clattn-bench's LM step size: zero_grad, forward with labels (the
+    shifted mean cross-entropy), backward, AdamW; best of the runs, ms."""
+    import torch
+    import transformers
+    cfg = transformers.LlamaConfig(
+        vocab_size=c["vocab"], hidden_size=c["hidden"], intermediate_size=c["ff"],
+        num_hidden_layers=c["layers"], num_attention_heads=c["heads"],
+        num_key_value_heads=c["heads"], max_position_embeddings=c["seq"],
+        tie_word_embeddings=False, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(cfg).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ids = torch.randint(0, c["vocab"], (c["batch"], c["seq"]),
+                        generator=torch.Generator().manual_seed(0))
+
+    def step():
+        opt.zero_grad()
+        model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
+        opt.step()
+
+    return timed(step, min_seconds=2.0, max_reps=c.get("reps", 5)) * 1e3
 
 
 

@@ -366,6 +366,38 @@ static void train_case_run(clattn_ctx *ctx, const options *o, int b, int hq, int
         clattn_tensor_destroy(all[i]);
 }
 
+/* One training step of a Llama decoder at the issue's size (hidden 256,
+ * 4 layers of 4 heads, ff 1024, a 256-token vocabulary, B 16, T 256);
+ * tools/bench-peers.py train times transformers' LlamaForCausalLM on the
+ * same. Closes the JSON object bench_train opened. */
+static void bench_train_lm(clattn_ctx *ctx, const options *o, int reps)
+{
+    clattn_llama_config c = clattn_llama_config_default();
+    c.vocab_size = 256, c.hidden_size = 256, c.intermediate_size = 1024;
+    c.num_hidden_layers = 4, c.num_attention_heads = 4, c.num_key_value_heads = 4;
+    c.max_position_embeddings = 256, c.tie_word_embeddings = false;
+    int32_t B = 16, T = 256;
+    double ms;
+    clattn_status st = bench_train_lm_step(ctx, &c, B, T, reps, &ms);
+    if (st != CLATTN_OK) {
+        fprintf(stderr, "clattn-bench: LM training step: %s: %s\n", clattn_status_str(st),
+                clattn_ctx_last_error(ctx));
+        exit(1);
+    }
+    if (o->json)
+        printf("\n ],\n \"lm_steps\": [\n  {\"name\": \"lm\", \"batch\": %d, \"seq\": %d, "
+               "\"hidden\": %d, \"layers\": %d, \"heads\": %d, \"ff\": %d, \"vocab\": %d, "
+               "\"ms\": %.3f, \"reps\": %d}\n ]}\n",
+               B, T, c.hidden_size, c.num_hidden_layers, c.num_attention_heads,
+               c.intermediate_size, c.vocab_size, ms, reps);
+    else
+        printf("\ntraining step of a Llama decoder (zero_grad, forward, causal LM loss, "
+               "backward, AdamW), best of %d:\nB %d, T %d, hidden %d, %d layers, %d heads, "
+               "ff %d, vocab %d: %.2f ms/step\n",
+               reps, B, T, c.hidden_size, c.num_hidden_layers, c.num_attention_heads,
+               c.intermediate_size, c.vocab_size, ms);
+}
+
 static void bench_train(clattn_ctx *ctx, const options *o)
 {
     clattn_device_info info;
@@ -424,8 +456,7 @@ static void bench_train(clattn_ctx *ctx, const options *o)
             printf("%-18s %3d %4d %4d %5d %4d %6d %9.2f\n", names[i], c->batch, c->seq_len,
                    c->d_model, c->nhead, c->dim_ff, c->num_layers, ms);
     }
-    if (o->json)
-        printf("\n ]}\n");
+    bench_train_lm(ctx, o, reps);
 }
 
 /* ---- gemm ------------------------------------------------------------------ */

@@ -9,6 +9,11 @@ const clattn__program_spec clattn__gemm_program = {{"gemm/gemm.cl", NULL}, NULL}
  * built with): the host sizes the launch from them. */
 enum { GEMM_ROWS = 6, GEMM_LOCAL = 8, GEMM_PANEL = 16 };
 
+/* The k block of long products (see clattn__gemm_cpu_epilogue). */
+#ifndef GEMM_K_BLOCK
+#define GEMM_K_BLOCK 512
+#endif
+
 /* The kernels of cl/gemm/gemm.cl launched here. */
 static const clattn__kernel_spec PACK_A = {&clattn__gemm_program, "gemm_pack_a"};
 static const clattn__kernel_spec PACK_B = {&clattn__gemm_program, "gemm_pack_b"};
@@ -148,6 +153,30 @@ clattn_status clattn__gemm_cpu_epilogue(clattn_ctx *ctx, bool trans_a, bool tran
                             "stops every kernel invocation after %lld loop iterations); "
                             "use gemm_kernel = \"clblast\"",
                             k, ctx->info.device_name, (long long)ctx->loop_budget);
+    /* A long k is run as consecutive k blocks, each adding to C (the
+     * first with the caller's beta): a work-item streams its 6 x k A block
+     * and 16 x k B panel once per tile, and past a few hundred k those no
+     * longer stay in L2 between the tiles that share them. The weight
+     * gradients dW = dY^T X with k = B * T token rows hit this (R 4096,
+     * 256 x 1024: 124 GFLOP/s against the forward's 211). Only plain
+     * products: the epilogue (bias, activation) must see the whole sum. */
+    if (k > GEMM_K_BLOCK * 3 / 2 && !packed_b && !bias && act == CLATTN_ACT_NONE) {
+        for (size_t kb = 0; kb < k; kb += GEMM_K_BLOCK) {
+            size_t kc = k - kb < GEMM_K_BLOCK * 3 / 2 ? k - kb : GEMM_K_BLOCK;
+            /* op(A) [m, k] column kb, op(B) [k, n] row kb in the stored layouts */
+            size_t a_at = a_off + (trans_a ? kb * lda : kb);
+            size_t b_at = b_off + (trans_b ? kb : kb * ldb);
+            clattn_status st = clattn__gemm_cpu_epilogue(
+                ctx, trans_a, trans_b, m, n, kc, alpha, a, a_at, lda, a_stride, b, b_at, ldb,
+                b_stride, kb == 0 ? beta : 1.0f, c, c_off, ldc, c_stride, batch, NULL,
+                CLATTN_ACT_NONE, NULL);
+            if (st != CLATTN_OK)
+                return st;
+            if (kc != GEMM_K_BLOCK)
+                break; /* the last block took the remainder */
+        }
+        return CLATTN_OK;
+    }
     /* op(B) is always packed into 16-column panels (the kernel could
      * read a row-major B in place, but with n = 2048 its 8 KiB row stride
      * hit the same L1 sets on every step: 30 against 89 GFLOP/s packed),

@@ -134,6 +134,15 @@ static void all_cases(clattn_ctx *ctx)
                 one_case(ctx, ta, tb, sizes[i], sizes[j], sizes[(i + j + (size_t)t) % NS], 1,
                          false, 1.0f, 0.0f);
     }
+    /* Long k, which the CPU GEMM runs as k blocks of 512 adding to C:
+     * every transpose combination, a remainder block (1100 = 512 + 588;
+     * 2049 = 3 x 512 + 513), beta != 0 (only the first block scales C),
+     * a strided batch and a broadcast B. */
+    for (int t = 0; t < 4; t++)
+        one_case(ctx, t & 1, t & 2, 17, 33, 1100, 1, false, 0.5f, -1.5f);
+    one_case(ctx, true, false, 67, 257, 2049, 1, false, 1.0f, 0.0f);
+    one_case(ctx, true, false, 13, 19, 1536, 3, false, 1.0f, 1.0f);
+    one_case(ctx, false, true, 13, 19, 1300, 2, true, -1.0f, 0.5f);
     /* alpha/beta, strided batch, and a broadcast operand. */
     one_case(ctx, false, false, 17, 113, 3, 1, false, -0.5f, 2.0f);
     one_case(ctx, false, true, 113, 17, 257, 1, false, 0.25f, -1.0f);
