@@ -144,6 +144,18 @@ bool cli_output_dir(const char *tool, const char *option, const char *path)
     return cli_output_path(tool, option, path);
 }
 
+void cli_progress(long epoch, long epochs, long step, long steps, double loss)
+{
+    int width = 30, done = (int)(width * step / steps);
+    char bar[32];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < done ? '#' : '.';
+    bar[width] = '\0';
+    fprintf(stderr, "\r[%s] epoch %ld/%ld step %ld/%ld loss %.6f ", bar, epoch, epochs, step,
+            steps, loss);
+    fflush(stderr);
+}
+
 void cli_json_number(FILE *f, double x, int digits)
 {
     if (isfinite(x))

@@ -32,6 +32,10 @@ bool cli_output_path(const char *tool, const char *option, const char *path);
  * folder. Prints "TOOL: OPTION: PATH: why" and returns false. */
 bool cli_output_dir(const char *tool, const char *option, const char *path);
 
+/* A 30-character progress bar on stderr, redrawn in place: "[####....]
+ * epoch E/EPOCHS step S/STEPS loss L" (the training tools, each step). */
+void cli_progress(long epoch, long epochs, long step, long steps, double loss);
+
 /* Prints x as a JSON number (%.*g with digits), or null when x is NaN or
  * infinite: JSON has no NaN, and a bare "nan" breaks every reader. */
 void cli_json_number(FILE *f, double x, int digits);

@@ -139,20 +139,6 @@ static int parse(int argc, char **argv, options *o)
     return 0;
 }
 
-static void progress(const options *o, long epoch, long step, double loss)
-{
-    if (o->quiet)
-        return;
-    int width = 30, done = (int)(width * step / o->steps);
-    char bar[32];
-    for (int i = 0; i < width; i++)
-        bar[i] = i < done ? '#' : '.';
-    bar[width] = '\0';
-    fprintf(stderr, "\r[%s] epoch %ld/%ld step %ld/%ld loss %.6f ", bar, epoch, o->epochs, step,
-            o->steps, loss);
-    fflush(stderr);
-}
-
 /* Mean loss (and accuracy) over the held-out batches. */
 static clattn_status evaluate(train_model *m, const train_config *c, float *const *hx,
                               float *const *hy, int64_t *const *hc, long n, double *loss,
@@ -327,7 +313,8 @@ int main(int argc, char **argv)
             step_loss[e * o.steps + s] = loss;
             sum += loss;
             correct += ok_rows;
-            progress(&o, e + 1, s + 1, loss);
+            if (!o.quiet)
+                cli_progress(e + 1, (long)o.epochs, s + 1, (long)o.steps, loss);
         }
         double hl, hacc;
         st = evaluate(m, &c, hx, hy, hc, o.heldout, &hl, &hacc);

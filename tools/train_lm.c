@@ -60,20 +60,6 @@ static int fail(clattn_ctx *ctx, const char *what, clattn_status st)
     return 1;
 }
 
-static void progress(const lm_options *o, long epoch, long step, double loss)
-{
-    if (o->quiet)
-        return;
-    int width = 30, done = (int)(width * step / o->steps);
-    char bar[32];
-    for (int i = 0; i < width; i++)
-        bar[i] = i < done ? '#' : '.';
-    bar[width] = '\0';
-    fprintf(stderr, "\r[%s] epoch %ld/%ld step %ld/%ld loss %.6f ", bar, epoch,
-            (long)o->epochs, step, (long)o->steps, loss);
-    fflush(stderr);
-}
-
 /* The device memory training needs, roughly: each parameter four times
  * (value, gradient, AdamW's two moments) and the activations the backward
  * keeps (a generous count per layer, the attention scores, the logits). A
@@ -249,7 +235,8 @@ int train_lm_main(int argc, char **argv)
             }
             r.step_loss[e * o.steps + s] = loss;
             sum += loss;
-            progress(&o, e + 1, s + 1, loss);
+            if (!o.quiet)
+                cli_progress(e + 1, (long)o.epochs, s + 1, (long)o.steps, loss);
         }
         double hl = 0, acc = 0;
         if ((st = lm_evaluate(r.m, &r.batch, r.held, o.heldout, &hl, &acc)) != CLATTN_OK)
