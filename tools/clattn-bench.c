@@ -379,11 +379,8 @@ static void bench_train_lm(clattn_ctx *ctx, const options *o, int reps)
     int32_t B = 16, T = 256;
     double ms;
     clattn_status st = bench_train_lm_step(ctx, &c, B, T, reps, &ms);
-    if (st != CLATTN_OK) {
-        fprintf(stderr, "clattn-bench: LM training step: %s: %s\n", clattn_status_str(st),
-                clattn_ctx_last_error(ctx));
-        exit(1);
-    }
+    if (st != CLATTN_OK)
+        die("LM training step", st);
     if (o->json)
         printf("\n ],\n \"lm_steps\": [\n  {\"name\": \"lm\", \"batch\": %d, \"seq\": %d, "
                "\"hidden\": %d, \"layers\": %d, \"heads\": %d, \"ff\": %d, \"vocab\": %d, "
@@ -441,11 +438,8 @@ static void bench_train(clattn_ctx *ctx, const options *o)
         const train_config *c = &steps[i];
         double ms;
         clattn_status st = bench_train_step(ctx, c, reps, &ms);
-        if (st != CLATTN_OK) {
-            fprintf(stderr, "clattn-bench: training step: %s: %s\n", clattn_status_str(st),
-                    clattn_ctx_last_error(ctx));
-            exit(1);
-        }
+        if (st != CLATTN_OK)
+            die("training step", st);
         if (o->json)
             printf("%s{\"name\": \"%s\", \"batch\": %d, \"seq\": %d, \"d_model\": %d, "
                    "\"nhead\": %d, \"dim_ff\": %d, \"layers\": %d, \"ms\": %.3f, "
